@@ -1,0 +1,276 @@
+"""The ``backupkit`` command: a thin layer over :class:`backupkit.Engine`.
+
+Every command takes ``--json``. Errors the user can fix are one line on stderr and
+a non-zero exit code (see :mod:`backupkit.errors`); tracebacks are for bugs only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import signal
+import sys
+from collections.abc import Sequence
+from typing import Any, NoReturn, TextIO
+
+from backupkit._version import __version__
+from backupkit.config import COMPRESS_CHOICES, Config, find_config_file
+from backupkit.engine import Engine, Progress
+from backupkit.errors import BackupInterrupted, BackupkitError, ConfigError
+
+
+class _ArgumentParser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"backupkit: error: {message} (see 'backupkit {self.prog.split()[-1]} --help')\n"
+                  if " " in self.prog else f"backupkit: error: {message} (see 'backupkit --help')\n")
+
+
+def _common(p: argparse.ArgumentParser, *, sink: bool = True) -> None:
+    p.add_argument("--config", metavar="FILE", help="TOML configuration (default: ./backupkit.toml)")
+    p.add_argument("--set", dest="set_name", metavar="NAME", help="backup set to act on")
+    if sink:
+        p.add_argument("--sink", metavar="DIR|URL", help="where backups are stored (default: $BACKUP_DIR)")
+    p.add_argument("--json", action="store_true", help="machine-readable output on stdout")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _ArgumentParser(
+        prog="backupkit",
+        description="Back up files and services, verify, list and restore backups.",
+    )
+    parser.add_argument("--version", action="version", version=f"backupkit {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_ArgumentParser)
+
+    p = sub.add_parser("backup", help="run a backup")
+    _common(p)
+    p.add_argument("--source", action="append", default=[], metavar="PATH",
+                   help="file or directory to back up (repeatable); without it, the config file says")
+    p.add_argument("--include", action="append", default=[], metavar="GLOB")
+    p.add_argument("--exclude", action="append", default=[], metavar="GLOB")
+    p.add_argument("--compress", choices=COMPRESS_CHOICES, default=None)
+    p.add_argument("--kind", choices=("full", "incremental"), default="full")
+    p.add_argument("--reason", default="manual")
+    p.add_argument("--tag", action="append", default=[], metavar="TAG")
+
+    p = sub.add_parser("list", help="list backups in the catalog")
+    _common(p)
+
+    p = sub.add_parser("status", help="newest backup per set and catalog problems")
+    _common(p)
+
+    p = sub.add_parser("restore", help="restore a backup")
+    _common(p)
+    p.add_argument("backup", metavar="ID|latest", help="backup id, unique id prefix, or 'latest'")
+    p.add_argument("--to", required=True, metavar="DIR", help="directory to restore into")
+    p.add_argument("--artifact", action="append", default=None, metavar="NAME",
+                   help="restore only this artifact (repeatable)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="allow a non-empty target; entries from the backup replace existing ones")
+
+    p = sub.add_parser("verify", help="re-read a stored backup and check its checksums")
+    _common(p)
+    p.add_argument("backup", metavar="ID|latest", nargs="?", default="latest")
+
+    p = sub.add_parser("plugins", help="list loaded plugins and the ids they register")
+    p.add_argument("--json", action="store_true")
+    return parser
+
+
+def _engine(args: argparse.Namespace, *, adhoc: bool = False) -> Engine:
+    sources = getattr(args, "source", [])
+    if adhoc and sources:
+        if args.config:
+            raise ConfigError("give either --source or --config, not both")
+        config = Config.adhoc(
+            sources=sources,
+            sink=args.sink,
+            compress=args.compress or "zstd",
+            name=args.set_name or "default",
+            include=tuple(args.include),
+            exclude=tuple(args.exclude),
+        )
+        return Engine(config)
+    if getattr(args, "sink", None) and not args.config:
+        return Engine(Config.for_sink(args.sink))
+    path = find_config_file(args.config)
+    if path is not None:
+        config = Config.from_file(path)
+        if adhoc and args.compress:
+            raise ConfigError("--compress applies to --source backups; set 'compress' in the config file")
+        return Engine(config)
+    if adhoc:
+        raise ConfigError("nothing to back up; pass --source PATH or a config file (--config FILE)")
+    return Engine(Config.for_sink(None))
+
+
+def _human(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TiB"
+
+
+class _ProgressLine:
+    """One self-rewriting status line on a terminal; silent otherwise."""
+
+    def __init__(self, stream: TextIO, enabled: bool) -> None:
+        self.stream = stream
+        self.enabled = enabled and stream.isatty()
+        self.shown = False
+
+    def __call__(self, p: Progress) -> None:
+        if not self.enabled:
+            return
+        rate = p.done_bytes / p.elapsed if p.elapsed > 0 else 0.0
+        line = f"{p.artifact}: {_human(p.done_bytes)} at {_human(rate)}/s {p.current}"
+        width = 100
+        self.stream.write("\r" + line[:width].ljust(width))
+        self.stream.flush()
+        self.shown = True
+
+    def done(self) -> None:
+        if self.shown:
+            self.stream.write("\r" + " " * 100 + "\r")
+            self.stream.flush()
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dt.datetime):
+        return value.isoformat().replace("+00:00", "Z")
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def _emit(args: argparse.Namespace, data: Any, text: str) -> None:
+    if args.json:
+        print(json.dumps(data, default=_jsonable, indent=2))
+    else:
+        print(text)
+
+
+def _cmd_backup(args: argparse.Namespace) -> int:
+    engine = _engine(args, adhoc=True)
+    progress = _ProgressLine(sys.stderr, enabled=not args.json)
+    try:
+        manifest = engine.backup(
+            args.set_name if not args.source else None,
+            kind=args.kind,
+            reason=args.reason,
+            tags=args.tag,
+            progress=progress,
+        )
+    finally:
+        progress.done()
+    sizes = f"{_human(manifest.raw_size)} read, {_human(manifest.stored_size)} stored"
+    _emit(args, manifest.to_dict(),
+          f"backup {manifest.id} of set {manifest.set_name}: {len(manifest.artifacts)} artifact(s), "
+          f"{sizes} in {manifest.duration_seconds:.1f}s")
+    return 0
+
+
+def _cmd_list(args: argparse.Namespace) -> int:
+    catalog = _engine(args).catalog().for_set(args.set_name)
+    for problem in catalog.problems:
+        print(f"backupkit: warning: {problem.message}", file=sys.stderr)
+    records = catalog.to_records()
+    lines = [f"{'ID':<24} {'SET':<12} {'KIND':<11} {'TIER':<11} {'STORED':>10}  CREATED"]
+    for r in records:
+        lines.append(
+            f"{r['id']:<24} {r['set']:<12} {r['kind']:<11} {r['tier']:<11} "
+            f"{_human(r['stored_size']):>10}  {r['created_at']:%Y-%m-%d %H:%M:%S}Z"
+        )
+    if not records:
+        lines = ["no backups"]
+    _emit(args, {"backups": records, "problems": [p.message for p in catalog.problems]}, "\n".join(lines))
+    return 0
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    status = _engine(args).status()
+    lines = [f"sink: {', '.join(status['sinks'])}"]
+    for name, s in status["sets"].items():
+        if args.set_name and name != args.set_name:
+            continue
+        if s["latest_id"]:
+            age = s["latest_age_seconds"] / 3600
+            lines.append(f"set {name}: {s['backups']} backup(s), {_human(s['stored_bytes'])}; "
+                         f"latest {s['latest_id']} ({age:.1f} h ago)")
+        else:
+            lines.append(f"set {name}: no backups yet")
+    for p in status["problems"]:
+        lines.append(f"problem: {p['message']}")
+    _emit(args, status, "\n".join(lines))
+    return 0
+
+
+def _cmd_restore(args: argparse.Namespace) -> int:
+    engine = _engine(args)
+    progress = _ProgressLine(sys.stderr, enabled=not args.json)
+    try:
+        result = engine.restore(args.backup, to=args.to, set_name=args.set_name,
+                                artifacts=args.artifact, overwrite=args.overwrite, progress=progress)
+    finally:
+        progress.done()
+    data = {"backup_id": result.backup_id, "targets": dict(result.targets),
+            "bytes": result.bytes, "seconds": round(result.seconds, 3)}
+    _emit(args, data, f"restored backup {result.backup_id} ({_human(result.bytes)}) to {args.to}")
+    return 0
+
+
+def _cmd_verify(args: argparse.Namespace) -> int:
+    result = _engine(args).verify(args.backup, set_name=args.set_name)
+    data = {"backup_id": result.backup_id, "ok": result.ok,
+            "artifacts": [{"name": c.artifact, "ok": c.ok, "error": c.error} for c in result.checks]}
+    lines = [f"{c.artifact}: {'ok' if c.ok else 'FAILED: ' + (c.error or '')}" for c in result.checks]
+    _emit(args, data, f"backup {result.backup_id}\n" + "\n".join(lines))
+    if not result.ok:
+        bad = next(c for c in result.checks if not c.ok)
+        print(f"backupkit: error: {bad.error}", file=sys.stderr)
+        return 7
+    return 0
+
+
+def _cmd_plugins(args: argparse.Namespace) -> int:
+    from backupkit.plugins import make_plugin_manager
+
+    plugins = make_plugin_manager()
+    reg = plugins.registry
+    data = {
+        "plugins": plugins.names(),
+        "sources": sorted(reg.sources),
+        "transforms": sorted(reg.transforms),
+        "sinks": sorted(reg.sinks),
+    }
+    text = "\n".join(f"{k}: {', '.join(v)}" for k, v in data.items())
+    _emit(args, data, text)
+    return 0
+
+
+_COMMANDS = {
+    "backup": _cmd_backup,
+    "list": _cmd_list,
+    "status": _cmd_status,
+    "restore": _cmd_restore,
+    "verify": _cmd_verify,
+    "plugins": _cmd_plugins,
+}
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    raise BackupInterrupted("backupkit was terminated (SIGTERM); nothing of this run was kept")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        return _COMMANDS[args.command](args)
+    except BackupkitError as exc:
+        print(f"backupkit: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("backupkit: interrupted; nothing of this run was kept", file=sys.stderr)
+        return 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)

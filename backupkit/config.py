@@ -1,0 +1,253 @@
+"""Configuration: backup sets, their sources, transforms and sink.
+
+A configuration comes from a dict (notebooks, host apps), a TOML file
+(``backupkit.toml``) or the ad-hoc command line. The seeds' environment variables
+fill in what the file leaves out: ``BACKUP_DIR`` is the sink of a set that names
+none. Unknown keys are refused with a one-line error naming them; plugin
+parameters are checked by the plugins themselves when the engine builds them.
+
+::
+
+    [sets.app]
+    sink = "/var/backups/app"              # or { type = "local", root = "..." }
+    compress = "zstd"                       # zstd | gzip | none (or a transforms list)
+    tags = ["prod"]
+
+    [[sets.app.sources]]
+    type = "filesystem"
+    name = "files"                          # artifact name; defaults to the type
+    paths = ["/srv/app/media", "/srv/app/config"]
+    exclude = ["*.pyc", "__pycache__"]
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from backupkit.errors import ConfigError
+
+CONFIG_FILENAME = "backupkit.toml"
+COMPRESS_CHOICES = ("zstd", "gzip", "none")
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+
+_TOP_KEYS = ("sets", "hostname")
+_SET_KEYS = ("sources", "transforms", "compress", "sink", "hostname", "tags")
+
+
+@attrs.frozen
+class PluginRef:
+    """A plugin id and the parameters to build it with (checked by the plugin)."""
+
+    id: str
+    params: Mapping[str, Any] = attrs.field(factory=dict)
+    name: str | None = None
+
+
+@attrs.frozen
+class SetConfig:
+    """One backup set: what to read, how to transform it, where to store it."""
+
+    name: str
+    sources: tuple[PluginRef, ...]
+    transforms: tuple[PluginRef, ...]
+    sink: PluginRef | str
+    hostname: str | None = None
+    tags: tuple[str, ...] = ()
+
+
+@attrs.frozen
+class Config:
+    """Every backup set, and a sink to read when no set is configured."""
+
+    sets: Mapping[str, SetConfig] = attrs.field(factory=dict)
+    sink: PluginRef | str | None = None
+
+    @classmethod
+    def from_dict(
+        cls, data: Mapping[str, Any], *, env: Mapping[str, str] | None = None, origin: str = "config"
+    ) -> Config:
+        env = os.environ if env is None else env
+        _check_keys(data, _TOP_KEYS, origin)
+        sets_raw = data.get("sets", {})
+        if not isinstance(sets_raw, Mapping) or not sets_raw:
+            raise ConfigError(f"{origin}: 'sets' must be a table with at least one backup set")
+        default_host = _opt_str(data, "hostname", origin)
+        sets = {
+            name: _parse_set(name, body, env, f"{origin}: set {name!r}", default_host)
+            for name, body in sets_raw.items()
+        }
+        return cls(sets=sets)
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike[str], *, env: Mapping[str, str] | None = None) -> Config:
+        path = Path(path)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise ConfigError(f"config file {path} does not exist; create it or pass --config") from None
+        except OSError as exc:
+            raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+        try:
+            data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+        return cls.from_dict(data, env=env, origin=str(path))
+
+    @classmethod
+    def adhoc(
+        cls,
+        *,
+        sources: list[str],
+        sink: str | None,
+        compress: str = "zstd",
+        name: str = "default",
+        include: tuple[str, ...] = (),
+        exclude: tuple[str, ...] = (),
+        env: Mapping[str, str] | None = None,
+    ) -> Config:
+        """The configuration the ad-hoc command line describes."""
+        env = os.environ if env is None else env
+        if not sources:
+            raise ConfigError("nothing to back up; pass --source PATH (or use a config file)")
+        params: dict[str, Any] = {"paths": list(sources)}
+        if include:
+            params["include"] = list(include)
+        if exclude:
+            params["exclude"] = list(exclude)
+        body = {
+            "sources": [{"type": "filesystem", "name": "files", **params}],
+            "compress": compress,
+        }
+        if sink is not None:
+            body["sink"] = sink
+        return cls(sets={name: _parse_set(name, body, env, f"set {name!r}", None)})
+
+    @classmethod
+    def for_sink(cls, sink: str | None, *, env: Mapping[str, str] | None = None) -> Config:
+        """Only a sink to read (list, status, restore, verify without a config file)."""
+        env = os.environ if env is None else env
+        location = sink or env.get("BACKUP_DIR")
+        if not location:
+            raise ConfigError("no sink given; pass --sink DIR|URL, set BACKUP_DIR, or use --config")
+        return cls(sink=location)
+
+    def get_set(self, name: str | None) -> SetConfig:
+        if name is None:
+            if len(self.sets) == 1:
+                return next(iter(self.sets.values()))
+            if not self.sets:
+                raise ConfigError("no backup set is configured; pass --source or use a config file")
+            raise ConfigError(
+                f"several backup sets are configured ({', '.join(self.sets)}); name one with --set"
+            )
+        try:
+            return self.sets[name]
+        except KeyError:
+            raise ConfigError(
+                f"unknown backup set {name!r}; configured sets: {', '.join(self.sets) or 'none'}"
+            ) from None
+
+
+def _check_keys(data: Any, allowed: tuple[str, ...], where: str) -> None:
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{where} must be a table")
+    for key in data:
+        if key not in allowed:
+            hint = difflib.get_close_matches(str(key), allowed, n=1)
+            more = f"; did you mean {hint[0]!r}?" if hint else f"; allowed: {', '.join(allowed)}"
+            raise ConfigError(f"{where}: unknown key {key!r}{more}")
+
+
+def _opt_str(data: Mapping[str, Any], key: str, where: str) -> str | None:
+    value = data.get(key)
+    if value is not None and not isinstance(value, str):
+        raise ConfigError(f"{where}: {key!r} must be a string")
+    return value
+
+
+def _plugin_ref(entry: Any, where: str, *, named: bool) -> PluginRef:
+    if isinstance(entry, str):
+        return PluginRef(id=entry)
+    if not isinstance(entry, Mapping):
+        raise ConfigError(f"{where} must be a table with a 'type' key")
+    params = dict(entry)
+    plugin_id = params.pop("type", None)
+    if not isinstance(plugin_id, str) or not plugin_id:
+        raise ConfigError(f"{where} needs a 'type' naming its plugin")
+    name = params.pop("name", None) if named else None
+    if name is not None and (not isinstance(name, str) or not _NAME.match(name)):
+        raise ConfigError(f"{where}: name {name!r} must be letters, digits, '.', '_' or '-'")
+    return PluginRef(id=plugin_id, params=params, name=name)
+
+
+def _parse_set(
+    name: str, body: Any, env: Mapping[str, str], where: str, default_host: str | None
+) -> SetConfig:
+    if not _NAME.match(name) or "_" in name:
+        raise ConfigError(f"{where}: set names use letters, digits, '.' and '-' only")
+    _check_keys(body, _SET_KEYS, where)
+    sources_raw = body.get("sources")
+    if not isinstance(sources_raw, list) or not sources_raw:
+        raise ConfigError(f"{where}: 'sources' must list at least one source")
+    sources = tuple(
+        _plugin_ref(s, f"{where}: sources[{i}]", named=True) for i, s in enumerate(sources_raw)
+    )
+    names = [s.name or s.id for s in sources]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise ConfigError(f"{where}: two sources are named {dupes[0]!r}; give each a unique 'name'")
+    if "compress" in body and "transforms" in body:
+        raise ConfigError(f"{where}: give either 'compress' or 'transforms', not both")
+    if "transforms" in body:
+        raw = body["transforms"]
+        if not isinstance(raw, list):
+            raise ConfigError(f"{where}: 'transforms' must be a list")
+        transforms = tuple(
+            _plugin_ref(t, f"{where}: transforms[{i}]", named=False) for i, t in enumerate(raw)
+        )
+    else:
+        compress = body.get("compress", "zstd")
+        if compress is True:
+            compress = "zstd"
+        if compress is False:
+            compress = "none"
+        if compress not in COMPRESS_CHOICES:
+            raise ConfigError(
+                f"{where}: compress must be one of {', '.join(COMPRESS_CHOICES)}, got {compress!r}"
+            )
+        transforms = () if compress == "none" else (PluginRef(id=compress),)
+    sink_raw = body.get("sink", env.get("BACKUP_DIR"))
+    if sink_raw is None:
+        raise ConfigError(f"{where} has no sink; add sink = \"DIR or URL\" or set BACKUP_DIR")
+    sink: PluginRef | str
+    if isinstance(sink_raw, str):
+        sink = sink_raw
+    else:
+        sink = _plugin_ref(sink_raw, f"{where}: sink", named=False)
+    tags = body.get("tags", [])
+    if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
+        raise ConfigError(f"{where}: 'tags' must be a list of strings")
+    return SetConfig(
+        name=name,
+        sources=sources,
+        transforms=transforms,
+        sink=sink,
+        hostname=_opt_str(body, "hostname", where) or default_host,
+        tags=tuple(tags),
+    )
+
+
+def find_config_file(explicit: str | None, cwd: Path | None = None) -> Path | None:
+    """``--config FILE`` if given, else ``backupkit.toml`` in the working directory."""
+    if explicit:
+        return Path(explicit)
+    candidate = (cwd or Path.cwd()) / CONFIG_FILENAME
+    return candidate if candidate.is_file() else None

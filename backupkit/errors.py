@@ -1,0 +1,86 @@
+"""Every error backupkit raises on purpose.
+
+One root, :class:`BackupkitError`; each subclass also derives from the builtin it
+resembles where one fits, so ``except ValueError`` in a host app still works.
+Messages are one line, name the thing at fault and say what to do. They never
+contain secrets. ``exit_code`` is what the CLI exits with.
+"""
+
+from __future__ import annotations
+
+
+class BackupkitError(Exception):
+    """Root of every error backupkit raises on purpose."""
+
+    exit_code = 1
+
+
+class ConfigError(BackupkitError, ValueError):
+    """A configuration value, key, or command-line argument is wrong."""
+
+    exit_code = 2
+
+
+class PluginError(ConfigError):
+    """A plugin id is unknown, registered twice, or a plugin misbehaves."""
+
+
+class SourceError(BackupkitError):
+    """A source could not be read (missing path, unreadable file, dump failed)."""
+
+    exit_code = 3
+
+
+class SinkError(BackupkitError, OSError):
+    """A sink could not be written or read (permissions, full disk, network)."""
+
+    exit_code = 4
+
+
+class ManifestError(BackupkitError, ValueError):
+    """A manifest is truncated, has an unknown format version, or an invalid field."""
+
+    exit_code = 5
+
+
+class NotFoundError(BackupkitError, LookupError):
+    """No backup matches the requested id, prefix, or time."""
+
+    exit_code = 6
+
+
+class IntegrityError(BackupkitError):
+    """Stored data does not match the checksums recorded in its manifest."""
+
+    exit_code = 7
+
+
+class RestoreError(BackupkitError):
+    """A restore was refused (non-empty target, unsafe archive member)."""
+
+    exit_code = 8
+
+
+class UnsafeArchiveError(RestoreError):
+    """An archive member would be written outside the restore target."""
+
+
+class BackupInterrupted(BackupkitError):
+    """A backup run was interrupted (signal); nothing was published."""
+
+    exit_code = 130
+
+
+__all__ = [
+    "BackupInterrupted",
+    "BackupkitError",
+    "ConfigError",
+    "IntegrityError",
+    "ManifestError",
+    "NotFoundError",
+    "PluginError",
+    "RestoreError",
+    "SinkError",
+    "SourceError",
+    "UnsafeArchiveError",
+]

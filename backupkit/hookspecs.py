@@ -1,0 +1,95 @@
+"""Every hook backupkit calls. Plugins implement them with ``@backupkit.hookimpl``.
+
+Hooks are called only by :mod:`backupkit.engine` (and the registration hooks by
+:mod:`backupkit.plugins` when an engine builds its plugin manager). Each engine has
+its own plugin manager; nothing is registered globally.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import pluggy
+
+if TYPE_CHECKING:
+    from backupkit.core.manifest import Manifest
+    from backupkit.plugins import Register
+    from backupkit.run import RunInfo
+
+_hookspec = pluggy.HookspecMarker("backupkit")
+
+
+@_hookspec
+def backupkit_register_sources(register: Register) -> None:
+    """Register source plugin classes.
+
+    Called once, when an engine builds its plugin manager.
+
+    :param register: call ``register.source(cls)`` for each :class:`backupkit.Source`
+        subclass; ``cls.id`` is its stable id (``filesystem``, ``postgres``...).
+    """
+
+
+@_hookspec
+def backupkit_register_transforms(register: Register) -> None:
+    """Register transform plugin classes (compression, encryption).
+
+    Called once, when an engine builds its plugin manager.
+
+    :param register: call ``register.transform(cls)`` for each
+        :class:`backupkit.Transform` subclass, keyed by ``cls.id`` (``gzip``, ``zstd``).
+    """
+
+
+@_hookspec
+def backupkit_register_sinks(register: Register) -> None:
+    """Register sink plugin classes (where backups are stored).
+
+    Called once, when an engine builds its plugin manager.
+
+    :param register: call ``register.sink(cls)`` for each :class:`backupkit.Sink`
+        subclass, keyed by ``cls.id`` (``local``, ``s3``).
+    """
+
+
+@_hookspec(firstresult=True)
+def backupkit_sink_for_url(url: str) -> tuple[str, dict[str, object]] | None:
+    """Say which sink owns a location given on the command line or in config.
+
+    Called when a sink is given as a bare string (``/var/backups``, ``s3://b/p``).
+    The first plugin to answer wins.
+
+    :param url: the location as the user wrote it.
+    :return: ``(sink_id, params)`` to build the sink with, or ``None`` if this
+        plugin does not handle the location.
+    """
+
+
+@_hookspec
+def backupkit_before_run(run: RunInfo) -> None:
+    """Called before a backup run reads any source.
+
+    :param run: what is about to run: set name, kind, reason, run id, sink.
+        Raising an exception aborts the run before anything is written.
+    """
+
+
+@_hookspec
+def backupkit_after_run(run: RunInfo, manifest: Manifest) -> None:
+    """Called after a backup run has published its manifest.
+
+    :param run: the run that finished.
+    :param manifest: the manifest just written; every artifact it names is stored.
+    """
+
+
+@_hookspec
+def backupkit_on_failure(run: RunInfo, error: BaseException) -> None:
+    """Called when a backup run fails or is interrupted, after cleanup.
+
+    Nothing of the run is visible in the catalog by then.
+
+    :param run: the run that failed.
+    :param error: the exception that ended it (a :class:`backupkit.errors.BackupkitError`
+        for expected failures, ``KeyboardInterrupt`` for Ctrl-C).
+    """

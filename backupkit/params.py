@@ -1,0 +1,76 @@
+"""Plugin parameters: plugins are attrs classes whose fields are their parameters.
+
+``build(cls, params, what=...)`` checks the keys against the fields, converts and
+validates, and turns every mistake into a one-line :class:`ConfigError` that names
+the plugin and the key. ``public_params(obj)`` returns the fields fit for a
+manifest: fields declared with ``secret()`` never leave the process.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Mapping
+from typing import Any, TypeVar
+
+import attrs
+
+from backupkit.errors import ConfigError
+
+T = TypeVar("T")
+
+_SECRET = "backupkit_secret"
+
+
+def secret(**kwargs: Any) -> Any:
+    """An attrs field holding a secret: kept out of manifests, logs and repr."""
+    metadata = dict(kwargs.pop("metadata", {}))
+    metadata[_SECRET] = True
+    return attrs.field(metadata=metadata, repr=False, **kwargs)
+
+
+def build(cls: type[T], params: Mapping[str, Any], *, what: str) -> T:
+    """Instantiate plugin *cls* from user *params*; *what* names it in errors."""
+    fields = {f.name: f for f in attrs.fields(cls) if f.init}  # type: ignore[misc]
+    names = {f.alias or f.name: f.name for f in fields.values()}
+    for key in params:
+        if key not in names:
+            hint = difflib.get_close_matches(key, list(names), n=1)
+            known = ", ".join(sorted(names)) or "none"
+            suggestion = f"; did you mean {hint[0]!r}?" if hint else f"; known keys: {known}"
+            raise ConfigError(f"{what}: unknown key {key!r}{suggestion}")
+    missing = [
+        alias
+        for alias, name in names.items()
+        if fields[name].default is attrs.NOTHING and alias not in params
+    ]
+    if missing:
+        raise ConfigError(f"{what}: missing required key {missing[0]!r}")
+    try:
+        return cls(**params)
+    except ConfigError:
+        raise
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{what}: {exc}") from None
+
+
+def public_params(obj: Any) -> dict[str, Any]:
+    """The non-secret fields of plugin *obj*, as JSON-ready values."""
+    out: dict[str, Any] = {}
+    for f in attrs.fields(type(obj)):
+        if f.metadata.get(_SECRET):
+            continue
+        value = getattr(obj, f.name)
+        if isinstance(value, tuple):
+            value = list(value)
+        out[f.alias or f.name] = value
+    return out
+
+
+def check_range(lo: int, hi: int) -> Any:
+    """attrs validator: an int between *lo* and *hi* inclusive, with a plain message."""
+
+    def validate(inst: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+        if not isinstance(value, int) or isinstance(value, bool) or not lo <= value <= hi:
+            raise ValueError(f"{attribute.name} must be an integer from {lo} to {hi}, got {value!r}")
+
+    return validate

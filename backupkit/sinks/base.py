@@ -1,0 +1,93 @@
+"""The base class every sink plugin (where backups are stored) derives from."""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any, BinaryIO, ClassVar
+
+from backupkit.core.manifest import MANIFEST_SUFFIX
+from backupkit.params import build, public_params
+
+
+class ArtifactWriter(abc.ABC):
+    """An artifact being stored: ``write`` many times, then ``commit`` or ``abort``.
+
+    Nothing written is visible under its key until ``commit`` returns; ``abort``
+    removes every trace and may be called at any point, also after ``commit`` failed.
+    """
+
+    @abc.abstractmethod
+    def write(self, data: bytes, /) -> int: ...
+
+    @abc.abstractmethod
+    def commit(self) -> None: ...
+
+    @abc.abstractmethod
+    def abort(self) -> None: ...
+
+
+class Sink(abc.ABC):
+    """A store of artifacts, manifests and logs addressed by ``/``-separated keys.
+
+    Subclasses are attrs classes whose fields are their parameters. They implement
+    six primitives (open_artifact, put_bytes, get_bytes, open_read, list_keys,
+    delete); the rest is derived here.
+    """
+
+    id: ClassVar[str]
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, Any]) -> Sink:
+        return build(cls, params, what=f"sink {cls.id!r}")
+
+    def describe(self) -> dict[str, Any]:
+        return public_params(self)
+
+    @property
+    @abc.abstractmethod
+    def location(self) -> str:
+        """Where this sink stores, for messages (never contains credentials)."""
+
+    # -- primitives -------------------------------------------------------------
+    @abc.abstractmethod
+    def open_artifact(self, key: str, *, run_id: str) -> ArtifactWriter:
+        """Start storing an artifact under *key*; invisible until committed."""
+
+    @abc.abstractmethod
+    def put_bytes(self, key: str, data: bytes, *, run_id: str) -> None:
+        """Store a small object atomically (manifests, logs)."""
+
+    @abc.abstractmethod
+    def get_bytes(self, key: str) -> bytes:
+        """Read a small object whole."""
+
+    @abc.abstractmethod
+    def open_read(self, key: str) -> BinaryIO:
+        """Open a stored object for streaming reads."""
+
+    @abc.abstractmethod
+    def list_keys(self, prefix: str = "") -> Iterator[str]:
+        """Every published key starting with *prefix* (temporary files excluded)."""
+
+    @abc.abstractmethod
+    def delete(self, keys: Iterable[str]) -> None:
+        """Delete *keys*; keys that do not exist are ignored."""
+
+    # -- run lifecycle (optional) -----------------------------------------------
+    def begin_run(self, run_id: str) -> None:
+        """Called before a run stores anything; a place to collect stale temp data."""
+
+    def end_run(self, run_id: str) -> None:
+        """Called when a run ends, successful or not; remove its temporary data."""
+
+    # -- derived ------------------------------------------------------------------
+    def key_for(self, tier: str, filename: str) -> str:
+        """The key of a file of a backup in *tier* (the layout; sinks may override)."""
+        return f"{tier}/{filename}"
+
+    def log_key(self, filename: str) -> str:
+        return f"logs/{filename}"
+
+    def list_manifest_keys(self) -> Iterator[str]:
+        return (k for k in self.list_keys() if k.endswith(MANIFEST_SUFFIX))

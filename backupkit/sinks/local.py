@@ -1,0 +1,249 @@
+"""The ``local`` sink: a tiered directory tree (seed 002's layout).
+
+::
+
+    <root>/daily/  weekly/  monthly/  incremental/   published backups by tier
+    <root>/temp/<run-id>/                            a run's files while being written
+    <root>/logs/                                     one log file per run
+
+Artifacts are written into ``temp/<run-id>/`` and renamed into their tier when
+complete (fsync'ed first), so a reader never sees a partial file. Each running
+backup holds an exclusive ``flock`` on ``temp/<run-id>/.lock``; a run directory
+whose lock can be taken belongs to a dead run and is removed by the next run.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import shutil
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any, BinaryIO, ClassVar
+
+import attrs
+
+from backupkit.errors import ConfigError, NotFoundError, SinkError
+from backupkit.plugins import Register, hookimpl
+from backupkit.sinks.base import ArtifactWriter, Sink
+
+TIERS = ("daily", "weekly", "monthly", "incremental")
+LAYOUT = (*TIERS, "temp", "logs")
+_HIDDEN = ("temp/",)
+
+
+def _os_error(exc: OSError, action: str, path: Path) -> SinkError:
+    if exc.errno == errno.ENOSPC:
+        hint = "the disk is full; free space or choose another sink"
+    elif exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        hint = "permission denied; make it writable or choose another sink"
+    else:
+        hint = exc.strerror or str(exc)
+    err = SinkError(f"cannot {action} {path}: {hint}")
+    err.errno = exc.errno
+    return err
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class _FileWriter(ArtifactWriter):
+    def __init__(self, tmp: Path, final: Path) -> None:
+        self.tmp = tmp
+        self.final = final
+        try:
+            self.fh: BinaryIO | None = open(tmp, "xb", buffering=0)  # noqa: SIM115
+        except OSError as exc:
+            raise _os_error(exc, "write", tmp) from None
+
+    def write(self, data: bytes, /) -> int:
+        assert self.fh is not None, "write after commit/abort"
+        try:
+            return self.fh.write(data) or 0
+        except OSError as exc:
+            raise _os_error(exc, "write", self.tmp) from None
+
+    def commit(self) -> None:
+        assert self.fh is not None
+        try:
+            os.fsync(self.fh.fileno())
+            self.fh.close()
+            self.fh = None
+            self.final.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(self.tmp, self.final)
+            _fsync_dir(self.final.parent)
+        except OSError as exc:
+            raise _os_error(exc, "store", self.final) from None
+
+    def abort(self) -> None:
+        if self.fh is not None:
+            self.fh.close()
+            self.fh = None
+        self.tmp.unlink(missing_ok=True)
+
+
+@attrs.frozen
+class LocalSink(Sink):
+    """Backups in a local directory, laid out by tier."""
+
+    id: ClassVar[str] = "local"
+
+    root: Path = attrs.field(converter=lambda p: Path(os.path.expanduser(str(p))))
+    _locks: dict[str, int] = attrs.field(factory=dict, init=False, repr=False, eq=False)
+
+    @property
+    def location(self) -> str:
+        return str(self.root)
+
+    def describe(self) -> dict[str, Any]:
+        return {"root": str(self.root)}
+
+    def _path(self, key: str) -> Path:
+        parts = key.split("/")
+        if not key or key.startswith("/") or any(p in ("", ".", "..") for p in parts):
+            raise SinkError(f"invalid key {key!r} for sink {self.root}")
+        return self.root.joinpath(*parts)
+
+    def _ensure_layout(self) -> None:
+        if self.root.exists() and not self.root.is_dir():
+            raise ConfigError(f"sink {self.root} is not a directory; choose a directory")
+        try:
+            for name in LAYOUT:
+                (self.root / name).mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise _os_error(exc, "create", self.root) from None
+        if not os.access(self.root, os.W_OK | os.X_OK):
+            raise SinkError(
+                f"cannot write to sink {self.root}: permission denied; make it writable "
+                "or choose another sink"
+            )
+
+    # -- run lifecycle ------------------------------------------------------------
+    def begin_run(self, run_id: str) -> None:
+        self._ensure_layout()
+        self.collect_stale_temp()
+        run_dir = self.root / "temp" / run_id
+        try:
+            run_dir.mkdir()
+            fd = os.open(run_dir / ".lock", os.O_CREAT | os.O_RDWR, 0o600)
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            raise _os_error(exc, "create", run_dir) from None
+        self._locks[run_id] = fd
+
+    def end_run(self, run_id: str) -> None:
+        shutil.rmtree(self.root / "temp" / run_id, ignore_errors=True)
+        fd = self._locks.pop(run_id, None)
+        if fd is not None:
+            os.close(fd)
+
+    def collect_stale_temp(self) -> list[str]:
+        """Remove temp directories of runs that are no longer alive; return their ids."""
+        removed = []
+        temp = self.root / "temp"
+        if not temp.is_dir():
+            return removed
+        for run_dir in temp.iterdir():
+            if run_dir.name in self._locks:
+                continue
+            lock = run_dir / ".lock"
+            try:
+                fd = os.open(lock, os.O_RDWR)
+            except FileNotFoundError:
+                fd = -1
+            except OSError:
+                continue
+            try:
+                if fd >= 0:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                continue  # a live run holds it
+            else:
+                shutil.rmtree(run_dir, ignore_errors=True) if run_dir.is_dir() else run_dir.unlink()
+                removed.append(run_dir.name)
+            finally:
+                if fd >= 0:
+                    os.close(fd)
+        return removed
+
+    # -- primitives ---------------------------------------------------------------
+    def open_artifact(self, key: str, *, run_id: str) -> ArtifactWriter:
+        final = self._path(key)
+        if final.exists():
+            raise SinkError(f"{final} already exists; refusing to overwrite a stored artifact")
+        tmp = self.root / "temp" / run_id / key.replace("/", "__")
+        return _FileWriter(tmp, final)
+
+    def put_bytes(self, key: str, data: bytes, *, run_id: str) -> None:
+        writer = self.open_artifact(key, run_id=run_id)
+        try:
+            writer.write(data)
+            writer.commit()
+        except BaseException:
+            writer.abort()
+            raise
+
+    def get_bytes(self, key: str) -> bytes:
+        path = self._path(key)
+        try:
+            return path.read_bytes()
+        except FileNotFoundError:
+            raise NotFoundError(f"{path} does not exist in sink {self.root}") from None
+        except OSError as exc:
+            raise _os_error(exc, "read", path) from None
+
+    def open_read(self, key: str) -> BinaryIO:
+        path = self._path(key)
+        try:
+            return open(path, "rb")  # noqa: SIM115
+        except FileNotFoundError:
+            raise NotFoundError(f"{path} is missing from sink {self.root}") from None
+        except OSError as exc:
+            raise _os_error(exc, "read", path) from None
+
+    def list_keys(self, prefix: str = "") -> Iterator[str]:
+        if not self.root.is_dir():
+            return
+        for dirpath, dirnames, filenames in os.walk(self.root):
+            rel = os.path.relpath(dirpath, self.root)
+            rel = "" if rel == "." else rel.replace(os.sep, "/") + "/"
+            if rel.startswith(_HIDDEN):
+                dirnames[:] = []
+                continue
+            dirnames.sort()
+            for name in sorted(filenames):
+                key = rel + name
+                if key.startswith(prefix):
+                    yield key
+
+    def delete(self, keys: Iterable[str]) -> None:
+        for key in keys:
+            path = self._path(key)
+            try:
+                path.unlink(missing_ok=True)
+            except OSError as exc:
+                raise _os_error(exc, "delete", path) from None
+
+    def size_of(self, key: str) -> int:
+        return self._path(key).stat().st_size
+
+
+@hookimpl
+def backupkit_register_sinks(register: Register) -> None:
+    register.sink(LocalSink)
+
+
+@hookimpl(trylast=True)
+def backupkit_sink_for_url(url: str) -> tuple[str, dict[str, object]] | None:
+    """Plain paths and ``file://`` URLs belong to the local sink."""
+    if url.startswith("file://"):
+        return ("local", {"root": url[len("file://"):]})
+    if "://" in url:
+        return None
+    return ("local", {"root": url})

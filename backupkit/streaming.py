@@ -1,0 +1,212 @@
+"""Bounded-memory plumbing between a source thread and the transform/sink thread.
+
+A backup reads its source in one thread and compresses, encrypts and stores in
+another; between them sits a :class:`ChunkPipe` holding at most ``depth`` chunks
+of ``chunk`` bytes, so memory stays flat at any data size while reading,
+compressing and writing overlap (zstd, zlib, hashlib and file I/O release the GIL).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import queue
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from backupkit.errors import BackupkitError, IntegrityError
+
+CHUNK = 1 << 20
+DEPTH = 4
+_DONE = object()
+
+
+class Cancelled(BackupkitError):
+    """The consumer side of a pipe gave up; the producer stops writing."""
+
+
+class _Failed:
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
+
+
+class ChunkPipe:
+    """A writer in one thread, an iterator of chunks in another; bounded in between."""
+
+    def __init__(self, chunk: int = CHUNK, depth: int = DEPTH) -> None:
+        self.chunk = chunk
+        self._queue: queue.Queue[Any] = queue.Queue(maxsize=depth)
+        self._buf = bytearray()
+        self._cancelled = threading.Event()
+
+    # producer side
+    def write(self, data: bytes) -> int:
+        n = len(data)
+        if not self._buf and n >= self.chunk:
+            self._put(bytes(data))
+            return n
+        self._buf += data
+        while len(self._buf) >= self.chunk:
+            self._put(bytes(self._buf[: self.chunk]))
+            del self._buf[: self.chunk]
+        return n
+
+    def finish(self) -> None:
+        if self._buf:
+            self._put(bytes(self._buf))
+            self._buf.clear()
+        self._put(_DONE)
+
+    def fail(self, error: BaseException) -> None:
+        try:
+            self._put(_Failed(error))
+        except Cancelled:
+            pass
+
+    def _put(self, item: Any) -> None:
+        while True:
+            if self._cancelled.is_set():
+                raise Cancelled("backup cancelled")
+            try:
+                self._queue.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    # consumer side
+    def cancel(self) -> None:
+        self._cancelled.set()
+        while True:  # unblock a producer waiting on a full queue
+            try:
+                self._queue.get_nowait()
+            except queue.Empty:
+                return
+
+    def __iter__(self) -> Iterator[bytes]:
+        while True:
+            item = self._queue.get()
+            if item is _DONE:
+                return
+            if isinstance(item, _Failed):
+                raise item.error
+            yield item
+
+
+class Digest:
+    """sha256 and byte count of a stream."""
+
+    def __init__(self) -> None:
+        self._hash = hashlib.sha256()
+        self.size = 0
+
+    def update(self, data: bytes) -> None:
+        self._hash.update(data)
+        self.size += len(data)
+
+    def hexdigest(self) -> str:
+        return self._hash.hexdigest()
+
+
+class DigestWriter:
+    """Passes writes on to *out*, hashing and counting them."""
+
+    def __init__(self, out: Any, digest: Digest | None = None) -> None:
+        self.out = out
+        self.digest = digest or Digest()
+
+    def write(self, data: bytes) -> int:
+        self.digest.update(data)
+        self.out.write(data)
+        return len(data)
+
+    def flush(self) -> None:
+        pass
+
+
+class DigestReader:
+    """Reads from *inp*, hashing and counting what passes."""
+
+    def __init__(self, inp: Any, digest: Digest | None = None) -> None:
+        self.inp = inp
+        self.digest = digest or Digest()
+        self.eof = False
+
+    def read(self, size: int = -1) -> bytes:
+        data: bytes = self.inp.read(size)
+        if data:
+            self.digest.update(data)
+        elif size != 0:
+            self.eof = True
+        return data
+
+    def readable(self) -> bool:
+        return True
+
+
+class CheckedReader:
+    """The decoded stream handed to a source's restore.
+
+    Errors of the decoders (corrupt compressed data, failed authentication) become
+    :class:`IntegrityError`; at end of stream both checksums and sizes are compared
+    with the manifest, before the source makes anything visible.
+    """
+
+    def __init__(
+        self,
+        decoded: Any,
+        raw: Digest,
+        stored: DigestReader,
+        *,
+        expect_raw: tuple[int, str],
+        expect_stored: tuple[int, str],
+        label: str,
+        on_read: Callable[[int], None] | None = None,
+    ) -> None:
+        self.decoded = decoded
+        self.raw = raw
+        self.stored = stored
+        self.expect_raw = expect_raw
+        self.expect_stored = expect_stored
+        self.label = label
+        self.on_read = on_read
+        self.checked = False
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        try:
+            data: bytes = self.decoded.read(size)
+        except BackupkitError:
+            raise
+        except Exception as exc:  # zstd/gzip/AEAD errors mean the stored bytes are bad
+            raise IntegrityError(
+                f"{self.label} is corrupt and cannot be decoded ({type(exc).__name__}: {exc}); "
+                "restore an older backup"
+            ) from None
+        if data:
+            self.raw.update(data)
+            if self.on_read is not None:
+                self.on_read(len(data))
+        elif size != 0:
+            self.check()
+        return data
+
+    def check(self) -> None:
+        """Compare checksums; reads any stored bytes the decoders left over."""
+        if self.checked:
+            return
+        while self.stored.read(CHUNK):
+            pass
+        self.checked = True
+        if (self.stored.digest.size, self.stored.digest.hexdigest()) != self.expect_stored:
+            raise IntegrityError(
+                f"{self.label} does not match its manifest checksum (stored bytes changed: "
+                f"{self.stored.digest.size} bytes read, {self.expect_stored[0]} recorded); "
+                "it was damaged or tampered with, restore an older backup"
+            )
+        if (self.raw.size, self.raw.hexdigest()) != self.expect_raw:
+            raise IntegrityError(
+                f"{self.label} decodes to data that does not match its manifest checksum; "
+                "it was damaged or tampered with, restore an older backup"
+            )
