@@ -1,0 +1,102 @@
+"""Configuration: dicts, TOML files, the ad-hoc form, environment variables, one-line errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from backupkit.config import Config, PluginRef, find_config_file
+from backupkit.errors import ConfigError
+
+
+def base(**overrides: object) -> dict[str, object]:
+    body: dict[str, object] = {"sources": [{"type": "filesystem", "paths": ["/srv"]}], "sink": "/b"}
+    body.update(overrides)
+    return {"sets": {"app": body}}
+
+
+def test_minimal_set_defaults_to_zstd_and_names_source_by_type() -> None:
+    cfg = Config.from_dict(base(), env={})
+    s = cfg.get_set(None)
+    assert s.transforms == (PluginRef(id="zstd"),)
+    assert s.sources[0].id == "filesystem" and s.sources[0].params == {"paths": ["/srv"]}
+    assert s.sink == "/b"
+
+
+@pytest.mark.parametrize(("compress", "ids"), [("gzip", ["gzip"]), ("none", []), (False, []), (True, ["zstd"])])
+def test_compress_shorthand(compress, ids) -> None:  # type: ignore[no-untyped-def]
+    s = Config.from_dict(base(compress=compress), env={}).get_set("app")
+    assert [t.id for t in s.transforms] == ids
+
+
+def test_backup_dir_env_is_the_default_sink() -> None:
+    body = base()
+    del body["sets"]["app"]["sink"]  # type: ignore[index]
+    assert Config.from_dict(body, env={"BACKUP_DIR": "/var/backups/q"}).get_set("app").sink == "/var/backups/q"
+    with pytest.raises(ConfigError, match="has no sink.*BACKUP_DIR"):
+        Config.from_dict(body, env={})
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (base(sinks="/x"), r"set 'app': unknown key 'sinks'; did you mean 'sink'\?"),
+        ({"sets": {}}, "at least one backup set"),
+        ({"set": {}}, "unknown key 'set'; did you mean 'sets'"),
+        (base(sources=[]), "'sources' must list at least one source"),
+        (base(sources=[{"paths": ["/x"]}]), r"sources\[0\] needs a 'type'"),
+        (base(compress="lz4"), "compress must be one of zstd, gzip, none, got 'lz4'"),
+        (base(compress="zstd", transforms=[]), "either 'compress' or 'transforms'"),
+        (base(tags="prod"), "'tags' must be a list of strings"),
+        (
+            base(sources=[{"type": "filesystem", "paths": ["/a"]}, {"type": "filesystem", "paths": ["/b"]}]),
+            "two sources are named 'filesystem'",
+        ),
+        ({"sets": {"a_b": base()["sets"]["app"]}}, "set names use"),  # type: ignore[index]
+    ],
+)
+def test_bad_config_is_one_line_naming_the_key(data, message) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(ConfigError, match=message) as info:
+        Config.from_dict(data, env={})
+    assert "\n" not in str(info.value)
+
+
+def test_toml_file_errors_name_the_file(tmp_path: Path) -> None:
+    bad = tmp_path / "backupkit.toml"
+    bad.write_text("[sets.app\n")
+    with pytest.raises(ConfigError, match=f"config file {bad} is not valid TOML"):
+        Config.from_file(bad)
+    with pytest.raises(ConfigError, match="does not exist"):
+        Config.from_file(tmp_path / "missing.toml")
+    bad.write_text('[sets.app]\nsink = "/b"\nsources = [{type = "filesystem", paths = ["/x"]}]\nfoo = 1\n')
+    with pytest.raises(ConfigError, match=f"{bad}: set 'app': unknown key 'foo'"):
+        Config.from_file(bad)
+
+
+def test_find_config_file_prefers_explicit_then_cwd(tmp_path: Path) -> None:
+    assert find_config_file(None, tmp_path) is None
+    (tmp_path / "backupkit.toml").write_text("")
+    assert find_config_file(None, tmp_path) == tmp_path / "backupkit.toml"
+    assert find_config_file("other.toml", tmp_path) == Path("other.toml")
+
+
+def test_adhoc_config_and_sink_only_config() -> None:
+    cfg = Config.adhoc(sources=["/a", "/b"], sink="/s", compress="gzip", exclude=("*.pyc",), env={})
+    s = cfg.get_set(None)
+    assert s.sources[0].params == {"paths": ["/a", "/b"], "exclude": ["*.pyc"]}
+    assert [t.id for t in s.transforms] == ["gzip"]
+    with pytest.raises(ConfigError, match="--source"):
+        Config.adhoc(sources=[], sink="/s", env={})
+    assert Config.for_sink(None, env={"BACKUP_DIR": "/x"}).sink == "/x"
+    with pytest.raises(ConfigError, match="no sink given"):
+        Config.for_sink(None, env={})
+
+
+def test_get_set_requires_a_name_when_several_sets() -> None:
+    body = base()["sets"]["app"]  # type: ignore[index]
+    cfg = Config.from_dict({"sets": {"app": body, "db": body}}, env={})
+    with pytest.raises(ConfigError, match=r"several backup sets are configured \(app, db\)"):
+        cfg.get_set(None)
+    with pytest.raises(ConfigError, match="unknown backup set 'web'"):
+        cfg.get_set("web")
