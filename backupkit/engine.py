@@ -21,9 +21,10 @@ import logging
 import os
 import secrets
 import socket
+import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -110,6 +111,63 @@ class _RunLog(logging.Handler):
         if len(self.lines) < 100_000:
             self.lines.append(self.format(record))
 
+    # The ``backupkit`` logger's effective level is WARNING unless the host app says
+    # otherwise, which would drop every INFO line before it reaches this handler:
+    # lower it to INFO while any run is capturing, and put it back afterwards.
+    _lock = threading.Lock()
+    _saved_level: int | None = None
+
+    def attach(self) -> None:
+        logger = logging.getLogger("backupkit")
+        with _RunLog._lock:
+            if not any(isinstance(h, _RunLog) for h in logger.handlers):
+                _RunLog._saved_level = logger.level
+                if not logger.isEnabledFor(logging.INFO):
+                    logger.setLevel(logging.INFO)
+            logger.addHandler(self)
+
+    def detach(self) -> None:
+        logger = logging.getLogger("backupkit")
+        with _RunLog._lock:
+            logger.removeHandler(self)
+            if _RunLog._saved_level is not None and not any(
+                isinstance(h, _RunLog) for h in logger.handlers
+            ):
+                logger.setLevel(_RunLog._saved_level)
+                _RunLog._saved_level = None
+
+
+def _chunks(fh: Any, digest: Digest, size: int = 1 << 20) -> Iterator[bytes]:
+    while chunk := fh.read(size):
+        digest.update(chunk)
+        yield chunk
+
+
+class _Closing:
+    """A checked reader that also closes the stored object it reads from."""
+
+    def __init__(self, reader: CheckedReader, fh: Any) -> None:
+        self.reader, self.fh = reader, fh
+
+    def read(self, size: int = -1) -> bytes:
+        return self.reader.read(size)
+
+    def readable(self) -> bool:
+        return True
+
+    def close(self) -> None:
+        self.fh.close()
+
+    def __enter__(self) -> _Closing:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def is_sidecar(artifact: Artifact) -> bool:
+    return "sidecar_of" in artifact.extra
+
 
 @attrs.define
 class Engine:
@@ -184,12 +242,15 @@ class Engine:
     ) -> Manifest:
         """Run one backup of a set; return its manifest once everything is stored."""
         set_cfg = self.config.get_set(set_name)
-        if kind != "full":
-            raise ConfigError(f"backup kind {kind!r} is not supported yet; use 'full'")
+        if kind not in ("full", "incremental"):
+            raise ConfigError(f"backup kind {kind!r} is unknown; use 'full' or 'incremental'")
         where = f"set {set_cfg.name!r}"
         sources = self._sources(set_cfg)
         chain = self._transforms(set_cfg.transforms, where)
         sink = self.sink_for(set_cfg.sink)
+        parent = self._parent_for(set_cfg.name, sink, sources) if kind == "incremental" else None
+        if kind == "incremental" and parent is None:
+            kind = "full"
         started = self.clock()
         run = RunInfo(
             run_id=backup_id(started, secrets.token_hex(3)),
@@ -203,7 +264,7 @@ class Engine:
         tier = "daily" if kind == "full" else "incremental"
         stem = f"{set_cfg.name}_{kind}_{run.run_id}"
         run_log = _RunLog()
-        logging.getLogger("backupkit").addHandler(run_log)
+        run_log.attach()
         committed: list[str] = []
         began = False
         t0 = time.monotonic()
@@ -212,19 +273,17 @@ class Engine:
             sink.begin_run(run.run_id)
             began = True
             log.info("backup %s of set %s to %s started", run.run_id, set_cfg.name, sink.location)
-            artifacts = []
+            artifacts: list[Artifact] = []
             for name, source in sources:
-                ext = source.extension + "".join(t.extension for t in chain)
-                key = sink.key_for(tier, f"{stem}.{name}{ext}")
-                artifacts.append(
-                    self._store(run, name, source, chain, sink, key, kind, progress, t0, committed)
+                artifacts.extend(
+                    self._store(run, name, source, chain, sink, (tier, stem), parent, progress, t0, committed)
                 )
             manifest = Manifest(
                 id=run.run_id,
                 set_name=set_cfg.name,
                 created_at=started,
                 kind=kind,  # type: ignore[arg-type]
-                parent_id=None,
+                parent_id=parent.id if parent else None,
                 hostname=run.hostname,
                 reason=reason,
                 tags=tuple(dict.fromkeys([*set_cfg.tags, *tags])),
@@ -253,7 +312,7 @@ class Engine:
         return manifest
 
     def _finish_run(self, sink: Sink, run: RunInfo, stem: str, run_log: _RunLog, began: bool) -> None:
-        logging.getLogger("backupkit").removeHandler(run_log)
+        run_log.detach()
         if not began:
             return
         try:
@@ -264,33 +323,41 @@ class Engine:
         finally:
             sink.end_run(run.run_id)
 
-    def _store(
+    def _parent_for(
+        self, set_name: str, sink: Sink, sources: list[tuple[str, Source]]
+    ) -> Manifest | None:
+        """The backup an incremental builds on: the set's newest one in *sink*, if usable."""
+        for name, source in sources:
+            if not source.supports_incremental:
+                log.warning(
+                    "source %s (%s) cannot back up incrementally; running a full backup",
+                    name, source.id,
+                )
+                return None
+        catalog, owner = self._read_catalog(sinks=[sink])
+        backups = catalog.for_set(set_name)
+        if not backups.by_kind("full"):
+            log.warning("set %s has no full backup yet; this incremental runs as a full backup", set_name)
+            return None
+        parent = backups.latest()
+        indexed = {a.extra.get("sidecar_of") for a in parent.artifacts}
+        missing = [n for n, _ in sources if n not in indexed]
+        if missing:
+            log.warning(
+                "the newest backup %s has no index for %s; running a full backup",
+                parent.id, ", ".join(missing),
+            )
+            return None
+        return parent
+
+    def _encode(
         self,
-        run: RunInfo,
-        name: str,
-        source: Source,
+        chunks: Iterable[bytes],
         chain: list[Transform],
-        sink: Sink,
-        key: str,
-        kind: str,
-        progress: ProgressCallback | None,
-        t0: float,
-        committed: list[str],
-    ) -> Artifact:
-        pipe = ChunkPipe()
-        raw = DigestWriter(pipe)
-        current = [""]
-        result: dict[str, Any] = {}
-
-        def produce() -> None:
-            ctx = BackupContext(artifact=name, kind=kind, progress=lambda c: current.__setitem__(0, c))
-            try:
-                result["extra"] = source.backup(raw, ctx)
-                pipe.finish()
-            except BaseException as exc:  # handed to the consumer thread
-                pipe.fail(exc)
-
-        writer: ArtifactWriter = sink.open_artifact(key, run_id=run.run_id)
+        writer: ArtifactWriter,
+        on_chunk: Callable[[DigestWriter], None] | None = None,
+    ) -> Digest:
+        """Push *chunks* through *chain* into *writer*; commit it; return the stored digest."""
         stored = DigestWriter(writer)
         encoders = []
         out: Any = stored
@@ -298,50 +365,135 @@ class Engine:
             out = transform.encoder(out)
             encoders.append(out)
         encoders.reverse()
+        for chunk in chunks:
+            out.write(chunk)
+            if on_chunk is not None:
+                on_chunk(stored)
+        for encoder in encoders:  # compressors flush into encryptors, which are still open
+            encoder.close()
+        writer.commit()
+        return stored.digest
+
+    def _store(
+        self,
+        run: RunInfo,
+        name: str,
+        source: Source,
+        chain: list[Transform],
+        sink: Sink,
+        place: tuple[str, str],
+        parent: Manifest | None,
+        progress: ProgressCallback | None,
+        t0: float,
+        committed: list[str],
+    ) -> list[Artifact]:
+        """Store one source's stream, then its sidecars; return their artifacts."""
+        tier, stem = place
+        exts = "".join(t.extension for t in chain)
+        pipe = ChunkPipe()
+        raw = DigestWriter(pipe)
+        current = [""]
+        result: dict[str, Any] = {}
+        sidecars: dict[str, Any] = {}
+        parent_sink = sink
+
+        def open_sidecar(sidecar: str) -> Any:
+            fh = tempfile.SpooledTemporaryFile(max_size=8 << 20)  # noqa: SIM115
+            sidecars[sidecar] = fh
+            return fh
+
+        def parent_sidecar(sidecar: str) -> Any:
+            if parent is None:
+                return None
+            try:
+                artifact = parent.artifact(f"{name}.{sidecar}")
+            except ManifestError:
+                return None
+            checked, fh = self._open_checked(parent_sink, parent, artifact, None)
+            return _Closing(checked, fh)
+
+        ctx = BackupContext(
+            artifact=name,
+            kind="incremental" if parent else "full",
+            progress=lambda c: current.__setitem__(0, c),
+            parent_sidecar=parent_sidecar,
+            open_sidecar=open_sidecar,
+        )
+
+        def produce() -> None:
+            try:
+                result["extra"] = source.backup(raw, ctx)
+                pipe.finish()
+            except BaseException as exc:  # handed to the consumer thread
+                pipe.fail(exc)
+
+        def report(stored: DigestWriter) -> None:
+            nonlocal last
+            if progress is not None and time.monotonic() - last > 0.25:
+                last = time.monotonic()
+                progress(Progress(name, raw.digest.size, stored.digest.size, current[0], last - t0))
+
+        key = sink.key_for(tier, f"{stem}.{name}{source.extension}{exts}")
+        writer: ArtifactWriter = sink.open_artifact(key, run_id=run.run_id)
         thread = threading.Thread(target=produce, name=f"backupkit-source-{name}", daemon=True)
         thread.start()
         last = 0.0
         try:
             try:
-                for chunk in pipe:
-                    out.write(chunk)
-                    if progress is not None and time.monotonic() - last > 0.25:
-                        last = time.monotonic()
-                        progress(Progress(name, raw.digest.size, stored.digest.size, current[0], last - t0))
+                stored = self._encode(pipe, chain, writer, report)
             except OSError as exc:
                 if isinstance(exc, BackupkitError):
                     raise
                 raise SourceError(f"source {name!r} failed: {exc}") from None
-            for encoder in encoders:
-                encoder.close()
-            writer.commit()
             committed.append(key)
         except BaseException:
             pipe.cancel()
             thread.join()
             writer.abort()
+            for fh in sidecars.values():
+                fh.close()
             raise
         thread.join()
         if progress is not None:
-            progress(Progress(name, raw.digest.size, stored.digest.size, "", time.monotonic() - t0))
-        return Artifact(
-            name=name,
-            source=PluginSpec(source.id, source.describe()),
-            transforms=tuple(PluginSpec(t.id, t.describe()) for t in chain),
-            key=key,
-            raw_size=raw.digest.size,
-            stored_size=stored.digest.size,
-            raw_sha256=raw.digest.hexdigest(),
-            stored_sha256=stored.digest.hexdigest(),
-            extra=dict(result.get("extra") or {}),
-        )
+            progress(Progress(name, raw.digest.size, stored.size, "", time.monotonic() - t0))
+        spec = PluginSpec(source.id, source.describe())
+        transforms = tuple(PluginSpec(t.id, t.describe()) for t in chain)
+        artifacts = [
+            Artifact(
+                name=name, source=spec, transforms=transforms, key=key,
+                raw_size=raw.digest.size, stored_size=stored.size,
+                raw_sha256=raw.digest.hexdigest(), stored_sha256=stored.hexdigest(),
+                extra=dict(result.get("extra") or {}),
+            )
+        ]
+        for sidecar, fh in sidecars.items():
+            with fh:
+                fh.seek(0)
+                side_raw = Digest()
+                side_key = sink.key_for(tier, f"{stem}.{name}.{sidecar}{exts}")
+                side_writer = sink.open_artifact(side_key, run_id=run.run_id)
+                try:
+                    side_stored = self._encode(_chunks(fh, side_raw), chain, side_writer)
+                except BaseException:
+                    side_writer.abort()
+                    raise
+                committed.append(side_key)
+            artifacts.append(
+                Artifact(
+                    name=f"{name}.{sidecar}", source=spec, transforms=transforms, key=side_key,
+                    raw_size=side_raw.size, stored_size=side_stored.size,
+                    raw_sha256=side_raw.hexdigest(), stored_sha256=side_stored.hexdigest(),
+                    extra={"sidecar_of": name},
+                )
+            )
+        return artifacts
 
     # -- catalog ----------------------------------------------------------------------
-    def _read_catalog(self) -> tuple[Catalog, dict[str, Sink]]:
+    def _read_catalog(self, sinks: list[Sink] | None = None) -> tuple[Catalog, dict[str, Sink]]:
         manifests: list[Manifest] = []
         problems: list[CatalogProblem] = []
         owner: dict[str, Sink] = {}
-        for sink in self._sinks():
+        for sink in sinks if sinks is not None else self._sinks():
             for key in sink.list_manifest_keys():
                 origin = f"{sink.location.rstrip('/')}/{key}"
                 try:
@@ -419,37 +571,76 @@ class Engine:
         """Restore backup *ref* (``latest``, an id or a unique prefix) into *to*.
 
         One artifact restores into *to*; several each into ``to/<artifact name>``.
-        Every byte is checked against the manifest before anything becomes visible.
+        An incremental backup restores its whole chain, full backup first. Every byte
+        is checked against the manifests before anything becomes visible.
         """
         catalog, owner = self._read_catalog()
         manifest = catalog.resolve(ref, set_name=set_name)
-        sink = owner[manifest.id]
-        wanted = list(artifacts) if artifacts is not None else [a.name for a in manifest.artifacts]
+        links = self._chain(catalog, manifest)
+        if artifacts is None:
+            wanted = [a.name for a in manifest.artifacts if not is_sidecar(a)]
+        else:
+            wanted = list(artifacts)
         chosen = [manifest.artifact(n) for n in wanted]
         t0 = time.monotonic()
         total = [0]
         targets: dict[str, str] = {}
+
+        def on_read(n: int) -> None:
+            total[0] += n
+            if progress is not None:
+                progress(Progress(current_name[0], total[0], 0, "", time.monotonic() - t0))
+
+        current_name = [""]
         for artifact in chosen:
+            current_name[0] = artifact.name
             target = None if to is None else Path(to)
             if target is not None and len(chosen) > 1:
                 target = target / artifact.name
             source = self.plugins.source(artifact.source.id).from_params(artifact.source.params)
-
-            def on_read(n: int, name: str = artifact.name) -> None:
-                total[0] += n
-                if progress is not None:
-                    progress(Progress(name, total[0], 0, "", time.monotonic() - t0))
-
-            checked, fh = self._open_checked(sink, manifest, artifact, on_read)
-            with fh:
-                source.restore(
-                    checked,  # type: ignore[arg-type]
-                    RestoreContext(artifact=artifact.name, target=target, overwrite=overwrite),
-                )
-                checked.check()  # in case the source stopped before end of stream
+            ctx = RestoreContext(artifact=artifact.name, target=target, overwrite=overwrite)
+            parts = [(m, m.artifact(artifact.name)) for m in links]
+            if len(parts) == 1:
+                checked, fh = self._open_checked(owner[manifest.id], manifest, artifact, on_read)
+                with fh:
+                    source.restore(checked, ctx)  # type: ignore[arg-type]
+                    checked.check()  # in case the source stopped before end of stream
+            else:
+                source.restore_chain(self._chain_streams(owner, parts, on_read), ctx)
             targets[artifact.name] = str(target) if target else ""
             log.info("restored %s of backup %s to %s", artifact.name, manifest.id, target)
         return RestoreResult(manifest.id, targets, total[0], time.monotonic() - t0)
+
+    def _chain(self, catalog: Catalog, manifest: Manifest) -> list[Manifest]:
+        """The backups to apply, full first, to restore *manifest*."""
+        links = [manifest]
+        seen = {manifest.id}
+        while links[-1].parent_id is not None:
+            parent_id = links[-1].parent_id
+            try:
+                parent = catalog.get(parent_id)
+            except NotFoundError:
+                raise NotFoundError(
+                    f"backup {links[-1].id} depends on backup {parent_id}, which is missing; "
+                    "restore an older full backup"
+                ) from None
+            if parent.id in seen:
+                raise ManifestError(f"backup {manifest.id} has a cycle in its parent chain")
+            seen.add(parent.id)
+            links.append(parent)
+        return links[::-1]
+
+    def _chain_streams(
+        self,
+        owner: Mapping[str, Sink],
+        parts: list[tuple[Manifest, Artifact]],
+        on_read: Callable[[int], None],
+    ) -> Iterator[Any]:
+        for manifest, artifact in parts:
+            checked, fh = self._open_checked(owner[manifest.id], manifest, artifact, on_read)
+            with fh:
+                yield checked
+                checked.check()
 
     def verify(self, ref: str = "latest", *, set_name: str | None = None) -> VerifyResult:
         """Re-read every stored artifact of a backup and check both checksums."""

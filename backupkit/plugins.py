@@ -145,7 +145,9 @@ def make_plugin_manager(
             pm.register(plugin)
         pm.check_pending()
     except pluggy.PluginValidationError as exc:
-        raise PluginError(f"plugin {exc.plugin_name!r} implements an unknown hook: {exc}") from None
+        name = pm.get_name(exc.plugin)  # an entry-point name, module name, or id()
+        which = f"plugin {name!r}: " if name and not name.isdigit() else ""
+        raise PluginError(f"{which}{exc} (see docs/hooks.md for the hook names)") from None
     registry = Register()
     pm.hook.backupkit_register_sources(register=registry)
     pm.hook.backupkit_register_transforms(register=registry)

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import abc
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, BinaryIO, ClassVar, Protocol
 
 import attrs
 
+from backupkit.errors import RestoreError
 from backupkit.params import build, public_params
 
 
@@ -16,13 +17,31 @@ class Writable(Protocol):
     def write(self, data: bytes, /) -> int: ...
 
 
+def _no_parent(name: str) -> BinaryIO | None:
+    return None
+
+
+def _no_sidecar(name: str) -> BinaryIO:
+    raise NotImplementedError("this engine does not store sidecars")
+
+
 @attrs.frozen
 class BackupContext:
-    """What a source is told when it is asked to produce its stream."""
+    """What a source is told when it is asked to produce its stream.
+
+    ``kind`` is ``full`` or ``incremental``. For an incremental run,
+    ``parent_sidecar(name)`` opens a sidecar the same source stored with the parent
+    backup (checked and decoded), or returns ``None`` if there is none; the source
+    then writes only what changed. ``open_sidecar(name)`` returns a writable file
+    for a small extra stream (an index) that the engine stores, transformed like the
+    main stream, as artifact ``<artifact>.<name>`` once :meth:`Source.backup` returns.
+    """
 
     artifact: str
     kind: str = "full"
     progress: Callable[[str], None] = attrs.field(default=lambda current: None, repr=False)
+    parent_sidecar: Callable[[str], BinaryIO | None] = attrs.field(default=_no_parent, repr=False)
+    open_sidecar: Callable[[str], BinaryIO] = attrs.field(default=_no_sidecar, repr=False)
 
 
 @attrs.frozen
@@ -46,6 +65,8 @@ class Source(abc.ABC):
 
     id: ClassVar[str]
     extension: ClassVar[str] = ".bin"
+    #: True if the source can write incremental streams and restore chains of them.
+    supports_incremental: ClassVar[bool] = False
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any]) -> Source:
@@ -61,4 +82,18 @@ class Source(abc.ABC):
 
     @abc.abstractmethod
     def restore(self, stream: BinaryIO, ctx: RestoreContext) -> None:
-        """Read the raw stream from *stream* and restore it as *ctx* says."""
+        """Read the raw stream from *stream* and restore it as *ctx* says.
+
+        The engine checks sizes and checksums when *stream* reaches its end and raises
+        :class:`backupkit.errors.IntegrityError` there, so read it to the end (EOF)
+        before making anything visible.
+        """
+
+    def restore_chain(self, streams: Iterator[BinaryIO], ctx: RestoreContext) -> None:
+        """Restore a full stream followed by incremental streams, oldest first.
+
+        Called instead of :meth:`restore` when the backup is an incremental one.
+        Sources with ``supports_incremental`` override it; the streams are opened one
+        after another as the iterator advances.
+        """
+        raise RestoreError(f"source {self.id!r} cannot restore incremental backups")

@@ -15,26 +15,38 @@ has been read and its checksums matched, so a corrupt backup writes nothing.
 from __future__ import annotations
 
 import fnmatch
+import hashlib
+import io
+import json
 import logging
 import os
 import secrets
 import shutil
 import stat
 import tarfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, BinaryIO, ClassVar
 
 import attrs
 
-from backupkit.errors import ConfigError, RestoreError, SourceError, UnsafeArchiveError
+from backupkit.errors import (
+    ConfigError,
+    IntegrityError,
+    RestoreError,
+    SourceError,
+    UnsafeArchiveError,
+)
 from backupkit.plugins import Register, hookimpl
 from backupkit.sources.base import BackupContext, RestoreContext, Source, Writable
+from backupkit.sources.fsindex import INDEX_SIDECAR, IndexEntry, read_index, unchanged
 
 log = logging.getLogger("backupkit.sources.filesystem")
 
 COPY_BUFSIZE = 1 << 20
 STAGING_PREFIX = ".backupkit-partial-"
+#: First member of an incremental stream: the paths deleted since the parent.
+DELETED_MEMBER = ".backupkit-deleted.json"
 
 
 def _str_tuple(value: Any) -> tuple[str, ...]:
@@ -87,6 +99,10 @@ class _Exactly:
 
     def __init__(self, fh: BinaryIO, size: int, name: str) -> None:
         self.fh, self.left, self.name, self.warned = fh, size, name, False
+        self._hash = hashlib.sha256()
+
+    def hexdigest(self) -> str:
+        return self._hash.hexdigest()
 
     def read(self, n: int = -1) -> bytes:
         if n < 0 or n > self.left:
@@ -98,6 +114,7 @@ class _Exactly:
                 self.warned = True
             data += b"\0" * (n - len(data))
         self.left -= len(data)
+        self._hash.update(data)
         return data
 
 
@@ -107,6 +124,7 @@ class FilesystemSource(Source):
 
     id: ClassVar[str] = "filesystem"
     extension: ClassVar[str] = ".tar"
+    supports_incremental: ClassVar[bool] = True
 
     paths: tuple[str, ...] = attrs.field(converter=_str_tuple, validator=_validate_paths)
     include: tuple[str, ...] = attrs.field(default=(), converter=_str_tuple)
@@ -117,8 +135,8 @@ class FilesystemSource(Source):
         base = arcname.rsplit("/", 1)[-1]
         return any(fnmatch.fnmatchcase(arcname, p) or fnmatch.fnmatchcase(base, p) for p in patterns)
 
-    def _walk(self, root: str, arcroot: str) -> Iterator[tuple[str, str, bool]]:
-        """(path, arcname, is_dir) in a stable order, excludes pruned."""
+    def _walk(self, root: str, arcroot: str) -> Iterator[tuple[str, str, os.stat_result]]:
+        """(path, arcname, lstat) in a stable order, excludes pruned."""
         stack = [(root, arcroot)]
         while stack:
             path, arcname = stack.pop()
@@ -132,7 +150,7 @@ class FilesystemSource(Source):
             is_dir = stat.S_ISDIR(st.st_mode)
             if not is_dir and self.include and not self._matches(self.include, arcname):
                 continue
-            yield path, arcname, is_dir
+            yield path, arcname, st
             if is_dir:
                 try:
                     names = sorted(os.listdir(path), reverse=True)
@@ -140,49 +158,93 @@ class FilesystemSource(Source):
                     raise SourceError(f"cannot list {path}: {exc.strerror}; check permissions") from None
                 stack.extend((os.path.join(path, n), f"{arcname}/{n}") for n in names)
 
+    def _entries(self) -> Iterator[tuple[str, str, os.stat_result]]:
+        for root in self.paths:
+            yield from self._walk(root, _arcname_of(root))
+
     def backup(self, out: Writable, ctx: BackupContext) -> Mapping[str, Any] | None:
         for path in self.paths:
             if not os.path.lexists(path):
                 raise SourceError(f"source path {path} does not exist; fix the path or remove it")
-        files = dirs = 0
+        parent: dict[str, IndexEntry] | None = None
+        if ctx.kind == "incremental":
+            parent_stream = ctx.parent_sidecar(INDEX_SIDECAR)
+            if parent_stream is None:
+                raise SourceError(f"the parent backup of {ctx.artifact} has no file index")
+            with parent_stream:
+                parent = read_index(parent_stream, label=f"the file index of {ctx.artifact}'s parent")
+        index_out = ctx.open_sidecar(INDEX_SIDECAR)
+        counts = {"files": 0, "directories": 0, "stored_files": 0, "unchanged_files": 0, "deleted": 0}
         with tarfile.open(
             fileobj=_Tell(out),  # type: ignore[arg-type]
             mode="w",
             format=tarfile.PAX_FORMAT,
             copybufsize=COPY_BUFSIZE,
         ) as tar:
-            for root in self.paths:
-                for path, arcname, is_dir in self._walk(root, _arcname_of(root)):
-                    ctx.progress(arcname)
-                    try:
-                        info = tar.gettarinfo(path, arcname)
-                    except FileNotFoundError:
-                        log.warning("%s vanished before it could be read; skipped", path)
+            entries: Iterable[tuple[str, str, os.stat_result]] = self._entries()
+            if parent is not None:
+                entries = list(entries)  # deletions go first in the stream
+                present = {arcname for _, arcname, _ in entries}
+                deleted = sorted(set(parent) - present)
+                data = json.dumps(deleted, ensure_ascii=False).encode()
+                info = tarfile.TarInfo(DELETED_MEMBER)
+                info.size, info.mtime, info.mode = len(data), 0, 0o644
+                tar.addfile(info, io.BytesIO(data))
+                counts["deleted"] = len(deleted)
+            for path, arcname, st in entries:
+                ctx.progress(arcname)
+                entry = IndexEntry.from_stat(arcname, st)
+                counts["files"] += entry.type == "f"
+                counts["directories"] += entry.type == "d"
+                if parent is not None:
+                    same = unchanged(entry, parent.get(arcname), path)
+                    if same is not None:
+                        index_out.write(same.to_json().encode() + b"\n")
+                        counts["unchanged_files"] += 1
                         continue
-                    if info is None:
-                        log.warning("%s is a socket or similar; skipped", path)
-                        continue
-                    if info.isreg():
-                        try:
-                            fh = open(path, "rb")  # noqa: SIM115
-                        except FileNotFoundError:
-                            log.warning("%s vanished before it could be read; skipped", path)
-                            continue
-                        except OSError as exc:
-                            raise SourceError(
-                                f"cannot read {path}: {exc.strerror}; check permissions or exclude it"
-                            ) from None
-                        with fh:
-                            tar.addfile(info, _Exactly(fh, info.size, path))  # type: ignore[arg-type]
-                        files += 1
-                    else:
-                        tar.addfile(info)
-                        dirs += is_dir
-                    tar.members.clear()  # keep memory flat; hard links use tar.inodes
-        return {"files": files, "directories": dirs, "paths": [_arcname_of(p) for p in self.paths]}
+                stored = self._add(tar, path, arcname)
+                if stored is None:
+                    continue
+                if entry.type == "f":
+                    counts["stored_files"] += 1
+                    entry = attrs.evolve(entry, sha256=stored)
+                index_out.write(entry.to_json().encode() + b"\n")
+                tar.members.clear()  # keep memory flat; hard links use tar.inodes
+        return {**counts, "paths": [_arcname_of(p) for p in self.paths]}
+
+    def _add(self, tar: tarfile.TarFile, path: str, arcname: str) -> str | None:
+        """Add one entry; return the sha256 of a regular file's content ("" otherwise), or None if skipped."""
+        try:
+            info = tar.gettarinfo(path, arcname)
+        except FileNotFoundError:
+            log.warning("%s vanished before it could be read; skipped", path)
+            return None
+        if info is None:
+            log.warning("%s is a socket or similar; skipped", path)
+            return None
+        if not info.isreg():
+            tar.addfile(info)
+            return ""
+        try:
+            fh = open(path, "rb")  # noqa: SIM115
+        except FileNotFoundError:
+            log.warning("%s vanished before it could be read; skipped", path)
+            return None
+        except OSError as exc:
+            raise SourceError(
+                f"cannot read {path}: {exc.strerror}; check permissions or exclude it"
+            ) from None
+        with fh:
+            reader = _Exactly(fh, info.size, path)
+            tar.addfile(info, reader)  # type: ignore[arg-type]
+        return reader.hexdigest()
 
     # -- restore ------------------------------------------------------------------
     def restore(self, stream: BinaryIO, ctx: RestoreContext) -> None:
+        self.restore_chain(iter([stream]), ctx)
+
+    def restore_chain(self, streams: Iterator[BinaryIO], ctx: RestoreContext) -> None:
+        """Extract the full stream, then apply each incremental in order, then publish."""
         if ctx.target is None:
             raise ConfigError("restoring files needs a target directory; pass --to DIR")
         target = Path(ctx.target).absolute()
@@ -197,20 +259,26 @@ class FilesystemSource(Source):
         staging = target.parent / f"{STAGING_PREFIX}{target.name}-{secrets.token_hex(4)}"
         staging.mkdir()
         try:
-            self._extract(stream, staging, ctx.artifact)
-            while stream.read(COPY_BUFSIZE):  # read to EOF: the engine checks checksums there
-                pass
+            directories: list[tarfile.TarInfo] = []
+            for position, stream in enumerate(streams):
+                directories = self._extract(stream, staging, ctx.artifact, replace=position > 0)
+                while stream.read(COPY_BUFSIZE):  # to EOF: the engine checks checksums there
+                    pass
+            _set_directory_attrs(directories, staging)
             _publish(staging, target)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
 
-    def _extract(self, stream: BinaryIO, dest: Path, artifact: str) -> None:
+    def _extract(
+        self, stream: BinaryIO, dest: Path, artifact: str, *, replace: bool
+    ) -> list[tarfile.TarInfo]:
+        """Extract one stream into *dest*; return its directories (attrs set later)."""
         dest_str = str(dest)
         directories: list[tarfile.TarInfo] = []
 
-        def safe(member: tarfile.TarInfo, path: str) -> tarfile.TarInfo:
+        def safe(member: tarfile.TarInfo) -> tarfile.TarInfo:
             try:
-                checked = tarfile.data_filter(member, path)
+                checked = tarfile.data_filter(member, dest_str)
             except tarfile.FilterError as exc:
                 raise UnsafeArchiveError(
                     f"artifact {artifact} holds an unsafe member {member.name!r} ({exc}); "
@@ -218,23 +286,86 @@ class FilesystemSource(Source):
                 ) from None
             # data_filter's checks, but keep the recorded permission bits (minus set-id).
             mode = None if member.issym() else member.mode & 0o1777
-            return checked.replace(mode=mode, uid=None, gid=None, uname=None, gname=None, deep=False)
+            return checked.replace(  # type: ignore[arg-type]
+                mode=mode, uid=None, gid=None, uname=None, gname=None, deep=False
+            )
 
-        with tarfile.open(fileobj=stream, mode="r|", copybufsize=COPY_BUFSIZE) as tar:
-            while (member := tar.next()) is not None:
-                tar.members.clear()
-                checked = safe(member, dest_str)
-                if checked.isdir():
-                    directories.append(checked)
-                    tar.extract(checked, dest_str, set_attrs=False, filter="fully_trusted")
-                    continue
-                tar.extract(checked, dest_str, filter="fully_trusted")
-            # Directory modes and mtimes last, deepest first, like extractall does.
-            directories.sort(key=lambda m: m.name, reverse=True)
-            for member in directories:
-                path = os.path.join(dest_str, member.name)
-                tar.chmod(member, path)
-                tar.utime(member, path)
+        try:
+            with tarfile.open(fileobj=stream, mode="r|", copybufsize=COPY_BUFSIZE) as tar:  # type: ignore[call-overload]
+                while (member := tar.next()) is not None:
+                    tar.members.clear()
+                    if member.name == DELETED_MEMBER and member.isreg():
+                        fh = tar.extractfile(member)
+                        assert fh is not None
+                        _delete_paths(json.loads(fh.read()), dest, artifact)
+                        continue
+                    if replace:  # clear the way first: the old entry may be a symlink
+                        _make_room(_inside(dest, member.name, artifact), member)
+                    checked = safe(member)
+                    if checked.isdir():
+                        directories.append(checked)
+                        tar.extract(checked, dest_str, set_attrs=False, filter="fully_trusted")
+                    else:
+                        tar.extract(checked, dest_str, filter="fully_trusted")
+        except tarfile.TarError as exc:
+            raise IntegrityError(
+                f"artifact {artifact} is not a valid tar stream ({exc}); restore an older backup"
+            ) from None
+        return directories
+
+
+def _set_directory_attrs(directories: list[tarfile.TarInfo], dest: Path) -> None:
+    """Directory modes and mtimes last, deepest first, as tarfile's extractall does."""
+    helper = tarfile.TarFile.__new__(tarfile.TarFile)  # chmod/utime need no open archive
+    for member in sorted(directories, key=lambda m: m.name, reverse=True):
+        path = os.path.join(dest, member.name)
+        tarfile.TarFile.chmod(helper, member, path)
+        tarfile.TarFile.utime(helper, member, path)
+
+
+def _inside(dest: Path, name: str, artifact: str) -> Path:
+    """*dest*/*name*, refusing names that leave *dest* lexically or through a symlinked parent."""
+    path = dest / name
+    root = os.path.realpath(dest)
+    parent = os.path.realpath(path.parent)
+    if (
+        not name
+        or os.path.isabs(name)
+        or ".." in Path(name).parts
+        or os.path.commonpath([root, parent]) != root
+    ):
+        raise UnsafeArchiveError(
+            f"artifact {artifact} holds an unsafe path {name!r}; nothing was restored"
+        )
+    return path
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    elif path.is_symlink() or path.exists():
+        path.unlink()
+
+
+def _delete_paths(names: Any, dest: Path, artifact: str) -> None:
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise IntegrityError(f"artifact {artifact} has a damaged deletion list")
+    for name in names:
+        _remove(_inside(dest, name, artifact))
+
+
+def _make_room(path: Path, member: tarfile.TarInfo) -> None:
+    """Before applying an incremental member: remove what is in its way.
+
+    A directory stays a directory; anything else (a file that became a directory, a
+    symlink replaced by a file) is removed first, so nothing is written through an
+    old symlink.
+    """
+    if not os.path.lexists(path):
+        return
+    if member.isdir() and path.is_dir() and not path.is_symlink():
+        return
+    _remove(path)
 
 
 def _publish(staging: Path, target: Path) -> None:

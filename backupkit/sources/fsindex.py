@@ -1,0 +1,116 @@
+"""The file index of a filesystem backup: what each path looked like when it was stored.
+
+Stored with every filesystem backup as a sidecar artifact (JSON lines, one entry per
+path, transformed like the main stream). An incremental backup compares the tree
+with its parent's index: a regular file counts as unchanged when its size, mtime
+(ns), mode and inode all match; when only the inode differs (a copy, a restore) its
+sha256 decides. Directories and symlinks are always stored (they are headers only).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import stat
+from collections.abc import Iterable, Iterator
+from typing import BinaryIO
+
+import attrs
+
+from backupkit.errors import IntegrityError
+
+INDEX_SIDECAR = "index"
+
+
+@attrs.frozen
+class IndexEntry:
+    """One path of the tree as it was when a backup stored it."""
+
+    path: str  # the archive name
+    type: str  # "f" file, "d" dir, "l" symlink, "o" other
+    size: int
+    mtime_ns: int
+    mode: int
+    inode: int
+    sha256: str | None = None
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {"p": self.path, "t": self.type, "s": self.size, "m": self.mtime_ns,
+             "o": self.mode, "i": self.inode, "h": self.sha256},
+            ensure_ascii=False, separators=(",", ":"),
+        )
+
+    @classmethod
+    def from_json(cls, line: str) -> IndexEntry:
+        d = json.loads(line)
+        return cls(d["p"], d["t"], d["s"], d["m"], d["o"], d["i"], d.get("h"))
+
+    @classmethod
+    def from_stat(cls, path: str, st: os.stat_result, sha256: str | None = None) -> IndexEntry:
+        if stat.S_ISREG(st.st_mode):
+            kind = "f"
+        elif stat.S_ISDIR(st.st_mode):
+            kind = "d"
+        elif stat.S_ISLNK(st.st_mode):
+            kind = "l"
+        else:
+            kind = "o"
+        return cls(path, kind, st.st_size if kind == "f" else 0, st.st_mtime_ns,
+                   stat.S_IMODE(st.st_mode), st.st_ino, sha256)
+
+
+def write_index(entries: Iterable[IndexEntry], out: BinaryIO) -> None:
+    for entry in entries:
+        out.write(entry.to_json().encode() + b"\n")
+
+
+def read_index(stream: BinaryIO, *, label: str) -> dict[str, IndexEntry]:
+    """The parent's index by path; a damaged index is an IntegrityError naming it."""
+    index: dict[str, IndexEntry] = {}
+    try:
+        for raw in _lines(stream):
+            entry = IndexEntry.from_json(raw)
+            index[entry.path] = entry
+    except (ValueError, KeyError, TypeError) as exc:
+        raise IntegrityError(f"{label} is damaged ({exc}); run a full backup") from None
+    return index
+
+
+def _lines(stream: BinaryIO) -> Iterator[str]:
+    rest = b""
+    while chunk := stream.read(1 << 20):
+        rest += chunk
+        *lines, rest = rest.split(b"\n")
+        for line in lines:
+            if line:
+                yield line.decode()
+    if rest:
+        yield rest.decode()
+
+
+def file_sha256(path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def unchanged(now: IndexEntry, before: IndexEntry | None, path: str) -> IndexEntry | None:
+    """The entry to record if the file at *path* need not be stored again, else None."""
+    if before is None or now.type != "f" or before.type != "f":
+        return None
+    if (now.size, now.mtime_ns, now.mode) != (before.size, before.mtime_ns, before.mode):
+        return None
+    if now.inode == before.inode:
+        return attrs.evolve(now, sha256=before.sha256)
+    if before.sha256 is not None:  # same metadata, other inode: let the content decide
+        try:
+            digest = file_sha256(path)
+        except OSError:
+            return None
+        if digest == before.sha256:
+            return attrs.evolve(now, sha256=digest)
+    return None
