@@ -14,6 +14,7 @@ has been read and its checksums matched, so a corrupt backup writes nothing.
 
 from __future__ import annotations
 
+import decimal
 import fnmatch
 import hashlib
 import io
@@ -196,13 +197,14 @@ class FilesystemSource(Source):
                 entry = IndexEntry.from_stat(arcname, st)
                 counts["files"] += entry.type == "f"
                 counts["directories"] += entry.type == "d"
-                if parent is not None:
+                if parent is not None and st.st_nlink == 1:
+                    # Hard-linked files are always stored, so the links can be rebuilt.
                     same = unchanged(entry, parent.get(arcname), path)
                     if same is not None:
                         index_out.write(same.to_json().encode() + b"\n")
                         counts["unchanged_files"] += 1
                         continue
-                stored = self._add(tar, path, arcname)
+                stored = self._add(tar, path, arcname, st)
                 if stored is None:
                     continue
                 if entry.type == "f":
@@ -212,7 +214,7 @@ class FilesystemSource(Source):
                 tar.members.clear()  # keep memory flat; hard links use tar.inodes
         return {**counts, "paths": [_arcname_of(p) for p in self.paths]}
 
-    def _add(self, tar: tarfile.TarFile, path: str, arcname: str) -> str | None:
+    def _add(self, tar: tarfile.TarFile, path: str, arcname: str, st: os.stat_result) -> str | None:
         """Add one entry; return the sha256 of a regular file's content ("" otherwise), or None if skipped."""
         try:
             info = tar.gettarinfo(path, arcname)
@@ -222,6 +224,7 @@ class FilesystemSource(Source):
         if info is None:
             log.warning("%s is a socket or similar; skipped", path)
             return None
+        _exact_mtime(info, st)
         if not info.isreg():
             tar.addfile(info)
             return ""
@@ -307,6 +310,7 @@ class FilesystemSource(Source):
                         tar.extract(checked, dest_str, set_attrs=False, filter="fully_trusted")
                     else:
                         tar.extract(checked, dest_str, filter="fully_trusted")
+                        _restore_mtime_ns(checked, os.path.join(dest_str, checked.name))
         except tarfile.TarError as exc:
             raise IntegrityError(
                 f"artifact {artifact} is not a valid tar stream ({exc}); restore an older backup"
@@ -321,6 +325,27 @@ def _set_directory_attrs(directories: list[tarfile.TarInfo], dest: Path) -> None
         path = os.path.join(dest, member.name)
         tarfile.TarFile.chmod(helper, member, path)
         tarfile.TarFile.utime(helper, member, path)
+        _restore_mtime_ns(member, path)
+
+
+def _exact_mtime(info: tarfile.TarInfo, st: os.stat_result) -> None:
+    """Record the mtime to the nanosecond (a pax ``mtime`` record, as GNU tar reads it)."""
+    seconds, ns = divmod(st.st_mtime_ns, 1_000_000_000)
+    info.mtime = seconds
+    if ns:
+        info.pax_headers = {**info.pax_headers, "mtime": f"{seconds}.{ns:09d}"}
+
+
+def _restore_mtime_ns(member: tarfile.TarInfo, path: str) -> None:
+    """tarfile sets mtimes from a float; set the recorded nanoseconds exactly."""
+    text = member.pax_headers.get("mtime")
+    if text is None or member.issym():
+        return
+    try:
+        ns = int(decimal.Decimal(text).scaleb(9))
+    except decimal.InvalidOperation:
+        return
+    os.utime(path, ns=(ns, ns), follow_symlinks=False)
 
 
 def _inside(dest: Path, name: str, artifact: str) -> Path:

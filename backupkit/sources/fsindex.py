@@ -4,7 +4,8 @@ Stored with every filesystem backup as a sidecar artifact (JSON lines, one entry
 path, transformed like the main stream). An incremental backup compares the tree
 with its parent's index: a regular file counts as unchanged when its size, mtime
 (ns), mode and inode all match; when only the inode differs (a copy, a restore) its
-sha256 decides. Directories and symlinks are always stored (they are headers only).
+sha256 decides. Directories and symlinks are always stored (they are headers only),
+and so are files with more than one hard link, so restores can rebuild the links.
 """
 
 from __future__ import annotations

@@ -1,0 +1,181 @@
+"""Incremental filesystem backups: only what changed is stored, and every point restores exactly."""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+import pytest
+import zstandard
+
+import backupkit
+from treegen import assert_same_tree, make_tree
+
+
+def engine_for(src: Path, sink: Path) -> backupkit.Engine:
+    return backupkit.Engine.from_config(
+        {"sets": {"app": {"sources": [{"type": "filesystem", "name": "files", "paths": [str(src)]}],
+                          "sink": str(sink)}}},
+        env={},
+    )
+
+
+def copy_of(src: Path, dest: Path) -> Path:
+    subprocess.run(["cp", "-a", str(src), str(dest)], check=True)
+    return dest
+
+
+def replace_keeping_size_and_mtime(path: Path, data: bytes) -> None:
+    """New content and a new inode, but the size and mtime the index remembers."""
+    st = path.stat()
+    assert len(data) == st.st_size
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(data)
+    os.chmod(tmp, st.st_mode & 0o7777)
+    os.utime(tmp, ns=(st.st_atime_ns, st.st_mtime_ns))
+    os.replace(tmp, path)
+
+
+def stored_files(sink: Path, manifest: backupkit.Manifest) -> set[str]:
+    """Names of the regular files inside a stored (zstd) filesystem artifact."""
+    with (sink / manifest.artifact("files").key).open("rb") as fh:
+        reader = zstandard.ZstdDecompressor().stream_reader(fh)
+        with tarfile.open(fileobj=reader, mode="r|") as tar:
+            return {m.name for m in tar if m.isreg() and not m.name.startswith(".backupkit")}
+
+
+def change_1(src: Path) -> None:  # edits and additions
+    (src / "README.txt").write_text("edited readme, longer than before\n")
+    (src / "added.txt").write_text("added\n")
+    (src / "added-dir/inner").mkdir(parents=True)
+    (src / "added-dir/inner/x.bin").write_bytes(os.urandom(50_000))
+
+
+def change_2(src: Path) -> None:  # deletions and renames
+    (src / "empty.txt").unlink()
+    subprocess.run(["rm", "-rf", str(src / "added-dir")], check=True)
+    (src / "text/source.py").rename(src / "text/renamed.py")
+    (src / "nested/a/b").rename(src / "nested/a/b-renamed")
+
+
+def change_3(src: Path) -> None:  # permissions, symlinks, type changes
+    os.chmod(src / "binary.bin", 0o600)
+    (src / "links/to-file").unlink()
+    os.symlink("../README.txt", src / "links/to-file")
+    (src / "added.txt").unlink()
+    (src / "added.txt").mkdir()
+    (src / "added.txt/now-a-dir.txt").write_text("a file became a directory\n")
+    subprocess.run(["rm", "-rf", str(src / "empty-dir")], check=True)
+    (src / "empty-dir").write_text("a directory became a file\n")
+
+
+def change_4(src: Path) -> None:  # content change the metadata alone would miss
+    data = (src / "binary.bin").read_bytes()
+    replace_keeping_size_and_mtime(src / "binary.bin", bytes(b ^ 0xFF for b in data[:10]) + data[10:])
+
+
+def change_5(src: Path) -> None:  # a new hard link; nothing else
+    os.link(src / "README.txt", src / "README-hardlink.txt")
+
+
+@pytest.mark.integration
+def test_full_then_five_incrementals_each_point_restores_exactly(tmp_path: Path) -> None:
+    src = make_tree(tmp_path / "app")
+    engine = engine_for(src, tmp_path / "sink")
+    points = []
+    first = engine.backup("app", kind="full")
+    points.append((first, copy_of(src, tmp_path / "copy0")))
+    for i, change in enumerate([change_1, change_2, change_3, change_4, change_5], start=1):
+        change(src)
+        manifest = engine.backup("app", kind="incremental")
+        assert manifest.kind == "incremental"
+        assert manifest.parent_id == points[-1][0].id
+        assert manifest.tier == "incremental"
+        points.append((manifest, copy_of(src, tmp_path / f"copy{i}")))
+
+    for i, (manifest, expected) in enumerate(points):
+        out = tmp_path / f"restore{i}"
+        engine.restore(manifest.id, to=out)
+        assert_same_tree(expected, out / "app")
+        assert engine.verify(manifest.id).ok
+
+
+@pytest.mark.integration
+def test_incremental_stores_only_changed_files_and_lists_deletions(tmp_path: Path) -> None:
+    src = make_tree(tmp_path / "app")
+    engine = engine_for(src, tmp_path / "sink")
+    full = engine.backup("app")
+    files = full.artifact("files")
+    change_1(src)
+    inc = engine.backup("app", kind="incremental")
+    extra = inc.artifact("files").extra
+    assert extra["stored_files"] == 3 + 2  # README.txt, added.txt, x.bin and the hard-link pair
+    assert extra["unchanged_files"] == files.extra["files"] - 1 - 2
+    assert extra["deleted"] == 0
+    assert stored_files(tmp_path / "sink", inc) == {
+        "app/README.txt", "app/added.txt", "app/added-dir/inner/x.bin", "app/hard/one",  # two: a link
+    }
+    change_2(src)
+    inc2 = engine.backup("app", kind="incremental")
+    assert inc2.artifact("files").extra["deleted"] >= 3
+
+
+def test_replaced_file_with_same_content_is_not_stored_again(tmp_path: Path) -> None:
+    src = make_tree(tmp_path / "app")
+    engine = engine_for(src, tmp_path / "sink")
+    engine.backup("app")
+    same = (src / "binary.bin").read_bytes()
+    replace_keeping_size_and_mtime(src / "binary.bin", same)  # new inode, same bytes
+    inc = engine.backup("app", kind="incremental")
+    assert inc.artifact("files").extra["stored_files"] == 2  # only the hard-link pair, always stored
+    assert "app/binary.bin" not in stored_files(tmp_path / "sink", inc)
+    change_4(src)
+    inc2 = engine.backup("app", kind="incremental")
+    assert inc2.artifact("files").extra["stored_files"] == 3
+    assert "app/binary.bin" in stored_files(tmp_path / "sink", inc2)
+
+
+def test_incremental_without_a_full_backup_runs_as_full_and_says_so(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    src = make_tree(tmp_path / "app")
+    engine = engine_for(src, tmp_path / "sink")
+    with caplog.at_level(logging.WARNING, logger="backupkit"):
+        manifest = engine.backup("app", kind="incremental")
+    assert manifest.kind == "full" and manifest.parent_id is None
+    assert "has no full backup yet; this incremental runs as a full backup" in caplog.text
+
+
+def test_restore_fails_clearly_when_a_link_of_the_chain_is_missing(tmp_path: Path) -> None:
+    src = make_tree(tmp_path / "app")
+    sink = tmp_path / "sink"
+    engine = engine_for(src, sink)
+    full = engine.backup("app")
+    change_1(src)
+    inc = engine.backup("app", kind="incremental")
+    next(sink.glob(f"daily/*{full.id}.manifest.json")).unlink()
+    with pytest.raises(backupkit.errors.NotFoundError, match=f"depends on backup {full.id}, which is missing"):
+        engine.restore(inc.id, to=tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.integration
+def test_cli_incremental_round_trip(tmp_path: Path) -> None:
+    src = make_tree(tmp_path / "app")
+    sink = tmp_path / "sink"
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "backupkit", *args], capture_output=True, text=True)
+
+    assert cli("backup", "--source", str(src), "--sink", str(sink)).returncode == 0
+    change_1(src)
+    result = cli("backup", "--kind", "incremental", "--source", str(src), "--sink", str(sink))
+    assert result.returncode == 0, result.stderr
+    listing = cli("list", "--sink", str(sink))
+    assert "incremental" in listing.stdout and "full" in listing.stdout
+    assert cli("restore", "latest", "--sink", str(sink), "--to", str(tmp_path / "out")).returncode == 0
+    assert_same_tree(src, tmp_path / "out" / "app")
