@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import logging
 import signal
 import sys
 from collections.abc import Sequence
@@ -16,8 +17,9 @@ from typing import Any, NoReturn, TextIO
 
 from backupkit._version import __version__
 from backupkit.config import COMPRESS_CHOICES, Config, find_config_file
-from backupkit.engine import Engine, Progress
-from backupkit.errors import BackupInterrupted, BackupkitError, ConfigError
+from backupkit.engine import Engine, Progress, is_location
+from backupkit.errors import BackupInterrupted, BackupkitError, ConfigError, KeyMissingError
+from backupkit.keys import Key, Keyring
 
 
 class _ArgumentParser(argparse.ArgumentParser):
@@ -31,7 +33,14 @@ def _common(p: argparse.ArgumentParser, *, sink: bool = True) -> None:
     p.add_argument("--set", dest="set_name", metavar="NAME", help="backup set to act on")
     if sink:
         p.add_argument("--sink", metavar="DIR|URL", help="where backups are stored (default: $BACKUP_DIR)")
+    _key_file(p)
     p.add_argument("--json", action="store_true", help="machine-readable output on stdout")
+
+
+def _key_file(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--key-file", metavar="FILE",
+                   help="encryption keys, one per line, the first writes "
+                        "(also: $BACKUP_ENCRYPTION_KEY, $BACKUP_ENCRYPTION_KEY_FILE)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -49,6 +58,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--include", action="append", default=[], metavar="GLOB")
     p.add_argument("--exclude", action="append", default=[], metavar="GLOB")
     p.add_argument("--compress", choices=COMPRESS_CHOICES, default=None)
+    p.add_argument("--encrypt", action="store_true",
+                   help="encrypt with AES-256-GCM after compressing (key: --key-file or "
+                        "$BACKUP_ENCRYPTION_KEY)")
     p.add_argument("--kind", choices=("full", "incremental"), default="full")
     p.add_argument("--reason", default="manual")
     p.add_argument("--tag", action="append", default=[], metavar="TAG")
@@ -61,7 +73,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("restore", help="restore a backup")
     _common(p)
-    p.add_argument("backup", metavar="ID|latest", help="backup id, unique id prefix, or 'latest'")
+    p.add_argument("backup", metavar="ID|latest|URL",
+                   help="backup id, unique id prefix, 'latest', or a manifest's URL/path "
+                        "(s3://bucket/prefix/host/daily/NAME.manifest.json)")
     p.add_argument("--to", required=True, metavar="DIR", help="directory to restore into")
     p.add_argument("--artifact", action="append", default=None, metavar="NAME",
                    help="restore only this artifact (repeatable)")
@@ -72,8 +86,25 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
     p.add_argument("backup", metavar="ID|latest", nargs="?", default="latest")
 
+    p = sub.add_parser("url", help="print an expiring download URL for a stored artifact")
+    _common(p)
+    p.add_argument("backup", metavar="ID|latest|URL",
+                   help="backup id, unique id prefix, 'latest', a manifest's URL, or an object URL")
+    p.add_argument("--artifact", metavar="NAME", help="the artifact (needed if the backup has several)")
+    p.add_argument("--expires", type=int, default=3600, metavar="SECONDS",
+                   help="how long the URL stays valid (default 3600; S3 allows up to 7 days)")
+
     p = sub.add_parser("plugins", help="list loaded plugins and the ids they register")
     p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("keys", help="create an encryption key, show configured key ids")
+    keys = p.add_subparsers(dest="keys_command", required=True, parser_class=_ArgumentParser)
+    k = keys.add_parser("generate", help="print a new random 256-bit key; keep it secret")
+    k.add_argument("--json", action="store_true")
+    k = keys.add_parser("id", help="print the ids of the configured keys, the writing key first")
+    k.add_argument("--config", metavar="FILE", help="TOML configuration (its key_file)")
+    _key_file(k)
+    k.add_argument("--json", action="store_true")
     return parser
 
 
@@ -89,19 +120,30 @@ def _engine(args: argparse.Namespace, *, adhoc: bool = False) -> Engine:
             name=args.set_name or "default",
             include=tuple(args.include),
             exclude=tuple(args.exclude),
+            encrypt=args.encrypt,
         )
-        return Engine(config)
+        return _keyed(args, config)
     if getattr(args, "sink", None) and not args.config:
-        return Engine(Config.for_sink(args.sink))
+        return _keyed(args, Config.for_sink(args.sink))
     path = find_config_file(args.config)
     if path is not None:
         config = Config.from_file(path)
         if adhoc and args.compress:
             raise ConfigError("--compress applies to --source backups; set 'compress' in the config file")
-        return Engine(config)
+        if adhoc and args.encrypt:
+            raise ConfigError("--encrypt applies to --source backups; set 'encrypt = true' in the "
+                              "config file or BACKUP_ENCRYPTION=true")
+        return _keyed(args, config)
     if adhoc:
         raise ConfigError("nothing to back up; pass --source PATH or a config file (--config FILE)")
-    return Engine(Config.for_sink(None))
+    if is_location(getattr(args, "backup", None) or ""):  # the URL names its own sink
+        return _keyed(args, Config())
+    return _keyed(args, Config.for_sink(None))
+
+
+def _keyed(args: argparse.Namespace, config: Config) -> Engine:
+    """An engine for *config* with the encryption keys of --key-file, the config and env."""
+    return Engine.from_config(config, key_file=getattr(args, "key_file", None))
 
 
 def _human(n: float) -> str:
@@ -221,13 +263,22 @@ def _cmd_restore(args: argparse.Namespace) -> int:
 def _cmd_verify(args: argparse.Namespace) -> int:
     result = _engine(args).verify(args.backup, set_name=args.set_name)
     data = {"backup_id": result.backup_id, "ok": result.ok,
-            "artifacts": [{"name": c.artifact, "ok": c.ok, "error": c.error} for c in result.checks]}
-    lines = [f"{c.artifact}: {'ok' if c.ok else 'FAILED: ' + (c.error or '')}" for c in result.checks]
+            "artifacts": [{"name": c.artifact, "ok": c.ok, "error": c.error,
+                           **({"note": c.note} if c.note else {})} for c in result.checks]}
+    lines = [f"{c.artifact}: {'ok' if c.ok else 'FAILED: ' + (c.error or '')}"
+             + (f" ({c.note})" if c.note else "") for c in result.checks]
     _emit(args, data, f"backup {result.backup_id}\n" + "\n".join(lines))
     if not result.ok:
         bad = next(c for c in result.checks if not c.ok)
         print(f"backupkit: error: {bad.error}", file=sys.stderr)
         return 7
+    return 0
+
+
+def _cmd_url(args: argparse.Namespace) -> int:
+    url = _engine(args).presigned_url(args.backup, args.artifact, expires=args.expires,
+                                      set_name=args.set_name)
+    _emit(args, {"url": url, "expires_seconds": args.expires}, url)
     return 0
 
 
@@ -247,13 +298,36 @@ def _cmd_plugins(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_keys(args: argparse.Namespace) -> int:
+    if args.keys_command == "generate":
+        key = Key.generate()
+        _emit(args, {"key": key.encode(), "key_id": key.id}, key.encode())
+        return 0
+    path = find_config_file(args.config)
+    config_key_file = Config.from_file(path).key_file if path is not None else None
+    keyring = Keyring.from_env(key_files=[f for f in (args.key_file, config_key_file) if f])
+    if not keyring:
+        raise KeyMissingError(
+            "no encryption key is configured; set BACKUP_ENCRYPTION_KEY or "
+            "BACKUP_ENCRYPTION_KEY_FILE, or pass --key-file (see 'backupkit keys generate')"
+        )
+    keys = [{"key_id": k.id, "kind": k.kind, "writes": k is keyring.writer, "origin": k.origin}
+            for k in keyring]
+    text = "\n".join(f"{k['key_id']}  {'write' if k['writes'] else 'read '}  {k['origin']}"
+                     for k in keys)
+    _emit(args, {"keys": keys}, text)
+    return 0
+
+
 _COMMANDS = {
     "backup": _cmd_backup,
     "list": _cmd_list,
     "status": _cmd_status,
     "restore": _cmd_restore,
     "verify": _cmd_verify,
+    "url": _cmd_url,
     "plugins": _cmd_plugins,
+    "keys": _cmd_keys,
 }
 
 
@@ -264,6 +338,10 @@ def _on_sigterm(signum: int, frame: Any) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    # The commands report problems themselves, once and prefixed; without a handler
+    # of its own, the logging module would also print each warning bare on stderr.
+    quiet = logging.NullHandler()
+    logging.getLogger("backupkit").addHandler(quiet)
     try:
         return _COMMANDS[args.command](args)
     except BackupkitError as exc:
@@ -273,4 +351,5 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("backupkit: interrupted; nothing of this run was kept", file=sys.stderr)
         return 130
     finally:
+        logging.getLogger("backupkit").removeHandler(quiet)
         signal.signal(signal.SIGTERM, previous)

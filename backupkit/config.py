@@ -11,6 +11,7 @@ parameters are checked by the plugins themselves when the engine builds them.
     [sets.app]
     sink = "/var/backups/app"              # or { type = "local", root = "..." }
     compress = "zstd"                       # zstd | gzip | none (or a transforms list)
+    encrypt = true                          # add 'aes' after compression (BACKUP_ENCRYPTION)
     tags = ["prod"]
 
     [[sets.app.sources]]
@@ -38,8 +39,12 @@ CONFIG_FILENAME = "backupkit.toml"
 COMPRESS_CHOICES = ("zstd", "gzip", "none")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
-_TOP_KEYS = ("sets", "hostname")
-_SET_KEYS = ("sources", "transforms", "compress", "sink", "hostname", "tags")
+_TOP_KEYS = ("sets", "hostname", "key_file")
+_SET_KEYS = (
+    "sources", "transforms", "compress", "encrypt", "encrypt_manifest", "sink", "hostname", "tags"
+)
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("", "0", "false", "no", "off")
 
 
 @attrs.frozen
@@ -61,6 +66,7 @@ class SetConfig:
     sink: PluginRef | str
     hostname: str | None = None
     tags: tuple[str, ...] = ()
+    encrypt_manifest: bool = False  # seal the manifest body with the encryption key too
 
 
 @attrs.frozen
@@ -69,6 +75,7 @@ class Config:
 
     sets: Mapping[str, SetConfig] = attrs.field(factory=dict)
     sink: PluginRef | str | None = None
+    key_file: str | None = None  # encryption keys, one per line; see backupkit.keys
 
     @classmethod
     def from_dict(
@@ -84,7 +91,7 @@ class Config:
             name: _parse_set(name, body, env, f"{origin}: set {name!r}", default_host)
             for name, body in sets_raw.items()
         }
-        return cls(sets=sets)
+        return cls(sets=sets, key_file=_opt_str(data, "key_file", origin))
 
     @classmethod
     def from_file(cls, path: str | os.PathLike[str], *, env: Mapping[str, str] | None = None) -> Config:
@@ -112,6 +119,7 @@ class Config:
         include: tuple[str, ...] = (),
         exclude: tuple[str, ...] = (),
         env: Mapping[str, str] | None = None,
+        encrypt: bool = False,
     ) -> Config:
         """The configuration the ad-hoc command line describes."""
         env = os.environ if env is None else env
@@ -122,12 +130,14 @@ class Config:
             params["include"] = list(include)
         if exclude:
             params["exclude"] = list(exclude)
-        body = {
+        body: dict[str, Any] = {
             "sources": [{"type": "filesystem", "name": "files", **params}],
             "compress": compress,
         }
         if sink is not None:
             body["sink"] = sink
+        if encrypt:  # otherwise BACKUP_ENCRYPTION decides
+            body["encrypt"] = True
         return cls(sets={name: _parse_set(name, body, env, f"set {name!r}", None)})
 
     @classmethod
@@ -224,6 +234,18 @@ def _parse_set(
                 f"{where}: compress must be one of {', '.join(COMPRESS_CHOICES)}, got {compress!r}"
             )
         transforms = () if compress == "none" else (PluginRef(id=compress),)
+    encrypt = body.get("encrypt")
+    if encrypt is None:
+        encrypt = _env_flag(env, "BACKUP_ENCRYPTION")
+    if not isinstance(encrypt, bool):
+        raise ConfigError(f"{where}: 'encrypt' must be true or false, got {encrypt!r}")
+    if encrypt and not any(t.id == "aes" for t in transforms):
+        transforms = (*transforms, PluginRef(id="aes"))  # last: compress, then encrypt
+    encrypt_manifest = body.get("encrypt_manifest", False)
+    if not isinstance(encrypt_manifest, bool):
+        raise ConfigError(f"{where}: 'encrypt_manifest' must be true or false")
+    if encrypt_manifest and not any(t.id == "aes" for t in transforms):
+        raise ConfigError(f"{where}: 'encrypt_manifest' needs encryption; add encrypt = true")
     sink_raw = body.get("sink", env.get("BACKUP_DIR"))
     if sink_raw is None:
         raise ConfigError(f"{where} has no sink; add sink = \"DIR or URL\" or set BACKUP_DIR")
@@ -242,7 +264,15 @@ def _parse_set(
         sink=sink,
         hostname=_opt_str(body, "hostname", where) or default_host,
         tags=tuple(tags),
+        encrypt_manifest=encrypt_manifest,
     )
+
+
+def _env_flag(env: Mapping[str, str], name: str) -> bool:
+    value = env.get(name, "").strip().lower()
+    if value in _TRUE or value in _FALSE:
+        return value in _TRUE
+    raise ConfigError(f"{name} must be true or false, got {env[name]!r}")
 
 
 def find_config_file(explicit: str | None, cwd: Path | None = None) -> Path | None:

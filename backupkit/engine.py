@@ -17,8 +17,10 @@ the one being written is aborted, the temp directory removed, and
 from __future__ import annotations
 
 import datetime as dt
+import errno
 import logging
 import os
+import posixpath
 import secrets
 import socket
 import tempfile
@@ -37,10 +39,15 @@ from backupkit.core.manifest import MANIFEST_SUFFIX, Artifact, Manifest, PluginS
 from backupkit.errors import (
     BackupkitError,
     ConfigError,
+    IntegrityError,
+    KeyMissingError,
     ManifestError,
     NotFoundError,
+    SinkError,
     SourceError,
 )
+from backupkit.keys import KeyedTransform, Keyring
+from backupkit.transforms.aes import open_manifest, seal_manifest
 from backupkit.plugins import Plugins, make_plugin_manager
 from backupkit.run import RunInfo
 from backupkit.sinks.base import ArtifactWriter, Sink
@@ -79,6 +86,7 @@ class ArtifactCheck:
     artifact: str
     ok: bool
     error: str | None = None
+    note: str | None = None  # e.g. only the stored checksum was checked (no key)
 
 
 @attrs.frozen
@@ -165,8 +173,51 @@ class _Closing:
         self.close()
 
 
+def _sink_error(exc: OSError, sink: Sink, key: str) -> BackupkitError:
+    """A sink plugin's bare ``OSError``, translated at the engine's boundary."""
+    if isinstance(exc, BackupkitError):
+        return exc
+    hint = (
+        "the disk is full; free space or choose another sink"
+        if exc.errno == errno.ENOSPC
+        else exc.strerror or str(exc)
+    )
+    err = SinkError(f"cannot store {key} in sink {sink.location}: {hint}")
+    err.errno = exc.errno
+    return err
+
+
+class _SinkWriter(ArtifactWriter):
+    """Wraps a sink's writer so its bare ``OSError`` (a full disk) is a :class:`SinkError`,
+    not mistaken for a failing source."""
+
+    def __init__(self, writer: ArtifactWriter, sink: Sink, key: str) -> None:
+        self.writer, self.sink, self.key = writer, sink, key
+
+    def write(self, data: bytes, /) -> int:
+        try:
+            return self.writer.write(data)
+        except OSError as exc:
+            raise _sink_error(exc, self.sink, self.key) from None
+
+    def commit(self) -> None:
+        try:
+            self.writer.commit()
+        except OSError as exc:
+            raise _sink_error(exc, self.sink, self.key) from None
+
+    def abort(self) -> None:
+        self.writer.abort()
+
+
 def is_sidecar(artifact: Artifact) -> bool:
     return "sidecar_of" in artifact.extra
+
+
+def is_location(ref: str) -> bool:
+    """Whether *ref* names a stored object (``s3://b/p/x.manifest.json``, a path) rather
+    than a backup id, id prefix or ``latest``."""
+    return "://" in ref or ref.endswith(MANIFEST_SUFFIX)
 
 
 @attrs.define
@@ -180,6 +231,7 @@ class Engine:
     config: Config
     plugins: Plugins = attrs.field(factory=make_plugin_manager)
     clock: Clock = _utcnow
+    keyring: Keyring = attrs.field(factory=Keyring)  # encryption keys; shows ids only
 
     @classmethod
     def from_config(
@@ -189,14 +241,19 @@ class Engine:
         plugins: Iterable[object] = (),
         env: Mapping[str, str] | None = None,
         clock: Clock | None = None,
+        key_file: str | os.PathLike[str] | None = None,
     ) -> Engine:
+        """:param key_file: a key file (``--key-file``); keys also come from *env*
+        (``BACKUP_ENCRYPTION_KEY``...) and the config's ``key_file``, see :mod:`backupkit.keys`."""
         if isinstance(config, Config):
             cfg = config
         elif isinstance(config, Mapping):
             cfg = Config.from_dict(config, env=env)
         else:
             cfg = Config.from_file(config, env=env)
-        return cls(cfg, make_plugin_manager(plugins=plugins), clock or _utcnow)
+        key_files = [f for f in (key_file, cfg.key_file) if f]
+        keyring = Keyring.from_env(env, key_files=key_files)
+        return cls(cfg, make_plugin_manager(plugins=plugins), clock or _utcnow, keyring)
 
     # -- plugin construction ------------------------------------------------------
     def sink_for(self, ref: PluginRef | str) -> Sink:
@@ -215,7 +272,11 @@ class Engine:
 
     def _transforms(self, refs: Iterable[PluginRef | PluginSpec], where: str) -> list[Transform]:
         chain = [self.plugins.transform(r.id).from_params(r.params) for r in refs]
+        chain = [t.with_keyring(self.keyring) if isinstance(t, KeyedTransform) else t for t in chain]
         check_chain(chain, where=where)
+        for t in chain:
+            if isinstance(t, KeyedTransform):
+                t.check_keys(where)  # a missing key is a one-line error naming its id, up front
         return chain
 
     def _sinks(self) -> list[Sink]:
@@ -292,16 +353,26 @@ class Engine:
                 duration_seconds=round(time.monotonic() - t0, 3),
                 artifacts=tuple(artifacts),
             )
-            sink.put_bytes(sink.key_for(tier, stem + MANIFEST_SUFFIX), manifest.to_json(), run_id=run.run_id)
+            manifest_key = sink.key_for(tier, stem + MANIFEST_SUFFIX, run=run)
+            try:
+                body = manifest.to_json()
+                if set_cfg.encrypt_manifest:  # only the format and key id stay in the clear
+                    body = seal_manifest(body, self.keyring.writing_key(what=where))
+                sink.put_bytes(manifest_key, body, run_id=run.run_id)
+            except OSError as exc:
+                raise _sink_error(exc, sink, manifest_key) from None
         except BaseException as exc:
             log.error("backup %s failed: %s", run.run_id, exc)
             if committed:
                 try:
                     sink.delete(committed)
-                except BackupkitError as cleanup_error:
+                except (BackupkitError, OSError) as cleanup_error:
                     log.error("could not remove %s: %s", committed, cleanup_error)
             self._finish_run(sink, run, stem, run_log, began)
-            self.plugins.hook.backupkit_on_failure(run=run, error=exc)
+            try:
+                self.plugins.hook.backupkit_on_failure(run=run, error=exc)
+            except Exception as hook_error:  # a failing notifier must not hide the real error
+                log.error("a backupkit_on_failure hook failed: %s", hook_error)
             raise
         log.info(
             "backup %s stored %d bytes (%d raw) in %.1fs",
@@ -317,8 +388,8 @@ class Engine:
             return
         try:
             text = ("\n".join(run_log.lines) + "\n").encode()
-            sink.put_bytes(sink.log_key(stem + ".log"), text, run_id=run.run_id)
-        except BackupkitError as exc:  # a full disk must not hide the real outcome
+            sink.put_bytes(sink.log_key(stem + ".log", run=run), text, run_id=run.run_id)
+        except (BackupkitError, OSError) as exc:  # a full disk must not hide the real outcome
             log.warning("could not write the run log: %s", exc)
         finally:
             sink.end_run(run.run_id)
@@ -433,8 +504,8 @@ class Engine:
                 last = time.monotonic()
                 progress(Progress(name, raw.digest.size, stored.digest.size, current[0], last - t0))
 
-        key = sink.key_for(tier, f"{stem}.{name}{source.extension}{exts}")
-        writer: ArtifactWriter = sink.open_artifact(key, run_id=run.run_id)
+        key = sink.key_for(tier, f"{stem}.{name}{source.extension}{exts}", run=run)
+        writer: ArtifactWriter = _SinkWriter(sink.open_artifact(key, run_id=run.run_id), sink, key)
         thread = threading.Thread(target=produce, name=f"backupkit-source-{name}", daemon=True)
         thread.start()
         last = 0.0
@@ -470,8 +541,8 @@ class Engine:
             with fh:
                 fh.seek(0)
                 side_raw = Digest()
-                side_key = sink.key_for(tier, f"{stem}.{name}.{sidecar}{exts}")
-                side_writer = sink.open_artifact(side_key, run_id=run.run_id)
+                side_key = sink.key_for(tier, f"{stem}.{name}.{sidecar}{exts}", run=run)
+                side_writer = _SinkWriter(sink.open_artifact(side_key, run_id=run.run_id), sink, side_key)
                 try:
                     side_stored = self._encode(_chunks(fh, side_raw), chain, side_writer)
                 except BaseException:
@@ -497,7 +568,8 @@ class Engine:
             for key in sink.list_manifest_keys():
                 origin = f"{sink.location.rstrip('/')}/{key}"
                 try:
-                    manifest = Manifest.from_json(sink.get_bytes(key), origin=origin)
+                    data = open_manifest(sink.get_bytes(key), self.keyring, origin=origin)
+                    manifest = Manifest.from_json(data, origin=origin)
                 except (ManifestError, NotFoundError) as exc:
                     log.warning("%s", exc)
                     problems.append(CatalogProblem(origin, str(exc)))
@@ -558,6 +630,73 @@ class Engine:
     def resolve(self, ref: str = "latest", *, set_name: str | None = None) -> Manifest:
         return self.catalog().resolve(ref, set_name=set_name)
 
+    def manifest_at(self, url: str) -> tuple[Manifest, Sink]:
+        """Read the manifest stored at *url*; return it and the sink holding its artifacts.
+
+        Works on a fresh machine with no configuration: ``s3://bucket/prefix/host/
+        daily/x.manifest.json`` or a path. Artifact keys are relative to the sink's
+        root: the manifest's directory less the directory its artifacts' keys share
+        with it (``<hostname>/daily``, ``daily``, ``backups``).
+        """
+        if not url.endswith(MANIFEST_SUFFIX):
+            raise ConfigError(
+                f"{url} is not a manifest (*{MANIFEST_SUFFIX}); give one, a backup id or 'latest'"
+            )
+        directory, sep, name = url.rpartition("/")
+        directory = directory if sep else "."
+        data = open_manifest(self.sink_for(directory).get_bytes(name), self.keyring, origin=url)
+        manifest = Manifest.from_json(data, origin=url)
+        shared = posixpath.dirname(manifest.artifacts[0].key) if manifest.artifacts else ""
+        if shared and directory.endswith("/" + shared):
+            directory = directory[: -len(shared) - 1]
+        return manifest, self.sink_for(directory)
+
+    def _catalog_for(self, ref: str) -> tuple[Catalog, dict[str, Sink], str]:
+        """The catalog to resolve *ref* in, and *ref* as an id for it: every configured
+        sink's catalog, or for a manifest's URL (:meth:`manifest_at`) its own sink's."""
+        if not is_location(ref):
+            catalog, owner = self._read_catalog()
+            return catalog, owner, ref
+        manifest, sink = self.manifest_at(ref)
+        catalog, owner = self._read_catalog([sink])
+        return catalog, owner, manifest.id
+
+    def presigned_url(
+        self,
+        ref: str,
+        artifact: str | None = None,
+        *,
+        expires: int = 3600,
+        set_name: str | None = None,
+    ) -> str:
+        """An expiring GET URL for an artifact of backup *ref* (seed 002's download URL).
+
+        :param ref: ``latest``, a backup id or unique prefix, the URL of a manifest, or
+            the URL of any stored object (``s3://bucket/key``), which is signed as is.
+        :param artifact: the artifact's name; may be left out if the backup has one.
+        :param expires: seconds the URL stays valid (the S3 sink allows up to 7 days).
+        """
+        if is_location(ref) and not ref.endswith(MANIFEST_SUFFIX):
+            directory, _, name = ref.rpartition("/")
+            return self.sink_for(directory).presign(name, expires=expires)
+        if is_location(ref):
+            manifest, sink = self.manifest_at(ref)
+        else:
+            catalog, owner = self._read_catalog()
+            manifest = catalog.resolve(ref, set_name=set_name)
+            sink = owner[manifest.id]
+        if artifact is None:
+            data = [a for a in manifest.artifacts if not is_sidecar(a)]
+            if len(data) != 1:
+                names = ", ".join(a.name for a in data) or "none"
+                raise ConfigError(
+                    f"backup {manifest.id} has {len(data)} artifacts ({names}); name one with --artifact"
+                )
+            chosen = data[0]
+        else:
+            chosen = manifest.artifact(artifact)
+        return sink.presign(chosen.key, expires=expires)
+
     def restore(
         self,
         ref: str = "latest",
@@ -574,7 +713,7 @@ class Engine:
         An incremental backup restores its whole chain, full backup first. Every byte
         is checked against the manifests before anything becomes visible.
         """
-        catalog, owner = self._read_catalog()
+        catalog, owner, ref = self._catalog_for(ref)
         manifest = catalog.resolve(ref, set_name=set_name)
         links = self._chain(catalog, manifest)
         if artifacts is None:
@@ -644,19 +783,40 @@ class Engine:
 
     def verify(self, ref: str = "latest", *, set_name: str | None = None) -> VerifyResult:
         """Re-read every stored artifact of a backup and check both checksums."""
-        catalog, owner = self._read_catalog()
+        catalog, owner, ref = self._catalog_for(ref)
         manifest = catalog.resolve(ref, set_name=set_name)
         sink = owner[manifest.id]
         checks = []
         for artifact in manifest.artifacts:
+            note = None
             try:
-                checked, fh = self._open_checked(sink, manifest, artifact, None)
-                with fh:
-                    while checked.read(1 << 20):
-                        pass
-                    checked.check()
+                try:
+                    checked, fh = self._open_checked(sink, manifest, artifact, None)
+                except KeyMissingError as missing:  # without the key: the stored checksum only
+                    self._check_stored(sink, manifest, artifact)
+                    note = (f"stored checksum only; encryption key {missing.key_id} is not "
+                            "configured, so decryption (AEAD) was not checked")
+                else:
+                    with fh:
+                        while checked.read(1 << 20):
+                            pass
+                        checked.check()
             except BackupkitError as exc:
                 checks.append(ArtifactCheck(manifest.id, artifact.name, False, str(exc)))
             else:
-                checks.append(ArtifactCheck(manifest.id, artifact.name, True))
+                checks.append(ArtifactCheck(manifest.id, artifact.name, True, note=note))
         return VerifyResult(manifest.id, tuple(checks))
+
+    def _check_stored(self, sink: Sink, manifest: Manifest, artifact: Artifact) -> None:
+        """Compare an artifact's stored bytes with its manifest, without decoding them."""
+        digest = Digest()
+        with sink.open_read(artifact.key) as fh:
+            for _ in _chunks(fh, digest):
+                pass
+        if (digest.size, digest.hexdigest()) != (artifact.stored_size, artifact.stored_sha256):
+            raise IntegrityError(
+                f"artifact {artifact.name} of backup {manifest.id} ({artifact.key}) does not "
+                f"match its manifest checksum (stored bytes changed: {digest.size} bytes read, "
+                f"{artifact.stored_size} recorded); it was damaged or tampered with, restore "
+                "an older backup"
+            )

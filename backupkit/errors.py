@@ -25,6 +25,14 @@ class PluginError(ConfigError):
     """A plugin id is unknown, registered twice, or a plugin misbehaves."""
 
 
+class KeyMissingError(ConfigError):
+    """The encryption key a backup needs is not configured; ``key_id`` names it."""
+
+    def __init__(self, message: str, *, key_id: str | None = None) -> None:
+        super().__init__(message)
+        self.key_id = key_id
+
+
 class SourceError(BackupkitError):
     """A source could not be read (missing path, unreadable file, dump failed)."""
 
@@ -41,6 +49,10 @@ class ManifestError(BackupkitError, ValueError):
     """A manifest is truncated, has an unknown format version, or an invalid field."""
 
     exit_code = 5
+
+
+class ChainError(ManifestError):
+    """An incremental backup's chain is broken: a parent is missing, of another set, or loops."""
 
 
 class NotFoundError(BackupkitError, LookupError):
@@ -74,8 +86,10 @@ class BackupInterrupted(BackupkitError):
 __all__ = [
     "BackupInterrupted",
     "BackupkitError",
+    "ChainError",
     "ConfigError",
     "IntegrityError",
+    "KeyMissingError",
     "ManifestError",
     "NotFoundError",
     "PluginError",

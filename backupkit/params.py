@@ -57,7 +57,7 @@ def public_params(obj: Any) -> dict[str, Any]:
     """The non-secret fields of plugin *obj*, as JSON-ready values."""
     out: dict[str, Any] = {}
     for f in attrs.fields(type(obj)):
-        if f.metadata.get(_SECRET):
+        if f.metadata.get(_SECRET) or not f.init:  # secrets and internal state
             continue
         value = getattr(obj, f.name)
         if isinstance(value, tuple):

@@ -33,7 +33,10 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "backupkit.sources.filesystem",
     "backupkit.transforms.gzip",
     "backupkit.transforms.zstd",
+    "backupkit.transforms.aes",
     "backupkit.sinks.local",
+    "backupkit.sinks.s3",
+    "backupkit.sinks.fsspec",
 )
 
 P = TypeVar("P")
@@ -145,8 +148,8 @@ def make_plugin_manager(
             pm.register(plugin)
         pm.check_pending()
     except pluggy.PluginValidationError as exc:
-        name = pm.get_name(exc.plugin)  # an entry-point name, module name, or id()
-        which = f"plugin {name!r}: " if name and not name.isdigit() else ""
+        culprit = pm.get_name(exc.plugin)  # an entry-point name, module name, or id()
+        which = f"plugin {culprit!r}: " if culprit and not culprit.isdigit() else ""
         raise PluginError(f"{which}{exc} (see docs/hooks.md for the hook names)") from None
     registry = Register()
     pm.hook.backupkit_register_sources(register=registry)

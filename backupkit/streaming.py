@@ -41,14 +41,22 @@ class ChunkPipe:
 
     # producer side
     def write(self, data: bytes) -> int:
-        n = len(data)
-        if not self._buf and n >= self.chunk:
-            self._put(bytes(data))
-            return n
-        self._buf += data
-        while len(self._buf) >= self.chunk:
-            self._put(bytes(self._buf[: self.chunk]))
-            del self._buf[: self.chunk]
+        # Never queue more than ``chunk`` bytes per item, however big the write:
+        # otherwise ``depth`` items of a source's 100 MB writes would be 400 MB.
+        view = memoryview(data).cast("B")
+        n = view.nbytes
+        if self._buf:
+            take = min(self.chunk - len(self._buf), n)
+            self._buf += view[:take]
+            view = view[take:]
+            if len(self._buf) < self.chunk:
+                return n
+            self._put(bytes(self._buf))
+            self._buf.clear()
+        while view.nbytes >= self.chunk:
+            self._put(bytes(view[: self.chunk]))
+            view = view[self.chunk :]
+        self._buf += view
         return n
 
     def finish(self) -> None:
@@ -177,6 +185,8 @@ class CheckedReader:
     def read(self, size: int = -1) -> bytes:
         try:
             data: bytes = self.decoded.read(size)
+        except IntegrityError as exc:  # a decoder's own check (AEAD): say which artifact
+            raise IntegrityError(f"{self.label}: {exc}; restore an older backup") from None
         except BackupkitError:
             raise
         except Exception as exc:  # zstd/gzip/AEAD errors mean the stored bytes are bad

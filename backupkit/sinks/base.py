@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Iterable, Iterator, Mapping
-from typing import Any, BinaryIO, ClassVar
+from typing import TYPE_CHECKING, Any, BinaryIO, ClassVar
 
 from backupkit.core.manifest import MANIFEST_SUFFIX
+from backupkit.errors import ConfigError
 from backupkit.params import build, public_params
+
+if TYPE_CHECKING:
+    from backupkit.run import RunInfo
 
 
 class ArtifactWriter(abc.ABC):
@@ -82,12 +86,23 @@ class Sink(abc.ABC):
         """Called when a run ends, successful or not; remove its temporary data."""
 
     # -- derived ------------------------------------------------------------------
-    def key_for(self, tier: str, filename: str) -> str:
-        """The key of a file of a backup in *tier* (the layout; sinks may override)."""
+    def key_for(self, tier: str, filename: str, *, run: RunInfo | None = None) -> str:
+        """The key of a file of a backup in *tier* (the layout; sinks may override).
+
+        *run* (host name, reason, start time, run id) is given by the engine for
+        layouts that need it, e.g. the s3 sink's ``<hostname>/<tier>/<filename>``.
+        """
         return f"{tier}/{filename}"
 
-    def log_key(self, filename: str) -> str:
+    def log_key(self, filename: str, *, run: RunInfo | None = None) -> str:
         return f"logs/{filename}"
+
+    def presign(self, key: str, *, expires: int = 3600) -> str:
+        """An expiring URL anyone can GET *key* with; sinks that can make one override this."""
+        raise ConfigError(
+            f"sink {self.location} cannot make download URLs; store backups in S3 "
+            "(or another store with signed URLs) to use them"
+        )
 
     def list_manifest_keys(self) -> Iterator[str]:
         return (k for k in self.list_keys() if k.endswith(MANIFEST_SUFFIX))

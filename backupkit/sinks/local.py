@@ -64,10 +64,19 @@ class _FileWriter(ArtifactWriter):
 
     def write(self, data: bytes, /) -> int:
         assert self.fh is not None, "write after commit/abort"
+        view = memoryview(data).cast("B")
+        size = view.nbytes
         try:
-            return self.fh.write(data) or 0
+            # An unbuffered write may store less than asked (a disk filling up does
+            # that): write the rest, so the file never silently lacks bytes.
+            while view:
+                written = self.fh.write(view)
+                if not written:
+                    raise OSError(errno.EIO, "the write stored nothing")
+                view = view[written:]
         except OSError as exc:
             raise _os_error(exc, "write", self.tmp) from None
+        return size
 
     def commit(self) -> None:
         assert self.fh is not None

@@ -21,13 +21,14 @@ import io
 import json
 import logging
 import os
+import posixpath
 import secrets
 import shutil
 import stat
 import tarfile
 from collections.abc import Iterable, Iterator, Mapping
-from pathlib import Path
-from typing import Any, BinaryIO, ClassVar
+from pathlib import Path, PurePosixPath
+from typing import Any, BinaryIO, ClassVar, NoReturn
 
 import attrs
 
@@ -263,8 +264,11 @@ class FilesystemSource(Source):
         staging.mkdir()
         try:
             directories: list[tarfile.TarInfo] = []
+            symlinks: set[str] = set()  # symlinks this restore made: never write through them
             for position, stream in enumerate(streams):
-                directories = self._extract(stream, staging, ctx.artifact, replace=position > 0)
+                directories = self._extract(
+                    stream, staging, ctx.artifact, replace=position > 0, symlinks=symlinks
+                )
                 while stream.read(COPY_BUFSIZE):  # to EOF: the engine checks checksums there
                     pass
             _set_directory_attrs(directories, staging)
@@ -273,11 +277,26 @@ class FilesystemSource(Source):
             shutil.rmtree(staging, ignore_errors=True)
 
     def _extract(
-        self, stream: BinaryIO, dest: Path, artifact: str, *, replace: bool
+        self, stream: BinaryIO, dest: Path, artifact: str, *, replace: bool, symlinks: set[str]
     ) -> list[tarfile.TarInfo]:
         """Extract one stream into *dest*; return its directories (attrs set later)."""
         dest_str = str(dest)
         directories: list[tarfile.TarInfo] = []
+
+        def refuse(member: tarfile.TarInfo, problem: str) -> NoReturn:
+            raise UnsafeArchiveError(
+                f"artifact {artifact} holds an unsafe member {member.name!r} ({problem}); "
+                "nothing was restored"
+            )
+
+        def check(member: tarfile.TarInfo) -> None:
+            problem = _lexical_problem(member)
+            if problem:
+                refuse(member, problem)
+            for path in (member.name, member.linkname if member.islnk() else ""):
+                via = _through_symlink(path, symlinks) if path else None
+                if via is not None:
+                    refuse(member, f"a path through the symlink {via!r}")
 
         def safe(member: tarfile.TarInfo) -> tarfile.TarInfo:
             try:
@@ -300,11 +319,19 @@ class FilesystemSource(Source):
                     if member.name == DELETED_MEMBER and member.isreg():
                         fh = tar.extractfile(member)
                         assert fh is not None
-                        _delete_paths(json.loads(fh.read()), dest, artifact)
+                        deleted = _delete_paths(json.loads(fh.read()), dest, artifact)
+                        symlinks.difference_update(
+                            s for s in list(symlinks) if any(_under(s, d) for d in deleted)
+                        )
                         continue
+                    check(member)
+                    name = posixpath.normpath(member.name)
                     if replace:  # clear the way first: the old entry may be a symlink
                         _make_room(_inside(dest, member.name, artifact), member)
+                        symlinks.discard(name)
                     checked = safe(member)
+                    if checked.issym():
+                        symlinks.add(name)
                     if checked.isdir():
                         directories.append(checked)
                         tar.extract(checked, dest_str, set_attrs=False, filter="fully_trusted")
@@ -312,10 +339,52 @@ class FilesystemSource(Source):
                         tar.extract(checked, dest_str, filter="fully_trusted")
                         _restore_mtime_ns(checked, os.path.join(dest_str, checked.name))
         except tarfile.TarError as exc:
+            # Damaged stored bytes are the likely cause: read on to EOF, where the engine's
+            # checksum check raises the error that names the stored object.
+            while stream.read(COPY_BUFSIZE):
+                pass
             raise IntegrityError(
                 f"artifact {artifact} is not a valid tar stream ({exc}); restore an older backup"
             ) from None
         return directories
+
+
+def _lexical_problem(member: tarfile.TarInfo) -> str | None:
+    """Our own check of names and link targets, without touching the disk.
+
+    It does not depend on tarfile's ``data`` filter, whose realpath-based checks had
+    bypasses before Python 3.11.13 (CVE-2025-4517 and others): a name must be
+    relative without ``..``; a symlink's target, read from the link's own directory,
+    and a hard link's target must stay inside the archive root.
+    """
+    name = member.name
+    parts = PurePosixPath(name).parts
+    if name.startswith(("/", os.sep)) or (parts and parts[0].endswith(":")):
+        return "an absolute path"
+    if ".." in parts:
+        return "a '..' component"
+    if member.issym() or member.islnk():
+        target = member.linkname
+        if target.startswith("/"):
+            return "a link to an absolute path"
+        target_parts = PurePosixPath(target).parts
+        ups = next((i for i, part in enumerate(target_parts) if part != ".."), len(target_parts))
+        depth = len(parts) - 1 if member.issym() else 0
+        if ups > depth:
+            return "a link leading outside the target"
+        if ".." in target_parts[ups:]:  # '..' after a name may climb out of a symlinked dir
+            return "a link with '..' after a name in its target"
+    return None
+
+
+def _through_symlink(name: str, symlinks: set[str]) -> str | None:
+    """The first parent of *name* that this restore created as a symlink, if any."""
+    parts = PurePosixPath(name).parts
+    for i in range(1, len(parts)):
+        prefix = "/".join(parts[:i])
+        if prefix in symlinks:
+            return prefix
+    return None
 
 
 def _set_directory_attrs(directories: list[tarfile.TarInfo], dest: Path) -> None:
@@ -372,11 +441,16 @@ def _remove(path: Path) -> None:
         path.unlink()
 
 
-def _delete_paths(names: Any, dest: Path, artifact: str) -> None:
+def _delete_paths(names: Any, dest: Path, artifact: str) -> list[str]:
     if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
         raise IntegrityError(f"artifact {artifact} has a damaged deletion list")
     for name in names:
         _remove(_inside(dest, name, artifact))
+    return [posixpath.normpath(n) for n in names]
+
+
+def _under(path: str, top: str) -> bool:
+    return path == top or path.startswith(top + "/")
 
 
 def _make_room(path: Path, member: tarfile.TarInfo) -> None:

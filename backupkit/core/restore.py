@@ -1,0 +1,155 @@
+"""Restore planning: which backups, in which order, and which artifacts to fetch.
+
+:func:`plan_restore` is pure. A target is ``'latest'``, a backup id or a unique id
+prefix, or a timezone-aware datetime (the newest backup at or before it). A backup is
+complete once its manifest is in the catalog: manifests are written last, after every
+artifact. The plan is the target's chain, the full backup first and then each
+incremental in the order they apply; a restore fetches :attr:`RestorePlan.artifacts` and
+applies them in that order.
+
+A chain is broken when an incremental has no parent, its parent is not in the catalog,
+belongs to another set, or the chain loops: that is a :class:`ChainError` (a
+:class:`ManifestError`) naming the link. A target that matches nothing, or a time before
+the first backup, is a :class:`NotFoundError`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import attrs
+
+from backupkit.core.catalog import Catalog
+from backupkit.core.manifest import Artifact, Manifest
+from backupkit.errors import ChainError, ConfigError, NotFoundError
+
+
+@attrs.frozen
+class Fetch:
+    """One artifact to download for a restore, and the backup it belongs to."""
+
+    backup_id: str
+    artifact: Artifact
+
+    @property
+    def key(self) -> str:
+        return self.artifact.key
+
+
+@attrs.frozen
+class RestorePlan:
+    """The backups to apply, oldest first (a full, then incrementals), ending at ``target``."""
+
+    chain: tuple[Manifest, ...]
+
+    @property
+    def target(self) -> Manifest:
+        return self.chain[-1]
+
+    @property
+    def full(self) -> Manifest:
+        return self.chain[0]
+
+    @property
+    def incrementals(self) -> tuple[Manifest, ...]:
+        return self.chain[1:]
+
+    @property
+    def artifacts(self) -> tuple[Fetch, ...]:
+        """Every artifact to fetch, in the order to apply them."""
+        return tuple(Fetch(m.id, a) for m in self.chain for a in m.artifacts)
+
+    @property
+    def stored_size(self) -> int:
+        """Bytes to download."""
+        return sum(m.stored_size for m in self.chain)
+
+
+def plan_restore(
+    catalog: Catalog, *, target: str | dt.datetime, set_name: str | None = None
+) -> RestorePlan:
+    """The chain needed to restore *target* of *set_name*.
+
+    With no *set_name*, ``'latest'`` and a time need a catalog holding one set (the
+    newest backup of one set says nothing about another); an id names its own set.
+    """
+    found = _resolve(catalog, target, set_name)
+    return RestorePlan(chain=_chain(catalog, found))
+
+
+def _resolve(catalog: Catalog, target: str | dt.datetime, set_name: str | None) -> Manifest:
+    if isinstance(target, dt.datetime):
+        if target.tzinfo is None or target.utcoffset() is None:
+            raise ConfigError(
+                f"restore time {target.isoformat()} has no time zone; add one, e.g. 'Z'"
+            )
+        backups = _one_set(catalog, set_name, "a time").manifests
+        if not backups:
+            raise NotFoundError(f"no backup{_of(set_name)} in the catalog; run a backup first")
+        earlier = [m for m in backups if m.created_at <= target]
+        if not earlier:
+            raise NotFoundError(
+                f"no backup{_of(set_name)} at or before {target.isoformat()}; the first is "
+                f"{backups[0].id} at {backups[0].created_at.isoformat()}"
+            )
+        return earlier[-1]
+    if not isinstance(target, str):
+        raise ConfigError(
+            f"restore target must be 'latest', a backup id or a datetime, got {target!r}"
+        )
+    if target == "latest":
+        return _one_set(catalog, set_name, "'latest'").latest(set_name=set_name)
+    return catalog.for_set(set_name).get(target)
+
+
+def _one_set(catalog: Catalog, set_name: str | None, what: str) -> Catalog:
+    if set_name is not None:
+        return catalog.for_set(set_name)
+    sets = catalog.sets
+    if len(sets) > 1:
+        raise ConfigError(
+            f"the catalog holds {len(sets)} backup sets ({', '.join(sets)}); "
+            f"name the set to restore {what} from"
+        )
+    return catalog
+
+
+def _of(set_name: str | None) -> str:
+    return f" of set {set_name!r}" if set_name else ""
+
+
+def _chain(catalog: Catalog, target: Manifest) -> tuple[Manifest, ...]:
+    by_id = {m.id: m for m in catalog.manifests}
+    chain = [target]
+    seen = {target.id}
+    current = target
+    while current.kind == "incremental":
+        parent_id = current.parent_id
+        if parent_id is None:
+            raise ChainError(
+                f"incremental backup {current.id} names no parent; its manifest is damaged, "
+                "restore an earlier full backup"
+            )
+        parent = by_id.get(parent_id)
+        if parent is None:
+            hint = "; the catalog also has unreadable manifests, see 'backupkit list'" if (
+                catalog.problems
+            ) else ""
+            raise ChainError(
+                f"backup {target.id} needs {parent_id} (parent of {current.id}), which is not "
+                f"in the catalog{hint}; restore an earlier backup"
+            )
+        if parent.set_name != current.set_name:
+            raise ChainError(
+                f"backup {current.id} of set {current.set_name!r} names parent {parent_id} of "
+                f"set {parent.set_name!r}; its manifest is damaged, restore an earlier backup"
+            )
+        if parent.id in seen:
+            raise ChainError(
+                f"the chain of backup {target.id} loops at {parent.id}; the manifests are "
+                "damaged, restore an earlier full backup"
+            )
+        chain.append(parent)
+        seen.add(parent.id)
+        current = parent
+    return tuple(reversed(chain))

@@ -1,0 +1,622 @@
+"""The ``s3`` sink: backups in an S3 bucket or an S3-compatible store, on boto3.
+
+Layouts (keys under ``<prefix>/``)::
+
+    tiered (default, seed 002)   <hostname>/<tier>/<set>_<kind>_<id>.<artifact><ext>
+                                 <hostname>/<tier>/<set>_<kind>_<id>.manifest.json
+                                 <hostname>/logs/<set>_<kind>_<id>.log
+    flat (seed 000)              backups/<timestamp>-<reason>-backup-<timestamp>.<artifact><ext>
+                                 backups/<timestamp>-<reason>-backup-<timestamp>.manifest.json
+                                 logs/<set>_<kind>_<id>.log
+
+An artifact streams into a multipart upload of fixed-size parts (``part_size``); at
+most ``concurrency`` parts are in flight at once, uploaded by a small thread pool,
+so memory stays near ``(concurrency + 1) * part_size`` at any artifact size and no
+local temporary copy is made. Nothing is visible until CompleteMultipartUpload;
+``abort`` calls AbortMultipartUpload, so no parts are left billing. An artifact
+smaller than one part is stored with a single PutObject. Every write is
+conditional (``If-None-Match: *``): a stored backup is never overwritten.
+
+Artifacts get ``storage_class`` (STANDARD_IA), manifests and run logs
+``manifest_storage_class`` (STANDARD: they are small and read often). Objects are
+private, encrypted with ``sse`` (``AES256`` or ``aws:kms`` with ``kms_key_id``).
+
+Credentials come from the standard AWS chain (environment, profile, instance
+role); the bucket from ``bucket``, else ``AWS_S3_BUCKET_NAME`` or
+``BACKUP_S3_BUCKET``; the region from ``region``, else ``AWS_REGION``. boto3 also
+honours ``AWS_ENDPOINT_URL``. botocore errors are translated here, at the
+boundary, into one-line :mod:`backupkit.errors` that say what to do.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import logging
+import os
+import socket
+import threading
+from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any, BinaryIO, ClassVar, cast
+
+import attrs
+
+from backupkit.errors import BackupkitError, ConfigError, NotFoundError, SinkError
+from backupkit.params import check_range, secret
+from backupkit.plugins import Register, hookimpl
+from backupkit.sinks.base import ArtifactWriter, Sink
+
+if TYPE_CHECKING:
+    from backupkit.run import RunInfo
+
+log = logging.getLogger("backupkit.s3")
+
+MiB = 1 << 20
+LAYOUTS = ("tiered", "flat")
+SSE_CHOICES = ("AES256", "aws:kms", "none")
+MAX_PRESIGN_SECONDS = 7 * 24 * 3600  # SigV4's limit
+DELETE_BATCH = 1000  # DeleteObjects takes at most 1000 keys
+STALE_UPLOAD_AGE = dt.timedelta(days=2)
+_RESUME_ATTEMPTS = 3
+_OVERLOADED = {
+    "SlowDown", "ServiceUnavailable", "503", "InternalError", "500", "RequestTimeout",
+    "RequestTimeTooSkewed", "Throttling", "ThrottlingException", "RequestLimitExceeded",
+}
+_BAD_CREDENTIALS = {
+    "InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken", "InvalidToken",
+    "TokenRefreshRequired", "InvalidClientTokenId", "AuthorizationHeaderMalformed",
+}
+
+
+def _env_bucket() -> str:
+    return os.environ.get("AWS_S3_BUCKET_NAME") or os.environ.get("BACKUP_S3_BUCKET") or ""
+
+
+def _env_region() -> str | None:
+    return os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or None
+
+
+def _check_bucket(inst: Any, attribute: Any, value: str) -> None:
+    if not value:
+        raise ConfigError(
+            "sink 's3' has no bucket; use s3://BUCKET/PREFIX, set bucket = \"NAME\", "
+            "or set AWS_S3_BUCKET_NAME or BACKUP_S3_BUCKET"
+        )
+    if "/" in value or value != value.strip():
+        raise ConfigError(f"sink 's3': {value!r} is not a bucket name; put the path in 'prefix'")
+
+
+def _one_line(text: object) -> str:
+    return " ".join(str(text).split())
+
+
+def _import_boto() -> tuple[Any, Any, Any]:
+    try:
+        import boto3  # type: ignore[import-untyped]
+        import botocore.config  # type: ignore[import-untyped]
+        import botocore.exceptions  # type: ignore[import-untyped]
+    except ImportError:
+        raise ConfigError(
+            "the s3 sink needs boto3; install it with: pip install 'backupkit[s3]'"
+        ) from None
+    return boto3, botocore.config.Config, botocore.exceptions
+
+
+@attrs.frozen
+class S3Sink(Sink):
+    """Backups in an S3 bucket, under an optional key prefix."""
+
+    id: ClassVar[str] = "s3"
+
+    bucket: str = attrs.field(factory=_env_bucket, validator=_check_bucket)
+    prefix: str = attrs.field(default="", converter=lambda p: str(p).strip("/"))
+    layout: str = attrs.field(default="tiered", validator=attrs.validators.in_(LAYOUTS))
+    region: str | None = attrs.field(factory=_env_region)
+    endpoint_url: str | None = None
+    profile: str | None = None
+    storage_class: str = "STANDARD_IA"
+    manifest_storage_class: str = "STANDARD"
+    sse: str = attrs.field(default="AES256", validator=attrs.validators.in_(SSE_CHOICES))
+    kms_key_id: str | None = None
+    part_size: int = attrs.field(default=8 * MiB, validator=check_range(5 * MiB, 5 * 1024 * MiB))
+    concurrency: int = attrs.field(default=4, validator=check_range(1, 64))
+    max_attempts: int = attrs.field(default=5, validator=check_range(1, 20))
+    access_key_id: str | None = secret(default=None)
+    secret_access_key: str | None = secret(default=None)
+    session_token: str | None = secret(default=None)
+    _cache: dict[str, Any] = attrs.field(factory=dict, init=False, repr=False, eq=False)
+    _lock: threading.Lock = attrs.field(factory=threading.Lock, init=False, repr=False, eq=False)
+
+    def __attrs_post_init__(self) -> None:
+        if self.kms_key_id and self.sse != "aws:kms":
+            raise ConfigError("sink 's3': kms_key_id needs sse = \"aws:kms\"")
+
+    @property
+    def location(self) -> str:
+        return f"s3://{self.bucket}/{self.prefix}".rstrip("/")
+
+    # -- boto3 ------------------------------------------------------------------------
+    @property
+    def client(self) -> Any:
+        """The boto3 S3 client (thread-safe; made on first use)."""
+        with self._lock:
+            if "client" not in self._cache:
+                boto3, Config, exceptions = _import_boto()
+                try:
+                    session = boto3.session.Session(
+                        profile_name=self.profile,
+                        aws_access_key_id=self.access_key_id,
+                        aws_secret_access_key=self.secret_access_key,
+                        aws_session_token=self.session_token,
+                        region_name=self.region,
+                    )
+                except exceptions.ProfileNotFound:
+                    raise ConfigError(
+                        f"AWS profile {self.profile!r} does not exist; fix 'profile' or ~/.aws/config"
+                    ) from None
+                config = Config(
+                    retries={"mode": "standard", "max_attempts": self.max_attempts},
+                    max_pool_connections=max(10, self.concurrency + 2),
+                    signature_version="s3v4",
+                    connect_timeout=10,
+                    read_timeout=120,
+                )
+                self._cache["client"] = session.client(
+                    "s3", endpoint_url=self.endpoint_url, config=config
+                )
+            return self._cache["client"]
+
+    def _object_key(self, key: str) -> str:
+        parts = key.split("/")
+        if not key or any(p in ("", ".", "..") for p in parts):
+            raise SinkError(f"invalid key {key!r} for sink {self.location}")
+        return f"{self.prefix}/{key}" if self.prefix else key
+
+    def _url(self, key: str | None) -> str:
+        return f"{self.location}/{key}" if key else self.location
+
+    def _write_args(self, storage_class: str) -> dict[str, Any]:
+        args: dict[str, Any] = {"StorageClass": storage_class}
+        if self.sse != "none":
+            args["ServerSideEncryption"] = self.sse
+        if self.kms_key_id:
+            args["SSEKMSKeyId"] = self.kms_key_id
+        return args
+
+    def _error(self, exc: BaseException, permission: str, key: str | None = None) -> BackupkitError:
+        """Translate a botocore exception into a one-line backupkit error."""
+        return translate_error(exc, self, permission, key)
+
+    # -- run lifecycle ------------------------------------------------------------------
+    def begin_run(self, run_id: str) -> None:
+        """Fail fast on a missing bucket or credentials; abort stale multipart uploads."""
+        try:
+            self.client.head_bucket(Bucket=self.bucket)
+        except Exception as exc:
+            if _status(exc) != 403:  # a write-only identity may not list: go on
+                raise self._error(exc, "s3:ListBucket") from None
+        self.abort_stale_uploads()
+
+    def abort_stale_uploads(self, older_than: dt.timedelta = STALE_UPLOAD_AGE) -> list[str]:
+        """Abort multipart uploads under the prefix left by runs that died (kill -9).
+
+        Best effort: without s3:ListBucketMultipartUploads nothing is done. A bucket
+        lifecycle rule (AbortIncompleteMultipartUpload) is the belt to these braces.
+        """
+        root = f"{self.prefix}/" if self.prefix else ""
+        cutoff = dt.datetime.now(dt.timezone.utc) - older_than
+        aborted = []
+        try:
+            paginator = self.client.get_paginator("list_multipart_uploads")
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=root):
+                for upload in page.get("Uploads", ()):
+                    if upload["Initiated"] < cutoff:
+                        self.client.abort_multipart_upload(
+                            Bucket=self.bucket, Key=upload["Key"], UploadId=upload["UploadId"]
+                        )
+                        aborted.append(upload["Key"])
+        except Exception as exc:  # cleanup must never fail a backup
+            log.debug("could not collect stale multipart uploads in %s: %s", self.location, exc)
+        if aborted:
+            log.info("aborted %d stale multipart upload(s) in %s", len(aborted), self.location)
+        return aborted
+
+    # -- layout -------------------------------------------------------------------------
+    def key_for(self, tier: str, filename: str, *, run: RunInfo | None = None) -> str:
+        if self.layout == "flat":
+            if run is None:
+                return f"backups/{filename}"
+            stamp = run.started_at.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H-%M-%S")
+            rest = filename.partition(run.run_id)[2] or f".{filename}"
+            return f"backups/{stamp}-{run.reason}-backup-{stamp}{rest}"
+        return f"{_host(run)}/{tier}/{filename}"
+
+    def log_key(self, filename: str, *, run: RunInfo | None = None) -> str:
+        if self.layout == "flat":
+            return f"logs/{filename}"
+        return f"{_host(run)}/logs/{filename}"
+
+    # -- primitives -------------------------------------------------------------------
+    def open_artifact(self, key: str, *, run_id: str) -> ArtifactWriter:
+        return _MultipartWriter(self, key, self._object_key(key), self._write_args(self.storage_class))
+
+    def put_bytes(self, key: str, data: bytes, *, run_id: str) -> None:
+        self._put_object(key, data, self._write_args(self.manifest_storage_class))
+
+    def _put_object(self, key: str, data: bytes, args: dict[str, Any]) -> None:
+        try:
+            self.client.put_object(
+                Bucket=self.bucket, Key=self._object_key(key), Body=data, IfNoneMatch="*", **args
+            )
+        except Exception as exc:
+            if _status(exc) == 412 and self._holds(key, data):
+                return  # a retried PUT whose first attempt had succeeded
+            raise self._error(exc, "s3:PutObject", key) from None
+
+    def _holds(self, key: str, data: bytes) -> bool:
+        try:
+            return self.get_bytes(key) == data
+        except BackupkitError:
+            return False
+
+    def get_bytes(self, key: str) -> bytes:
+        with self.open_read(key) as fh:
+            return fh.read()
+
+    def open_read(self, key: str) -> BinaryIO:
+        return cast(BinaryIO, _ObjectReader(self, key))
+
+    def list_keys(self, prefix: str = "") -> Iterator[str]:
+        root = f"{self.prefix}/" if self.prefix else ""
+        try:
+            paginator = self.client.get_paginator("list_objects_v2")
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=root + prefix):
+                for obj in page.get("Contents", ()):
+                    yield obj["Key"][len(root):]
+        except Exception as exc:
+            raise self._error(exc, "s3:ListBucket") from None
+
+    def delete(self, keys: Iterable[str]) -> None:
+        """Delete in batches of up to 1000 keys (DeleteObjects); missing keys are fine."""
+        batch: list[str] = []
+        for key in keys:
+            batch.append(key)
+            if len(batch) == DELETE_BATCH:
+                self._delete_batch(batch)
+                batch = []
+        if batch:
+            self._delete_batch(batch)
+
+    def _delete_batch(self, keys: list[str]) -> None:
+        objects = [{"Key": self._object_key(k)} for k in keys]
+        try:
+            response = self.client.delete_objects(
+                Bucket=self.bucket, Delete={"Objects": objects, "Quiet": True}
+            )
+        except Exception as exc:
+            raise self._error(exc, "s3:DeleteObject") from None
+        errors = response.get("Errors") or []
+        if errors:
+            first = errors[0]
+            code, message = first.get("Code", "?"), _one_line(first.get("Message", ""))
+            hint = "; grant s3:DeleteObject to this identity" if code == "AccessDenied" else ""
+            raise SinkError(
+                f"could not delete {len(errors)} of {len(keys)} objects in {self.location}, "
+                f"e.g. {first.get('Key')}: {code} {message}{hint}"
+            )
+
+    # -- extras -------------------------------------------------------------------------
+    def presign(self, key: str, *, expires: int = 3600) -> str:
+        """A SigV4 GET URL for *key* that expires after *expires* seconds (at most 7 days)."""
+        if not isinstance(expires, int) or not 1 <= expires <= MAX_PRESIGN_SECONDS:
+            raise ConfigError(
+                f"expires must be from 1 to {MAX_PRESIGN_SECONDS} seconds (7 days), got {expires!r}"
+            )
+        try:
+            url: str = self.client.generate_presigned_url(
+                "get_object",
+                Params={"Bucket": self.bucket, "Key": self._object_key(key)},
+                ExpiresIn=expires,
+            )
+        except Exception as exc:
+            raise self._error(exc, "s3:GetObject", key) from None
+        return url
+
+    def head(self, key: str) -> dict[str, Any]:
+        """HeadObject of *key*: size, storage class, encryption (for checks and tests)."""
+        try:
+            response: dict[str, Any] = self.client.head_object(
+                Bucket=self.bucket, Key=self._object_key(key)
+            )
+        except Exception as exc:
+            raise self._error(exc, "s3:GetObject", key) from None
+        return response
+
+
+def _host(run: RunInfo | None) -> str:
+    return run.hostname if run is not None else socket.gethostname()
+
+
+def _status(exc: BaseException) -> int | None:
+    """The HTTP status of a botocore ClientError, else None."""
+    response = getattr(exc, "response", None)
+    if not isinstance(response, dict):
+        return None
+    status = response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+    return status if isinstance(status, int) else None
+
+
+def translate_error(
+    exc: BaseException, sink: S3Sink, permission: str, key: str | None = None
+) -> BackupkitError:
+    """One line that says what went wrong with *sink* and what to do about it.
+
+    :param permission: the IAM action the failed call needs, e.g. ``s3:PutObject``.
+    :param key: the sink key concerned, if any.
+    """
+    if isinstance(exc, BackupkitError):
+        return exc
+    where = sink._url(key)
+    name = type(exc).__name__
+    if name in ("NoCredentialsError", "PartialCredentialsError", "CredentialRetrievalError"):
+        return ConfigError(
+            f"no AWS credentials for {sink.location}; set AWS_ACCESS_KEY_ID and "
+            "AWS_SECRET_ACCESS_KEY, or AWS_PROFILE, or run with an IAM role"
+        )
+    if name in ("EndpointConnectionError", "ConnectionClosedError", "ConnectTimeoutError",
+                "ReadTimeoutError", "ProxyConnectionError", "SSLError", "ResponseStreamingError"):
+        return SinkError(
+            f"cannot reach S3 for {where} (still failing after {sink.max_attempts} attempts): "
+            f"{_one_line(exc)}; check the network, the region and endpoint_url / AWS_ENDPOINT_URL"
+        )
+    response = getattr(exc, "response", None)
+    if not isinstance(response, dict) or "Error" not in response:
+        return SinkError(f"S3 request for {where} failed: {name}: {_one_line(exc)}")
+    code = str(response["Error"].get("Code", ""))
+    message = _one_line(response["Error"].get("Message", ""))
+    status = _status(exc)
+    if code == "NoSuchBucket" or (code == "404" and key is None):
+        return ConfigError(
+            f"S3 bucket {sink.bucket!r} does not exist; create it or fix the bucket name "
+            "(bucket, AWS_S3_BUCKET_NAME or BACKUP_S3_BUCKET)"
+        )
+    if code in ("NoSuchKey", "404", "NotFound"):
+        return NotFoundError(f"{where} does not exist")
+    if code in _BAD_CREDENTIALS:
+        return ConfigError(
+            f"AWS rejected the credentials for {sink.location} ({code}); check "
+            "AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, refresh the session token, or fix the clock"
+        )
+    kms_problem = code.startswith("KMS.") or "kms" in message.lower()
+    if kms_problem and (code != "AccessDenied" or "kms:" in message):
+        key_id = sink.kms_key_id or "the bucket's default key"
+        return SinkError(
+            f"KMS refused to encrypt or decrypt {where} ({code}: {message}); check kms_key_id "
+            f"and grant kms:GenerateDataKey and kms:Decrypt on {key_id} to this identity"
+        )
+    if code in ("InvalidArgument", "InvalidRequest", "InvalidEncryptionAlgorithmError") and (
+        "encrypt" in message.lower() or "kms" in message.lower()
+    ):
+        return SinkError(
+            f"S3 requires other server-side encryption for {where} ({message}); "
+            "set sse = \"aws:kms\" and kms_key_id as the bucket policy requires"
+        )
+    if code == "AccessDenied" or status == 403:
+        hint = ""
+        if permission == "s3:PutObject" and sink.sse != "aws:kms":
+            hint = (
+                "; if the bucket policy requires SSE-KMS, set sse = \"aws:kms\" and kms_key_id"
+            )
+        return SinkError(
+            f"access denied: {permission} on {where}; grant {permission} on "
+            f"arn:aws:s3:::{sink.bucket}/{sink.prefix + '/' if sink.prefix else ''}* "
+            f"to this identity{hint}"
+        )
+    if code in ("PreconditionFailed", "412"):
+        return SinkError(f"{where} already exists; refusing to overwrite a stored backup")
+    if code == "InvalidStorageClass":
+        return ConfigError(
+            f"this S3 store does not support the storage class for {where} ({message}); "
+            "set storage_class / manifest_storage_class to one it supports, e.g. STANDARD"
+        )
+    if code in _OVERLOADED or status in (500, 502, 503, 504):
+        return SinkError(
+            f"S3 stayed overloaded or unavailable for {where} ({code}) after "
+            f"{sink.max_attempts} attempts; try again later, or lower 'concurrency'"
+        )
+    return SinkError(f"S3 refused {permission} on {where}: {code}: {message}")
+
+
+class _MultipartWriter(ArtifactWriter):
+    """Streams an artifact into a multipart upload; invisible until ``commit``."""
+
+    def __init__(self, sink: S3Sink, key: str, object_key: str, args: dict[str, Any]) -> None:
+        self.sink = sink
+        self.key = key
+        self.object_key = object_key
+        self.args = args
+        self.part_size = sink.part_size
+        self._buf = bytearray()
+        self._upload_id: str | None = None
+        self._pool: ThreadPoolExecutor | None = None
+        self._futures: list[Future[dict[str, Any]]] = []
+        self._slots = threading.BoundedSemaphore(sink.concurrency)
+        self._error: BaseException | None = None
+        self._state = "open"
+
+    def write(self, data: bytes, /) -> int:
+        if self._state != "open":
+            raise SinkError(f"artifact {self.key} was already {self._state}")
+        self._buf += data
+        while len(self._buf) >= self.part_size:
+            with memoryview(self._buf) as view:
+                part = bytes(view[: self.part_size])
+            del self._buf[: self.part_size]
+            self._send(part)
+        return len(data)
+
+    def _send(self, part: bytes) -> None:
+        self._check()
+        if self._upload_id is None:
+            self._start()
+        self._slots.acquire()  # blocks while `concurrency` parts are in flight
+        number = len(self._futures) + 1
+        assert self._pool is not None
+        future = self._pool.submit(self._upload_part, number, part)
+        future.add_done_callback(self._part_done)
+        self._futures.append(future)
+
+    def _start(self) -> None:
+        try:
+            response = self.sink.client.create_multipart_upload(
+                Bucket=self.sink.bucket, Key=self.object_key, **self.args
+            )
+        except Exception as exc:
+            raise self.sink._error(exc, "s3:PutObject", self.key) from None
+        self._upload_id = response["UploadId"]
+        self._pool = ThreadPoolExecutor(self.sink.concurrency, thread_name_prefix="backupkit-s3")
+
+    def _upload_part(self, number: int, data: bytes) -> dict[str, Any]:
+        response = self.sink.client.upload_part(
+            Bucket=self.sink.bucket,
+            Key=self.object_key,
+            UploadId=self._upload_id,
+            PartNumber=number,
+            Body=data,
+        )
+        return {"PartNumber": number, "ETag": response["ETag"]}
+
+    def _part_done(self, future: Future[dict[str, Any]]) -> None:
+        self._slots.release()
+        if not future.cancelled() and future.exception() is not None and self._error is None:
+            self._error = future.exception()
+
+    def _check(self) -> None:
+        if self._error is not None:
+            raise self.sink._error(self._error, "s3:PutObject", self.key) from None
+
+    def commit(self) -> None:
+        if self._state != "open":
+            raise SinkError(f"artifact {self.key} was already {self._state}")
+        if self._upload_id is None:  # smaller than one part: a single PUT
+            self.sink._put_object(self.key, bytes(self._buf), self.args)
+        else:
+            if self._buf:
+                self._send(bytes(self._buf))
+            self._buf = bytearray()
+            parts = []
+            for future in self._futures:
+                try:
+                    parts.append(future.result())
+                except Exception as exc:
+                    raise self.sink._error(exc, "s3:PutObject", self.key) from None
+            try:
+                self.sink.client.complete_multipart_upload(
+                    Bucket=self.sink.bucket,
+                    Key=self.object_key,
+                    UploadId=self._upload_id,
+                    MultipartUpload={"Parts": parts},
+                    IfNoneMatch="*",
+                )
+            except Exception as exc:
+                raise self.sink._error(exc, "s3:PutObject", self.key) from None
+            self._shutdown()
+        self._state = "committed"
+        self._buf = bytearray()
+
+    def abort(self) -> None:
+        """Stop uploading and abort the multipart upload; never raises."""
+        if self._state != "open":
+            return
+        self._state = "aborted"
+        self._buf = bytearray()
+        self._shutdown()
+        if self._upload_id is None:
+            return
+        try:
+            self.sink.client.abort_multipart_upload(
+                Bucket=self.sink.bucket, Key=self.object_key, UploadId=self._upload_id
+            )
+        except Exception as exc:  # must not hide the error that made us abort
+            log.warning(
+                "could not abort the multipart upload of %s (%s); the next run or a bucket "
+                "lifecycle rule (AbortIncompleteMultipartUpload) removes it",
+                self.sink._url(self.key), _one_line(exc),
+            )
+
+    def _shutdown(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+class _ObjectReader(io.RawIOBase):
+    """A streaming GET that resumes with a Range request if the connection drops."""
+
+    def __init__(self, sink: S3Sink, key: str) -> None:
+        super().__init__()
+        self.sink = sink
+        self.key = key
+        self._pos = 0
+        self._etag: str | None = None
+        self._body = self._get()
+
+    def _get(self) -> Any:
+        args: dict[str, Any] = {}
+        if self._etag is not None:
+            args = {"Range": f"bytes={self._pos}-", "IfMatch": self._etag}
+        try:
+            response = self.sink.client.get_object(
+                Bucket=self.sink.bucket, Key=self.sink._object_key(self.key), **args
+            )
+        except Exception as exc:
+            raise self.sink._error(exc, "s3:GetObject", self.key) from None
+        self._etag = response["ETag"]
+        return response["Body"]
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        data = self.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+    def read(self, size: int | None = -1) -> bytes:
+        for attempt in range(_RESUME_ATTEMPTS + 1):
+            try:
+                data: bytes = self._body.read(None if size is None or size < 0 else size)
+            except Exception as exc:
+                if attempt == _RESUME_ATTEMPTS or isinstance(exc, BackupkitError):
+                    raise self.sink._error(exc, "s3:GetObject", self.key) from None
+                log.info("resuming %s at byte %d: %s", self.sink._url(self.key), self._pos, exc)
+                self._body.close()
+                self._body = self._get()
+                continue
+            self._pos += len(data)
+            return data
+        raise AssertionError("unreachable")
+
+    def close(self) -> None:
+        body = getattr(self, "_body", None)  # None if the GET itself failed
+        if body is not None and not self.closed:
+            body.close()
+        super().close()
+
+
+@hookimpl
+def backupkit_register_sinks(register: Register) -> None:
+    register.sink(S3Sink)
+
+
+@hookimpl
+def backupkit_sink_for_url(url: str) -> tuple[str, dict[str, object]] | None:
+    """``s3://bucket/prefix`` belongs to the s3 sink (``s3:///prefix``: bucket from env)."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or scheme.lower() != "s3":
+        return None
+    bucket, _, prefix = rest.partition("/")
+    params: dict[str, object] = {"prefix": prefix.strip("/")}
+    if bucket:
+        params["bucket"] = bucket
+    return ("s3", params)

@@ -1,0 +1,225 @@
+"""Third-party-style plugins and probes for tests/test_crash_safety.py.
+
+Each plugin is written the way an outside package would write it: an attrs class
+registered through the ``backupkit_register_*`` hooks of this module, which the
+tests hand to ``Engine.from_config(..., plugins=[crash_helpers])``.
+
+- ``quota`` sink: the local layout, but its writer raises ``OSError(ENOSPC)`` after
+  ``enospc_after`` bytes of an artifact, and optionally while writing a manifest.
+- ``halfway`` source: writes ``size`` bytes, then raises.
+- ``blocks`` source: writes ``total`` bytes in ``block``-sized ``write`` calls.
+- ``diskfill`` source: fills the file system holding ``path`` up to ``leave`` bytes.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import random
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from pathlib import Path
+from typing import Any, BinaryIO, ClassVar
+
+import attrs
+
+import backupkit
+from backupkit import (
+    ArtifactWriter,
+    BackupContext,
+    Manifest,
+    Register,
+    RestoreContext,
+    RunInfo,
+    Sink,
+    Source,
+)
+from backupkit.core.manifest import MANIFEST_SUFFIX
+from backupkit.sinks.local import LocalSink
+from backupkit.sources.base import Writable
+
+
+def enospc() -> OSError:
+    return OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+
+def incompressible(size: int, seed: int = 0) -> bytes:
+    return random.Random(seed).randbytes(size)
+
+
+# -- a sink whose disk fills up ------------------------------------------------------
+class _QuotaWriter(ArtifactWriter):
+    def __init__(self, inner: ArtifactWriter, limit: int | None) -> None:
+        self.inner, self.limit, self.written = inner, limit, 0
+
+    def write(self, data: bytes, /) -> int:
+        if self.limit is not None and self.written + len(data) > self.limit:
+            fits = self.limit - self.written  # like a real disk: what fits, then ENOSPC
+            self.inner.write(bytes(data[:fits]))
+            self.written += fits
+            raise enospc()
+        self.written += len(data)
+        return self.inner.write(data)
+
+    def commit(self) -> None:
+        self.inner.commit()
+
+    def abort(self) -> None:
+        self.inner.abort()
+
+
+@attrs.frozen
+class QuotaSink(Sink):
+    """The local layout under *root*; runs out of space as its parameters say."""
+
+    id: ClassVar[str] = "quota"
+
+    root: str
+    enospc_after: int | None = None
+    manifest_enospc: bool = False
+    _local: LocalSink = attrs.field(init=False, repr=False, eq=False)
+
+    @_local.default
+    def _make_local(self) -> LocalSink:
+        return LocalSink(self.root)
+
+    @property
+    def location(self) -> str:
+        return self.root
+
+    def describe(self) -> dict[str, Any]:
+        return {"root": self.root}
+
+    def begin_run(self, run_id: str) -> None:
+        self._local.begin_run(run_id)
+
+    def end_run(self, run_id: str) -> None:
+        self._local.end_run(run_id)
+
+    def open_artifact(self, key: str, *, run_id: str) -> ArtifactWriter:
+        return _QuotaWriter(self._local.open_artifact(key, run_id=run_id), self.enospc_after)
+
+    def put_bytes(self, key: str, data: bytes, *, run_id: str) -> None:
+        if not (self.manifest_enospc and key.endswith(MANIFEST_SUFFIX)):
+            self._local.put_bytes(key, data, run_id=run_id)
+            return
+        writer = _QuotaWriter(self._local.open_artifact(key, run_id=run_id), len(data) // 2)
+        try:
+            writer.write(data)
+        finally:
+            writer.abort()
+
+    def get_bytes(self, key: str) -> bytes:
+        return self._local.get_bytes(key)
+
+    def open_read(self, key: str) -> BinaryIO:
+        return self._local.open_read(key)
+
+    def list_keys(self, prefix: str = "") -> Iterator[str]:
+        return self._local.list_keys(prefix)
+
+    def delete(self, keys: Iterable[str]) -> None:
+        self._local.delete(keys)
+
+
+# -- sources ------------------------------------------------------------------------
+class _NoRestore(Source):
+    def restore(self, stream: BinaryIO, ctx: RestoreContext) -> None:
+        raise NotImplementedError(f"the {self.id} test source cannot restore")
+
+
+@attrs.frozen
+class HalfwaySource(_NoRestore):
+    """Writes *size* bytes, then fails: ``eio`` (an OSError) or ``crash`` (RuntimeError)."""
+
+    id: ClassVar[str] = "halfway"
+
+    size: int
+    fail_with: str = "eio"
+
+    def backup(self, out: Writable, ctx: BackupContext) -> Mapping[str, Any] | None:
+        block = incompressible(1 << 16)
+        for _ in range(self.size // len(block)):
+            out.write(block)
+        if self.fail_with == "eio":
+            raise OSError(errno.EIO, "the dump process went away")
+        raise RuntimeError("the halfway source crashed")
+
+
+@attrs.frozen
+class BlocksSource(_NoRestore):
+    """Writes *total* bytes in writes of *block* bytes each, a fresh buffer every time
+    (as a source reading a file or a dump in big reads does)."""
+
+    id: ClassVar[str] = "blocks"
+
+    total: int
+    block: int
+
+    def backup(self, out: Writable, ctx: BackupContext) -> Mapping[str, Any] | None:
+        for _ in range(self.total // self.block):
+            out.write(os.urandom(self.block))
+        return None
+
+
+@attrs.frozen
+class DiskFillSource(_NoRestore):
+    """Writes nothing, but fills the file system of *path* until *leave* bytes are free."""
+
+    id: ClassVar[str] = "diskfill"
+
+    path: str
+    leave: int
+
+    def backup(self, out: Writable, ctx: BackupContext) -> Mapping[str, Any] | None:
+        st = os.statvfs(os.path.dirname(self.path))
+        with open(self.path, "wb") as fh:
+            fh.write(b"\0" * (st.f_bavail * st.f_frsize - self.leave))
+        return None
+
+
+@backupkit.hookimpl
+def backupkit_register_sinks(register: Register) -> None:
+    register.sink(QuotaSink)
+
+
+@backupkit.hookimpl
+def backupkit_register_sources(register: Register) -> None:
+    register.source(HalfwaySource)
+    register.source(BlocksSource)
+    register.source(DiskFillSource)
+
+
+# -- lifecycle hooks ----------------------------------------------------------------
+@attrs.define
+class HookRecorder:
+    """Records lifecycle hook calls; *probe* runs inside each one (state at that moment)."""
+
+    probe: Callable[[RunInfo], Any] = lambda run: None
+    calls: list[tuple[str, RunInfo, Any, Any]] = attrs.field(factory=list)
+
+    @backupkit.hookimpl
+    def backupkit_before_run(self, run: RunInfo) -> None:
+        self.calls.append(("before_run", run, None, self.probe(run)))
+
+    @backupkit.hookimpl
+    def backupkit_after_run(self, run: RunInfo, manifest: Manifest) -> None:
+        self.calls.append(("after_run", run, manifest, self.probe(run)))
+
+    @backupkit.hookimpl
+    def backupkit_on_failure(self, run: RunInfo, error: BaseException) -> None:
+        self.calls.append(("on_failure", run, error, self.probe(run)))
+
+    @property
+    def names(self) -> list[str]:
+        return [c[0] for c in self.calls]
+
+
+# -- looking at a sink ----------------------------------------------------------------
+def files_under(root: Path, *, temp: bool = False) -> dict[str, int]:
+    """Relative path -> size of every file in a sink, in ``temp/`` or outside it."""
+    out = {}
+    for path in root.rglob("*"):
+        rel = path.relative_to(root).as_posix()
+        if path.is_file() and rel.startswith("temp/") == temp:
+            out[rel] = path.stat().st_size
+    return out

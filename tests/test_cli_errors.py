@@ -1,0 +1,274 @@
+"""Mistakes a user can fix are one line on stderr, never a traceback.
+
+Each bad input runs the real CLI in a subprocess (``python -m backupkit``) and
+checks: non-zero exit, exactly one stderr line starting ``backupkit: error:`` that
+names the offending path, key, value or plugin id, and no ``Traceback``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+
+from backupkit import Engine
+from backupkit import cli as cli_module
+from backupkit.errors import ConfigError, PluginError, SinkError, SourceError
+
+if TYPE_CHECKING:
+    from conftest import Cli
+
+
+def manifests(sink: Path) -> list[Path]:
+    return sorted(sink.rglob("*.manifest.json")) if sink.exists() else []
+
+
+def test_missing_source_path_is_one_line_naming_it(tmp_path: Path, cli: Cli) -> None:
+    missing = tmp_path / "no-such-dir"
+    result = cli("backup", "--source", missing, "--sink", tmp_path / "sink")
+    cli.error_line(result, str(missing), "does not exist")
+    assert result.returncode == SourceError.exit_code
+    assert manifests(tmp_path / "sink") == []
+
+
+def test_sink_below_a_regular_file_is_one_line_naming_it(
+    tmp_path: Path, source_tree: Path, cli: Cli
+) -> None:
+    (tmp_path / "plain-file").write_text("I am not a directory\n")
+    sink = tmp_path / "plain-file" / "sink"
+    result = cli("backup", "--source", source_tree, "--sink", sink)
+    cli.error_line(result, str(sink))
+    assert result.returncode == SinkError.exit_code
+
+
+def test_sink_that_is_a_regular_file_is_one_line_naming_it(
+    tmp_path: Path, source_tree: Path, cli: Cli
+) -> None:
+    sink = tmp_path / "plain-file"
+    sink.write_text("I am not a directory\n")
+    result = cli("backup", "--source", source_tree, "--sink", sink)
+    cli.error_line(result, str(sink), "not a directory")
+    assert sink.read_text() == "I am not a directory\n"
+
+
+def test_sink_under_proc_is_one_line_naming_it(tmp_path: Path, source_tree: Path, cli: Cli) -> None:
+    if not Path("/proc/self").is_dir():
+        pytest.skip("needs Linux /proc")
+    sink = "/proc/backupkit-test-sink"
+    result = cli("backup", "--source", source_tree, "--sink", sink)
+    cli.error_line(result, sink)
+    assert result.returncode == SinkError.exit_code
+
+
+def test_sink_without_write_permission_is_one_line_saying_so(
+    tmp_path: Path,
+    source_tree: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Tests run as root, which chmod cannot stop: fake the permission check instead."""
+    sink = tmp_path / "sink"
+    real_access = os.access
+    monkeypatch.setattr(
+        "backupkit.sinks.local.os.access",
+        lambda path, mode, **kw: False if Path(path) == sink else real_access(path, mode, **kw),
+    )
+
+    code = cli_module.main(["backup", "--source", str(source_tree), "--sink", str(sink)])
+
+    err = capsys.readouterr().err
+    assert code == SinkError.exit_code
+    assert err.splitlines() == [err.rstrip("\n")]
+    assert err.startswith("backupkit: error: ") and str(sink) in err and "permission denied" in err
+    assert manifests(sink) == []
+
+
+SET = """\
+[sets.app]
+sink = "{sink}"
+{extra}
+[[sets.app.sources]]
+type = "{source_type}"
+paths = ["{src}"]
+{source_extra}
+"""
+
+
+@pytest.mark.parametrize(
+    ("extra", "source_type", "source_extra", "names", "exit_code"),
+    [
+        pytest.param(
+            'transforms = [{type = "zstd", level = 99}]',
+            "filesystem",
+            "",
+            ["transform 'zstd'", "level", "99"],
+            ConfigError.exit_code,
+            id="zstd-level-99",
+        ),
+        pytest.param(
+            'transforms = [{type = "gzip", level = "high"}]',
+            "filesystem",
+            "",
+            ["transform 'gzip'", "level", "'high'"],
+            ConfigError.exit_code,
+            id="gzip-level-string",
+        ),
+        pytest.param(
+            'compres = "zstd"',
+            "filesystem",
+            "",
+            ["unknown key 'compres'", "did you mean 'compress'"],
+            ConfigError.exit_code,
+            id="unknown-set-key",
+        ),
+        pytest.param(
+            "",
+            "filesystem",
+            'exclud = ["*.pyc"]',
+            ["source 'filesystem'", "unknown key 'exclud'"],
+            ConfigError.exit_code,
+            id="unknown-source-key",
+        ),
+        pytest.param(
+            'compress = "lz4"',
+            "filesystem",
+            "",
+            ["compress", "'lz4'"],
+            ConfigError.exit_code,
+            id="unknown-compress-value",
+        ),
+        pytest.param(
+            "",
+            "no-such-source",
+            "",
+            ["source plugin 'no-such-source'"],
+            PluginError.exit_code,
+            id="unknown-source-plugin",
+        ),
+        pytest.param(
+            'transforms = [{type = "rot13"}]',
+            "filesystem",
+            "",
+            ["transform plugin 'rot13'"],
+            PluginError.exit_code,
+            id="unknown-transform-plugin",
+        ),
+    ],
+)
+def test_bad_config_file_is_one_line_naming_the_offender(
+    tmp_path: Path,
+    source_tree: Path,
+    cli: Cli,
+    extra: str,
+    source_type: str,
+    source_extra: str,
+    names: list[str],
+    exit_code: int,
+) -> None:
+    sink = tmp_path / "sink"
+    (tmp_path / "backupkit.toml").write_text(
+        SET.format(
+            sink=sink,
+            extra=extra,
+            source_type=source_type,
+            src=source_tree,
+            source_extra=source_extra,
+        )
+    )
+    result = cli("backup")  # finds ./backupkit.toml
+    cli.error_line(result, *names)
+    assert result.returncode == exit_code
+    assert manifests(sink) == []
+
+
+def test_unknown_sink_plugin_in_config_is_one_line_naming_it(
+    tmp_path: Path, source_tree: Path, cli: Cli
+) -> None:
+    config = tmp_path / "elsewhere.toml"
+    config.write_text(
+        '[sets.app]\nsink = {type = "ftp", root = "/x"}\n'
+        f'[[sets.app.sources]]\ntype = "filesystem"\npaths = ["{source_tree}"]\n'
+    )
+    result = cli("backup", "--config", config)
+    cli.error_line(result, "sink plugin 'ftp'")
+    assert result.returncode == PluginError.exit_code
+
+
+def test_config_file_that_is_not_toml_is_one_line_naming_the_file(tmp_path: Path, cli: Cli) -> None:
+    config = tmp_path / "broken.toml"
+    config.write_text("[sets.app\n")
+    cli.error_line(cli("backup", "--config", config), str(config), "not valid TOML")
+
+
+def test_missing_config_file_is_one_line_naming_it(tmp_path: Path, cli: Cli) -> None:
+    config = tmp_path / "absent.toml"
+    cli.error_line(cli("list", "--config", config), str(config), "does not exist")
+
+
+def test_unknown_compress_on_command_line_is_one_line_naming_it(
+    tmp_path: Path, source_tree: Path, cli: Cli
+) -> None:
+    result = cli(
+        "backup", "--source", source_tree, "--sink", tmp_path / "sink", "--compress", "lz4"
+    )
+    cli.error_line(result, "--compress", "'lz4'")
+
+
+def test_unknown_backup_id_is_one_line_naming_it(
+    tmp_path: Path, source_tree: Path, cli: Cli
+) -> None:
+    assert cli("backup", "--source", source_tree, "--sink", tmp_path / "sink").returncode == 0
+    cli.error_line(cli("verify", "19990101", "--sink", tmp_path / "sink"), "'19990101'")
+    cli.error_line(
+        cli("restore", "19990101", "--sink", tmp_path / "sink", "--to", tmp_path / "r"),
+        "'19990101'",
+    )
+    assert not (tmp_path / "r").exists()
+
+
+def test_list_reports_a_truncated_manifest_by_file_and_still_lists_the_others(
+    tmp_path: Path, source_tree: Path, cli: Cli
+) -> None:
+    sink = tmp_path / "sink"
+    engine = Engine.from_config(
+        {
+            "sets": {
+                "app": {
+                    "sources": [{"type": "filesystem", "paths": [str(source_tree)]}],
+                    "sink": str(sink),
+                }
+            }
+        },
+        env={},
+    )
+    good, bad = engine.backup(), engine.backup()
+    (bad_file,) = [p for p in manifests(sink) if bad.id in p.name]
+    bad_file.write_bytes(bad_file.read_bytes()[:120])
+
+    listed = cli("list", "--sink", sink)
+    assert listed.returncode == 0, listed.stderr
+    assert good.id in listed.stdout and bad.id not in listed.stdout
+    assert "Traceback" not in listed.stderr
+    warnings = listed.stderr.splitlines()
+    assert len(warnings) == 1, f"the problem should be reported once: {listed.stderr!r}"
+    assert warnings[0].startswith("backupkit: warning: ") and bad_file.name in warnings[0]
+
+    as_json = cli("list", "--sink", sink, "--json")
+    assert as_json.returncode == 0
+    data = json.loads(as_json.stdout)
+    assert [b["id"] for b in data["backups"]] == [good.id]
+    assert len(data["problems"]) == 1 and bad_file.name in data["problems"][0]
+
+    status = json.loads(cli("status", "--sink", sink, "--json").stdout)
+    assert status["sets"]["app"]["latest_id"] == good.id
+    assert [bad_file.name in p["key"] for p in status["problems"]] == [True]
+
+    verified = cli("verify", "latest", "--sink", sink)
+    assert verified.returncode == 0, verified.stderr
+    assert good.id in verified.stdout
+
+    # A failing command in a sink with a bad manifest is still exactly one line.
+    cli.error_line(cli("restore", "19990101", "--sink", sink, "--to", tmp_path / "r"), "'19990101'")

@@ -1,0 +1,293 @@
+"""Restore never writes where it was not asked to.
+
+Hostile archives (``../`` names, absolute names, symlinks and hard links that point
+out of the target, then files written through them) are refused with a clear error,
+through the Python API and the CLI, and leave nothing behind: not outside the
+target, not inside it, not in a staging directory. A non-empty target is refused
+unless the caller asks to overwrite.
+
+The hostile archives are planted in a local sink by hand, with a correct manifest,
+so every checksum matches and only the archive's content is at fault.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import io
+import tarfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+import treegen
+
+import backupkit
+from backupkit import Artifact, Engine, Manifest, PluginSpec
+from backupkit.errors import RestoreError, UnsafeArchiveError
+
+if TYPE_CHECKING:
+    from conftest import Cli
+
+BACKUP_ID = "20240101T020000Z-abcdef"
+SECRET = b"outside the target; must never change\n"
+
+
+def plant_backup(sink: Path, tar_bytes: bytes) -> Manifest:
+    """Store *tar_bytes* as the one artifact of a backup in local sink *sink*."""
+    stem = f"evil_full_{BACKUP_ID}"
+    key = f"daily/{stem}.files.tar"
+    digest = hashlib.sha256(tar_bytes).hexdigest()
+    manifest = Manifest(
+        id=BACKUP_ID,
+        set_name="evil",
+        created_at=dt.datetime(2024, 1, 1, 2, 0, tzinfo=dt.UTC),
+        kind="full",
+        hostname="attacker",
+        tool_version=backupkit.__version__,
+        artifacts=(
+            Artifact(
+                name="files",
+                source=PluginSpec("filesystem", {"paths": ["/srv/tree"]}),
+                transforms=(),
+                key=key,
+                raw_size=len(tar_bytes),
+                stored_size=len(tar_bytes),
+                raw_sha256=digest,
+                stored_sha256=digest,
+            ),
+        ),
+    )
+    (sink / "daily").mkdir(parents=True)
+    (sink / key).write_bytes(tar_bytes)
+    (sink / f"daily/{stem}.manifest.json").write_bytes(manifest.to_json())
+    return manifest
+
+
+class TarBuilder:
+    def __init__(self) -> None:
+        self.buf = io.BytesIO()
+        self.tar = tarfile.open(fileobj=self.buf, mode="w", format=tarfile.PAX_FORMAT)  # noqa: SIM115
+
+    def file(self, name: str, data: bytes = b"pwned\n") -> TarBuilder:
+        info = tarfile.TarInfo(name)
+        info.size, info.mode, info.mtime = len(data), 0o644, 1_500_000_000
+        self.tar.addfile(info, io.BytesIO(data))
+        return self
+
+    def link(self, name: str, target: str, *, hard: bool = False) -> TarBuilder:
+        info = tarfile.TarInfo(name)
+        info.type = tarfile.LNKTYPE if hard else tarfile.SYMTYPE
+        info.linkname = target
+        self.tar.addfile(info)
+        return self
+
+    def bytes(self) -> bytes:
+        self.tar.close()
+        return self.buf.getvalue()
+
+
+# Each builder gets the directory that holds the target (tmp_path) and returns the
+# archive and the name of the member that must be refused. The first member is
+# harmless, so "nothing was restored" is tested, not just "the bad file is absent".
+# The target is tmp_path/"restore"; tmp_path/"outside" holds a file to protect.
+HOSTILE: dict[str, Callable[[Path], tuple[bytes, str]]] = {
+    "dotdot-name": lambda base: (
+        TarBuilder().file("tree/ok.txt").file("../escape.txt").bytes(),
+        "../escape.txt",
+    ),
+    "dotdot-inside-name": lambda base: (
+        TarBuilder().file("tree/ok.txt").file("tree/../../outside/new.txt").bytes(),
+        "tree/../../outside/new.txt",
+    ),
+    "absolute-name": lambda base: (
+        TarBuilder().file("tree/ok.txt").file(str(base / "outside/abs.txt")).bytes(),
+        str(base / "outside/abs.txt"),
+    ),
+    "symlink-escaping-then-file-through-it": lambda base: (
+        TarBuilder()
+        .file("tree/ok.txt")
+        .link("tree/evil", "../../outside")
+        .file("tree/evil/through.txt")
+        .bytes(),
+        "tree/evil",
+    ),
+    "absolute-symlink-then-file-through-it": lambda base: (
+        TarBuilder()
+        .file("tree/ok.txt")
+        .link("tree/evil", str(base / "outside"))
+        .file("tree/evil/through.txt")
+        .bytes(),
+        "tree/evil",
+    ),
+    "symlink-then-overwrite-outside-file": lambda base: (
+        TarBuilder()
+        .file("tree/ok.txt")
+        .link("tree/secret", "../../outside/secret.txt")
+        .file("tree/secret", b"overwritten\n")
+        .bytes(),
+        "tree/secret",
+    ),
+    "hard-link-to-outside-file-then-write": lambda base: (
+        TarBuilder()
+        .file("tree/ok.txt")
+        .link("tree/hl", "../outside/secret.txt", hard=True)
+        .file("tree/hl", b"overwritten\n")
+        .bytes(),
+        "tree/hl",
+    ),
+    "absolute-hard-link": lambda base: (
+        TarBuilder()
+        .file("tree/ok.txt")
+        .link("tree/hl", str(base / "outside/secret.txt"), hard=True)
+        .bytes(),
+        "tree/hl",
+    ),
+}
+
+
+@pytest.fixture(params=sorted(HOSTILE))
+def hostile_sink(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[Path, str]:
+    """A sink holding one hostile backup; returns (sink, name of the refused member)."""
+    (tmp_path / "outside").mkdir()
+    (tmp_path / "outside/secret.txt").write_bytes(SECRET)
+    data, bad_member = HOSTILE[request.param](tmp_path)
+    plant_backup(tmp_path / "sink", data)
+    return tmp_path / "sink", bad_member
+
+
+def listing(root: Path) -> dict[str, bytes | None]:
+    """Everything under *root*: file contents, None for directories and links."""
+    return {
+        p.relative_to(root).as_posix(): p.read_bytes()
+        if p.is_file() and not p.is_symlink()
+        else None
+        for p in sorted(root.rglob("*"))
+    }
+
+
+def assert_nothing_written(base: Path, before: dict[str, bytes | None]) -> None:
+    target = base / "restore"
+    assert not target.exists() or not any(target.iterdir()), (
+        f"restored into target: {listing(target)}"
+    )
+    after = listing(base)
+    after.pop("restore", None)
+    assert after == before, "files outside the target changed"
+    assert (base / "outside/secret.txt").read_bytes() == SECRET
+    assert not list(base.glob(".backupkit-partial-*")), "a staging directory was left behind"
+
+
+def test_hostile_archive_is_refused_by_restore_and_writes_nothing(
+    tmp_path: Path, hostile_sink: tuple[Path, str]
+) -> None:
+    sink, bad_member = hostile_sink
+    before = listing(tmp_path)
+    engine = Engine.from_config(
+        {"sets": {"evil": {"sources": ["filesystem"], "sink": str(sink)}}}, env={}
+    )
+
+    with pytest.raises(UnsafeArchiveError) as info:
+        engine.restore(BACKUP_ID, to=tmp_path / "restore")
+
+    message = str(info.value)
+    assert "\n" not in message and "unsafe" in message and repr(bad_member) in message
+    assert_nothing_written(tmp_path, before)
+
+
+def test_hostile_archive_is_refused_by_cli_restore_with_one_line(
+    tmp_path: Path, hostile_sink: tuple[Path, str], cli: Cli
+) -> None:
+    sink, bad_member = hostile_sink
+    before = listing(tmp_path)
+
+    result = cli("restore", "latest", "--sink", sink, "--to", tmp_path / "restore")
+
+    line = cli.error_line(result, "unsafe", bad_member)
+    assert result.returncode == UnsafeArchiveError.exit_code, line
+    assert_nothing_written(tmp_path, before)
+
+
+def test_hostile_archive_still_passes_verify_because_its_checksums_match(
+    tmp_path: Path, cli: Cli
+) -> None:
+    """Safety is restore's job: verify checks integrity, and this archive is intact."""
+    plant_backup(tmp_path / "sink", HOSTILE["dotdot-name"](tmp_path)[0])
+    result = cli("verify", "--sink", tmp_path / "sink")
+    assert result.returncode == 0, result.stderr
+    assert "files: ok" in result.stdout
+
+
+@pytest.fixture
+def stored_tree(tmp_path: Path, source_tree: Path) -> Engine:
+    engine = Engine.from_config(
+        {
+            "sets": {
+                "app": {
+                    "sources": [{"type": "filesystem", "paths": [str(source_tree)]}],
+                    "sink": str(tmp_path / "sink"),
+                }
+            }
+        },
+        env={},
+    )
+    engine.backup()
+    return engine
+
+
+def test_restore_into_non_empty_target_is_refused_and_touches_nothing(
+    tmp_path: Path, stored_tree: Engine
+) -> None:
+    target = tmp_path / "restore"
+    (target / "tree").mkdir(parents=True)
+    (target / "mine.txt").write_text("keep me\n")
+    (target / "tree/stale.txt").write_text("old\n")
+    before = listing(target)
+
+    with pytest.raises(RestoreError, match=r"restore target .*restore is not empty.*overwrite"):
+        stored_tree.restore("latest", to=target)
+
+    assert listing(target) == before
+    assert not list(tmp_path.glob(".backupkit-partial-*"))
+
+
+def test_restore_with_overwrite_replaces_backed_up_entries_and_keeps_others(
+    tmp_path: Path, stored_tree: Engine, source_tree: Path
+) -> None:
+    target = tmp_path / "restore"
+    (target / "tree").mkdir(parents=True)
+    (target / "mine.txt").write_text("keep me\n")
+    (target / "tree/stale.txt").write_text("old\n")
+
+    stored_tree.restore("latest", to=target, overwrite=True)
+
+    assert sorted(p.name for p in target.iterdir()) == ["mine.txt", "tree"]
+    assert (target / "mine.txt").read_text() == "keep me\n"
+    treegen.assert_same_tree(source_tree, target / "tree")
+
+
+def test_cli_restore_into_non_empty_target_needs_overwrite_flag(
+    tmp_path: Path, stored_tree: Engine, source_tree: Path, cli: Cli
+) -> None:
+    target = tmp_path / "restore"
+    target.mkdir()
+    (target / "mine.txt").write_text("keep me\n")
+    sink = tmp_path / "sink"
+
+    refused = cli("restore", "latest", "--sink", sink, "--to", target)
+    cli.error_line(refused, "not empty", str(target), "--overwrite")
+    assert sorted(p.name for p in target.iterdir()) == ["mine.txt"]
+
+    done = cli("restore", "latest", "--sink", sink, "--to", target, "--overwrite")
+    assert done.returncode == 0, done.stderr
+    assert (target / "mine.txt").read_text() == "keep me\n"
+    treegen.assert_same_tree(source_tree, target / "tree")
+
+
+def test_restore_into_a_file_is_refused(tmp_path: Path, stored_tree: Engine) -> None:
+    target = tmp_path / "a-file"
+    target.write_text("not a directory\n")
+    with pytest.raises(RestoreError, match="is not a directory"):
+        stored_tree.restore("latest", to=target)
+    assert target.read_text() == "not a directory\n"
