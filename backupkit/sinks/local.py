@@ -18,6 +18,7 @@ import errno
 import fcntl
 import os
 import shutil
+import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO, ClassVar
@@ -31,6 +32,7 @@ from backupkit.sinks.base import ArtifactWriter, Sink
 TIERS = ("daily", "weekly", "monthly", "incremental")
 LAYOUT = (*TIERS, "temp", "logs")
 _HIDDEN = ("temp/",)
+STALE_UNLOCKED_SECONDS = 3600
 
 
 def _os_error(exc: OSError, action: str, path: Path) -> SinkError:
@@ -165,6 +167,12 @@ class LocalSink(Sink):
             try:
                 fd = os.open(lock, os.O_RDWR)
             except FileNotFoundError:
+                # A run creates its directory, then its lock: give a lockless one an hour.
+                try:
+                    if time.time() - run_dir.lstat().st_mtime < STALE_UNLOCKED_SECONDS:
+                        continue
+                except FileNotFoundError:
+                    continue
                 fd = -1
             except OSError:
                 continue
