@@ -30,7 +30,7 @@ HOUR = dt.timedelta(hours=1)
 
 def at(text: str) -> dt.datetime:
     """'2024-01-17T12:00Z' or with an explicit offset."""
-    return dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return dt.datetime.fromisoformat(text)
 
 
 def backup(

@@ -29,12 +29,16 @@ def _sorted(manifests: Iterable[Manifest]) -> tuple[Manifest, ...]:
     return tuple(sorted(manifests, key=lambda m: (m.created_at, m.id)))
 
 
+def _problems(problems: Iterable[CatalogProblem]) -> tuple[CatalogProblem, ...]:
+    return tuple(problems)
+
+
 @attrs.frozen
 class Catalog:
     """Manifests ordered oldest first, plus the problems met while reading them."""
 
     manifests: tuple[Manifest, ...] = attrs.field(converter=_sorted, default=())
-    problems: tuple[CatalogProblem, ...] = attrs.field(converter=tuple, default=())
+    problems: tuple[CatalogProblem, ...] = attrs.field(converter=_problems, default=())
 
     def __iter__(self) -> Iterator[Manifest]:
         return iter(self.manifests)
