@@ -23,25 +23,29 @@ parameters are checked by the plugins themselves when the engine builds them.
 
 from __future__ import annotations
 
+import datetime as dt
 import difflib
 import os
 import re
 import tomllib
+import zoneinfo
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import attrs
 
+from backupkit.core.retention import TIER_AGES, RetentionPolicy
 from backupkit.errors import ConfigError
 
 CONFIG_FILENAME = "backupkit.toml"
 COMPRESS_CHOICES = ("zstd", "gzip", "none")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
-_TOP_KEYS = ("sets", "hostname", "key_file")
+_TOP_KEYS = ("sets", "hostname", "key_file", "timezone")
 _SET_KEYS = (
-    "sources", "transforms", "compress", "encrypt", "encrypt_manifest", "sink", "hostname", "tags"
+    "sources", "transforms", "compress", "encrypt", "encrypt_manifest", "sink", "hostname", "tags",
+    "retention",
 )
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("", "0", "false", "no", "off")
@@ -67,6 +71,7 @@ class SetConfig:
     hostname: str | None = None
     tags: tuple[str, ...] = ()
     encrypt_manifest: bool = False  # seal the manifest body with the encryption key too
+    retention: RetentionPolicy | None = None  # None: default_policy(env) at prune time
 
 
 @attrs.frozen
@@ -76,6 +81,11 @@ class Config:
     sets: Mapping[str, SetConfig] = attrs.field(factory=dict)
     sink: PluginRef | str | None = None
     key_file: str | None = None  # encryption keys, one per line; see backupkit.keys
+    timezone: str = "UTC"  # calendar buckets and tiers are counted in it
+
+    @property
+    def tz(self) -> dt.tzinfo:
+        return zoneinfo.ZoneInfo(self.timezone)
 
     @classmethod
     def from_dict(
@@ -91,7 +101,15 @@ class Config:
             name: _parse_set(name, body, env, f"{origin}: set {name!r}", default_host)
             for name, body in sets_raw.items()
         }
-        return cls(sets=sets, key_file=_opt_str(data, "key_file", origin))
+        timezone = _opt_str(data, "timezone", origin) or "UTC"
+        try:
+            zoneinfo.ZoneInfo(timezone)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            raise ConfigError(
+                f"{origin}: timezone {timezone!r} is not a known time zone; use a name like "
+                "'UTC' or 'Europe/Berlin'"
+            ) from None
+        return cls(sets=sets, key_file=_opt_str(data, "key_file", origin), timezone=timezone)
 
     @classmethod
     def from_file(cls, path: str | os.PathLike[str], *, env: Mapping[str, str] | None = None) -> Config:
@@ -265,7 +283,34 @@ def _parse_set(
         hostname=_opt_str(body, "hostname", where) or default_host,
         tags=tuple(tags),
         encrypt_manifest=encrypt_manifest,
+        retention=_retention(body, where),
     )
+
+
+def _retention(body: Mapping[str, Any], where: str) -> RetentionPolicy | None:
+    raw = body.get("retention")
+    if raw is None:
+        return None
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"{where}: 'retention' must be a table of rules")
+    return RetentionPolicy.from_dict(raw, origin=f"{where}: retention")
+
+
+def default_policy(env: Mapping[str, str] | None = None) -> RetentionPolicy:
+    """The policy of a set that configures none: seed 002's tiers (daily 7 days, weekly
+    30, monthly 365, incrementals 24 hours), plus everything younger than
+    ``BACKUP_RETENTION_DAYS`` days when that is set."""
+    env = os.environ if env is None else env
+    raw = env.get("BACKUP_RETENTION_DAYS", "").strip()
+    if not raw:
+        return RetentionPolicy(tier_ages=TIER_AGES)
+    try:
+        days = int(raw)
+        if days < 1:
+            raise ValueError
+    except ValueError:
+        raise ConfigError(f"BACKUP_RETENTION_DAYS must be a whole number of days, got {raw!r}") from None
+    return RetentionPolicy(tier_ages=TIER_AGES, keep_within=dt.timedelta(days=days))
 
 
 def _env_flag(env: Mapping[str, str], name: str) -> bool:

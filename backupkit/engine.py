@@ -35,6 +35,8 @@ import attrs
 from backupkit._version import __version__
 from backupkit.config import Config, PluginRef, SetConfig
 from backupkit.core.catalog import Catalog, CatalogProblem
+from backupkit.core.restore import plan_restore
+from backupkit.core.tiers import assign_tier
 from backupkit.core.manifest import MANIFEST_SUFFIX, Artifact, Manifest, PluginSpec, backup_id
 from backupkit.errors import (
     BackupkitError,
@@ -210,6 +212,19 @@ class _SinkWriter(ArtifactWriter):
         self.writer.abort()
 
 
+def _restore_target(ref: str) -> str | dt.datetime:
+    """A backup id, prefix or 'latest' as is; an ISO 8601 time with a zone as a datetime."""
+    if "-" in ref[:11] and ":" in ref:  # 2024-01-05T12:00Z, 2024-01-05 12:00:00+01:00
+        try:
+            when = dt.datetime.fromisoformat(ref.replace("Z", "+00:00"))
+        except ValueError:
+            return ref
+        if when.tzinfo is None:
+            raise ConfigError(f"time {ref!r} has no time zone; add one, e.g. 'Z' or '+01:00'")
+        return when
+    return ref
+
+
 def is_sidecar(artifact: Artifact) -> bool:
     return "sidecar_of" in artifact.extra
 
@@ -322,7 +337,12 @@ class Engine:
             sink=sink.location,
             hostname=set_cfg.hostname or socket.gethostname(),
         )
-        tier = "daily" if kind == "full" else "incremental"
+        tier = "incremental"
+        if kind == "full":  # monthly / weekly / daily, counted in the configured time zone
+            tier = assign_tier(
+                self._read_catalog([sink])[0], set_name=set_cfg.name, kind=kind,
+                created_at=started, tz=self.config.tz,
+            )
         stem = f"{set_cfg.name}_{kind}_{run.run_id}"
         run_log = _RunLog()
         run_log.attach()
@@ -560,7 +580,18 @@ class Engine:
         return artifacts
 
     # -- catalog ----------------------------------------------------------------------
-    def _read_catalog(self, sinks: list[Sink] | None = None) -> tuple[Catalog, dict[str, Sink]]:
+    def _read_catalog(
+        self,
+        sinks: list[Sink] | None = None,
+        *,
+        keys: dict[str, str] | None = None,
+        unreadable: list[str] | None = None,
+    ) -> tuple[Catalog, dict[str, Sink]]:
+        """The catalog of *sinks* (default: every configured one) and each backup's sink.
+
+        :param keys: filled with each backup's manifest key.
+        :param unreadable: filled with the keys of manifests that could not be read.
+        """
         manifests: list[Manifest] = []
         problems: list[CatalogProblem] = []
         owner: dict[str, Sink] = {}
@@ -573,11 +604,15 @@ class Engine:
                 except (ManifestError, NotFoundError) as exc:
                     log.warning("%s", exc)
                     problems.append(CatalogProblem(origin, str(exc)))
+                    if unreadable is not None:
+                        unreadable.append(key)
                     continue
                 if manifest.id in owner:
                     continue
                 manifests.append(manifest)
                 owner[manifest.id] = sink
+                if keys is not None:
+                    keys[manifest.id] = key
         return Catalog(manifests, problems), owner
 
     def catalog(self) -> Catalog:
@@ -714,8 +749,8 @@ class Engine:
         is checked against the manifests before anything becomes visible.
         """
         catalog, owner, ref = self._catalog_for(ref)
-        manifest = catalog.resolve(ref, set_name=set_name)
-        links = self._chain(catalog, manifest)
+        links = plan_restore(catalog, target=_restore_target(ref), set_name=set_name).chain
+        manifest = links[-1]
         if artifacts is None:
             wanted = [a.name for a in manifest.artifacts if not is_sidecar(a)]
         else:
@@ -749,25 +784,6 @@ class Engine:
             targets[artifact.name] = str(target) if target else ""
             log.info("restored %s of backup %s to %s", artifact.name, manifest.id, target)
         return RestoreResult(manifest.id, targets, total[0], time.monotonic() - t0)
-
-    def _chain(self, catalog: Catalog, manifest: Manifest) -> list[Manifest]:
-        """The backups to apply, full first, to restore *manifest*."""
-        links = [manifest]
-        seen = {manifest.id}
-        while links[-1].parent_id is not None:
-            parent_id = links[-1].parent_id
-            try:
-                parent = catalog.get(parent_id)
-            except NotFoundError:
-                raise NotFoundError(
-                    f"backup {links[-1].id} depends on backup {parent_id}, which is missing; "
-                    "restore an older full backup"
-                ) from None
-            if parent.id in seen:
-                raise ManifestError(f"backup {manifest.id} has a cycle in its parent chain")
-            seen.add(parent.id)
-            links.append(parent)
-        return links[::-1]
 
     def _chain_streams(
         self,

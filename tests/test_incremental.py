@@ -157,8 +157,8 @@ def test_restore_fails_clearly_when_a_link_of_the_chain_is_missing(tmp_path: Pat
     full = engine.backup("app")
     change_1(src)
     inc = engine.backup("app", kind="incremental")
-    next(sink.glob(f"daily/*{full.id}.manifest.json")).unlink()
-    with pytest.raises(backupkit.errors.NotFoundError, match=f"depends on backup {full.id}, which is missing"):
+    next(sink.glob(f"*/*{full.id}.manifest.json")).unlink()
+    with pytest.raises(backupkit.errors.ChainError, match=f"needs {full.id} \\(parent of {inc.id}\\)"):
         engine.restore(inc.id, to=tmp_path / "out")
     assert not (tmp_path / "out").exists()
 

@@ -498,7 +498,7 @@ def test_secret_fields_never_reach_the_manifest_the_run_log_or_json_output(
     assert '"token-test"' in out and "visible-label" in out
     assert SECRET not in out
 
-    (manifest_file,) = sink.glob("daily/*.manifest.json")
+    (manifest_file,) = sink.glob("*/*.manifest.json")
     manifest = json.loads(manifest_file.read_text())
     assert manifest["artifacts"][0]["source"] == {
         "id": "token-test",
@@ -759,7 +759,8 @@ def test_on_failure_sees_the_error_and_the_catalog_is_unchanged(tmp_path: Path) 
     assert run == recorder.calls[0][1]
     assert isinstance(error, SourceError)
     assert engine.catalog().to_records() == []
-    assert list((tmp_path / "sink" / "daily").iterdir()) == []  # the committed artifact is gone
+    tiers = [tmp_path / "sink" / t for t in ("daily", "weekly", "monthly")]
+    assert [p for t in tiers for p in t.iterdir()] == []  # the committed artifact is gone
 
 
 class _BrokenNotifier:

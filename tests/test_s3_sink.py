@@ -218,16 +218,17 @@ def test_tiered_layout_is_prefix_hostname_tier(tmp_path: Path, bucket: Any) -> N
     manifest = Engine.from_config(config(small_tree(tmp_path / "src"))).backup("app")
     stem = f"app_full_{manifest.id}"
     stored = [f"app/{a.key}" for a in manifest.artifacts]
-    assert f"app/prod-server/daily/{stem}.files.tar.zst" in stored
+    assert manifest.tier == "monthly"  # the first full backup of its month
+    assert f"app/prod-server/monthly/{stem}.files.tar.zst" in stored
     assert keys(bucket) == sorted([
         *stored,
-        f"app/prod-server/daily/{stem}{MANIFEST_SUFFIX}",
+        f"app/prod-server/monthly/{stem}{MANIFEST_SUFFIX}",
         f"app/prod-server/logs/{stem}.log",
     ])
 
 
 def test_flat_layout_matches_seed_000(tmp_path: Path, bucket: Any) -> None:
-    at = dt.datetime(2025, 10, 26, 0, 0, tzinfo=dt.timezone.utc)
+    at = dt.datetime(2025, 10, 26, 0, 0, tzinfo=dt.UTC)
     engine = Engine.from_config(
         config(small_tree(tmp_path / "src"), compress="gzip", layout="flat"), clock=lambda: at
     )
@@ -241,19 +242,19 @@ def test_flat_layout_matches_seed_000(tmp_path: Path, bucket: Any) -> None:
     assert [m.id for m in engine.catalog()] == [manifest.id]
 
 
-def test_catalog_pages_through_thousands_of_keys_and_deletes_in_batches(
+def test_listing_pages_past_1000_keys_and_deletes_in_batches_of_1000(
     bucket: Any, hooks: Hooks
 ) -> None:
     deletes = hooks.count("before-send.s3.DeleteObjects")
     sink = S3Sink(bucket=BUCKET, prefix="many")
-    names = [f"host/daily/set_full_{i:05d}{MANIFEST_SUFFIX}" for i in range(2100)]
+    names = [f"host/daily/set_full_{i:05d}{MANIFEST_SUFFIX}" for i in range(1001)]
     with ThreadPoolExecutor(16) as pool:
         list(pool.map(lambda k: bucket.put_object(Bucket=BUCKET, Key=f"many/{k}", Body=b"{}"), names))
 
-    assert sorted(sink.list_manifest_keys()) == names  # three pages of 1000
+    assert sorted(sink.list_manifest_keys()) == names  # two pages: 1000 + 1
 
     sink.delete(names)
-    assert deletes["n"] == 3  # 1000 + 1000 + 100
+    assert deletes["n"] == 2  # 1000 + 1
     assert keys(bucket) == []
 
 
@@ -441,7 +442,7 @@ def test_presigned_url_downloads_the_artifact(tmp_path: Path, bucket: Any) -> No
     assert query["X-Amz-Algorithm"] == ["AWS4-HMAC-SHA256"]
     assert query["X-Amz-Expires"] == ["600"]
     signed_at = dt.datetime.strptime(query["X-Amz-Date"][0], "%Y%m%dT%H%M%SZ")
-    now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+    now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
     assert abs((now - signed_at).total_seconds()) < 60
     with urllib.request.urlopen(url, timeout=10) as response:
         body = response.read()
