@@ -17,6 +17,7 @@ from typing import Any, NoReturn, TextIO
 
 from backupkit._version import __version__
 from backupkit.config import COMPRESS_CHOICES, Config, find_config_file
+from backupkit.core.retention import TIER_AGES, RetentionPolicy, format_duration, parse_duration
 from backupkit.engine import Engine, Progress, is_location
 from backupkit.errors import BackupInterrupted, BackupkitError, ConfigError, KeyMissingError
 from backupkit.keys import Key, Keyring
@@ -85,6 +86,26 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("verify", help="re-read a stored backup and check its checksums")
     _common(p)
     p.add_argument("backup", metavar="ID|latest", nargs="?", default="latest")
+
+    p = sub.add_parser(
+        "prune", help="apply the retention policy: print the plan; delete with --yes",
+        description="Without --yes nothing is deleted: the plan lists every backup with keep or "
+                    "delete and the rule behind it. Rule flags replace the configured policy.",
+    )
+    _common(p)
+    p.add_argument("--yes", action="store_true", help="really delete what the plan drops")
+    for flag in ("last", "hourly", "daily", "weekly", "monthly", "yearly"):
+        p.add_argument(f"--keep-{flag}", type=int, metavar="N", dest=f"keep_{flag}")
+    p.add_argument("--keep-within", metavar="DURATION", help="keep everything younger, e.g. 7d")
+    p.add_argument("--tiered", action="store_true",
+                   help="seed 002's tier ages: daily 7d, weekly 30d, monthly 365d, incremental 24h")
+    p.add_argument("--max-age", metavar="DURATION", help="cap: delete older (never the newest full)")
+    p.add_argument("--max-count", type=int, metavar="N", help="cap: hold at most N per set")
+    p.add_argument("--simulate", metavar="DURATION",
+                   help="instead of pruning, run the policy forward this long (e.g. 400d)")
+    p.add_argument("--every", metavar="DURATION", default="24h", help="simulated backup interval")
+    p.add_argument("--schedule", metavar="KINDS", default="full",
+                   help="kinds cycled by the simulation, e.g. full,incremental,incremental,incremental")
 
     p = sub.add_parser("url", help="print an expiring download URL for a stored artifact")
     _common(p)
@@ -275,6 +296,74 @@ def _cmd_verify(args: argparse.Namespace) -> int:
     return 0
 
 
+def _policy_from_flags(args: argparse.Namespace) -> RetentionPolicy | None:
+    rules: dict[str, Any] = {
+        f"keep_{f}": getattr(args, f"keep_{f}")
+        for f in ("last", "hourly", "daily", "weekly", "monthly", "yearly")
+        if getattr(args, f"keep_{f}") is not None
+    }
+    for key in ("keep_within", "max_age", "max_count"):
+        if getattr(args, key) is not None:
+            rules[key] = getattr(args, key)
+    if args.tiered:
+        rules["tier_ages"] = {t: format_duration(a) for t, a in TIER_AGES.items()}
+    if not rules:
+        return None
+    return RetentionPolicy.from_dict(rules, origin="prune options")
+
+
+def _cmd_prune(args: argparse.Namespace) -> int:
+    engine = _engine(args)
+    policy = _policy_from_flags(args)
+    if args.simulate:
+        rows = engine.simulate(
+            policy,
+            duration=parse_duration(args.simulate),
+            every=parse_duration(args.every),
+            set_name=args.set_name,
+            schedule=[k.strip() for k in args.schedule.split(",") if k.strip()],
+        )
+        lines = [f"{'MONTH':<8} {'BACKUPS':>7} {'FULL':>5} {'INCR':>5} {'HELD':>11} {'PEAK':>11}"]
+        lines += [
+            f"{r.month:<8} {r.backups:>7} {r.fulls:>5} {r.incrementals:>5} "
+            f"{_human(r.bytes):>11} {_human(r.peak_bytes):>11}"
+            for r in rows
+        ]
+        _emit(args, {"simulation": [r.to_dict() for r in rows]}, "\n".join(lines))
+        return 0
+    results = engine.prune(args.set_name, policy=policy, dry_run=not args.yes)
+    lines = []
+    for result in results:
+        lines.append(f"policy: {result.plan.policy.describe()}")
+        lines.append(f"{'ID':<24} {'CREATED':<20} {'KIND':<11} {'TIER':<11} {'STORED':>10}  "
+                     f"{'ACTION':<6}  REASON")
+        for r, d in zip(result.plan.to_records(), result.plan.decisions):
+            lines.append(
+                f"{r['id']:<24} {r['created_at']:%Y-%m-%d %H:%M:%S}  {r['kind']:<11} "
+                f"{r['tier']:<11} {_human(r['stored_size']):>10}  {r['action']:<6}  {d.explanation}"
+            )
+        verb = "deleted" if not result.dry_run else "would delete"
+        lines.append(f"{verb} {len(result.plan.delete)} backup(s), {_human(result.freed_bytes)}; "
+                     f"{verb} {len(result.orphans)} orphaned object(s)")
+    if results and results[0].dry_run:
+        lines.append("dry run: nothing was deleted; pass --yes to delete")
+    data = {
+        "dry_run": not args.yes,
+        "sets": [
+            {
+                "policy": r.plan.policy.to_dict(),
+                "backups": r.plan.to_records(),
+                "deleted": list(r.deleted),
+                "orphans": list(r.orphans),
+                "freed_bytes": r.freed_bytes,
+            }
+            for r in results
+        ],
+    }
+    _emit(args, data, "\n".join(lines))
+    return 0
+
+
 def _cmd_url(args: argparse.Namespace) -> int:
     url = _engine(args).presigned_url(args.backup, args.artifact, expires=args.expires,
                                       set_name=args.set_name)
@@ -326,6 +415,7 @@ _COMMANDS = {
     "restore": _cmd_restore,
     "verify": _cmd_verify,
     "url": _cmd_url,
+    "prune": _cmd_prune,
     "plugins": _cmd_plugins,
     "keys": _cmd_keys,
 }

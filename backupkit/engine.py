@@ -33,9 +33,11 @@ from typing import Any
 import attrs
 
 from backupkit._version import __version__
-from backupkit.config import Config, PluginRef, SetConfig
+from backupkit.config import Config, PluginRef, SetConfig, default_policy
 from backupkit.core.catalog import Catalog, CatalogProblem
 from backupkit.core.restore import plan_restore
+from backupkit.core.retention import RetentionPolicy, plan_retention
+from backupkit.core.simulate import DEFAULT_SIZES, SimulationRow, simulate_retention
 from backupkit.core.tiers import assign_tier
 from backupkit.core.manifest import MANIFEST_SUFFIX, Artifact, Manifest, PluginSpec, backup_id
 from backupkit.errors import (
@@ -51,6 +53,7 @@ from backupkit.errors import (
 from backupkit.keys import KeyedTransform, Keyring
 from backupkit.transforms.aes import open_manifest, seal_manifest
 from backupkit.plugins import Plugins, make_plugin_manager
+from backupkit.prune import ORPHAN_GRACE, PruneResult, carry_out, find_orphans
 from backupkit.run import RunInfo
 from backupkit.sinks.base import ArtifactWriter, Sink
 from backupkit.sources.base import BackupContext, RestoreContext, Source
@@ -640,6 +643,101 @@ class Engine:
             "sets": sets,
             "problems": [attrs.asdict(p) for p in catalog.problems],
         }
+
+    # -- retention ------------------------------------------------------------------------
+    def _prune_groups(
+        self, set_name: str | None, policy: RetentionPolicy | None
+    ) -> list[tuple[Sink, str | None, RetentionPolicy]]:
+        """(sink, set or None for every set in it, policy) to prune."""
+        if not self.config.sets:
+            return [(sink, set_name, policy or default_policy()) for sink in self._sinks()]
+        names = [set_name] if set_name is not None else list(self.config.sets)
+        groups = []
+        for name in names:
+            set_cfg = self.config.get_set(name)
+            chosen = policy or set_cfg.retention or default_policy()
+            groups.append((self.sink_for(set_cfg.sink), name, chosen))
+        return groups
+
+    def prune(
+        self,
+        set_name: str | None = None,
+        *,
+        policy: RetentionPolicy | None = None,
+        dry_run: bool = True,
+        orphan_grace: dt.timedelta = ORPHAN_GRACE,
+    ) -> list[PruneResult]:
+        """Plan retention for each set and, unless *dry_run*, delete what the plan drops.
+
+        The policy is *policy*, else the set's ``retention`` table, else
+        :func:`backupkit.config.default_policy`. Deletion is crash-safe (manifest first,
+        then artifacts); artifacts without a manifest (orphans of crashed runs and
+        prunes) older than *orphan_grace* are collected. Returns one result per set.
+        """
+        now = self.clock()
+        results = []
+        orphans_seen: set[str] = set()
+        for sink, name, chosen in self._prune_groups(set_name, policy):
+            keys: dict[str, str] = {}
+            unreadable: list[str] = []
+            catalog, _ = self._read_catalog([sink], keys=keys, unreadable=unreadable)
+            plan = plan_retention(catalog.for_set(name), chosen, now=now, tz=self.config.tz)
+            deleted, deleted_keys = carry_out(sink, plan, keys, dry_run=dry_run)
+            gone = set(deleted)
+            orphans = find_orphans(
+                (k for k in sink.list_keys() if k not in deleted_keys),
+                [m for m in catalog if m.id not in gone],
+                [k for i, k in keys.items() if i not in gone],
+                unreadable,
+                now=now,
+                active_runs=sink.active_run_ids(),
+                grace=orphan_grace,
+            )
+            orphans = [k for k in orphans if f"{sink.location}/{k}" not in orphans_seen]
+            orphans_seen.update(f"{sink.location}/{k}" for k in orphans)
+            if orphans and not dry_run:
+                sink.delete(orphans)
+            for manifest in plan.delete:
+                log.info("%s backup %s: %s", "would delete" if dry_run else "deleted",
+                         manifest.id, plan.decision(manifest.id).explanation)
+            results.append(PruneResult(plan, dry_run, deleted, deleted_keys, tuple(orphans)))
+        return results
+
+    def simulate(
+        self,
+        policy: RetentionPolicy | None = None,
+        *,
+        duration: dt.timedelta,
+        every: dt.timedelta,
+        set_name: str | None = None,
+        schedule: Iterable[str] = ("full",),
+        sizes: Mapping[str, int] | None = None,
+        start: dt.datetime | None = None,
+    ) -> list[SimulationRow]:
+        """Run a policy forward on a synthetic schedule (B.4); no storage is touched.
+
+        Sizes default to the average stored size per kind in the set's catalog when it
+        has backups, else :data:`backupkit.core.simulate.DEFAULT_SIZES`.
+        """
+        sink, name, chosen = self._prune_groups(set_name, policy)[0]
+        if sizes is None:
+            catalog = self._read_catalog([sink])[0].for_set(name)
+            sizes = dict(DEFAULT_SIZES)
+            for kind in ("full", "incremental"):
+                of_kind = list(catalog.by_kind(kind))
+                if of_kind:
+                    sizes[kind] = sum(m.stored_size for m in of_kind) // len(of_kind)
+                elif kind == "incremental" and catalog.by_kind("full"):
+                    sizes[kind] = max(1, sizes["full"] // 10)  # a guess: a tenth of a full
+        return simulate_retention(
+            chosen,
+            start=start or self.clock(),
+            duration=duration,
+            every=every,
+            tz=self.config.tz,
+            backup_size=sizes,
+            kind_schedule=tuple(schedule),
+        )
 
     # -- restore and verify -------------------------------------------------------------
     def _open_checked(

@@ -85,6 +85,14 @@ class Sink(abc.ABC):
     def end_run(self, run_id: str) -> None:
         """Called when a run ends, successful or not; remove its temporary data."""
 
+    def active_run_ids(self) -> set[str]:
+        """Ids of backups running against this sink now, if the sink can tell.
+
+        Prune never collects their artifacts as orphans. Sinks that cannot tell
+        return an empty set; prune's grace period then protects running backups.
+        """
+        return set()
+
     # -- derived ------------------------------------------------------------------
     def key_for(self, tier: str, filename: str, *, run: RunInfo | None = None) -> str:
         """The key of a file of a backup in *tier* (the layout; sinks may override).

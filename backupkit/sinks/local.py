@@ -154,6 +154,25 @@ class LocalSink(Sink):
         if fd is not None:
             os.close(fd)
 
+    def active_run_ids(self) -> set[str]:
+        """Runs whose ``temp/<run-id>/.lock`` is held by a live process (or by us)."""
+        active = set(self._locks)
+        temp = self.root / "temp"
+        if not temp.is_dir():
+            return active
+        for run_dir in temp.iterdir():
+            try:
+                fd = os.open(run_dir / ".lock", os.O_RDWR)
+            except OSError:
+                continue
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                active.add(run_dir.name)
+            finally:
+                os.close(fd)  # closing drops a lock we may just have taken
+        return active
+
     def collect_stale_temp(self) -> list[str]:
         """Remove temp directories of runs that are no longer alive; return their ids."""
         removed = []
