@@ -7,6 +7,7 @@ The public API::
     manifest = engine.backup("app")
     engine.catalog().to_records()
     engine.restore("latest", to="/tmp/restore")
+    engine.prune("app", policy=backupkit.RetentionPolicy(keep_daily=7), dry_run=True)
 
 Plugins implement hooks with ``@backupkit.hookimpl``; see :mod:`backupkit.hookspecs`.
 """
@@ -16,9 +17,16 @@ from backupkit._version import __version__
 from backupkit.config import Config
 from backupkit.core.catalog import Catalog, CatalogProblem
 from backupkit.core.manifest import Artifact, Manifest, PluginSpec
+from backupkit.core.restore import RestorePlan, plan_restore
+from backupkit.core.retention import TIER_AGES, Decision, RetentionPlan, RetentionPolicy, plan_retention
+from backupkit.core.simulate import SimulationRow, simulate_retention
+from backupkit.core.tiers import assign_tier
 from backupkit.engine import Engine, Progress, RestoreResult, VerifyResult
 from backupkit.errors import BackupkitError
+from backupkit.keys import Key, Keyring
+from backupkit.params import secret
 from backupkit.plugins import DEFAULT_PLUGINS, Register, hookimpl, make_plugin_manager
+from backupkit.prune import PruneResult
 from backupkit.run import RunInfo
 from backupkit.sinks.base import ArtifactWriter, Sink
 from backupkit.sources.base import BackupContext, RestoreContext, Source
@@ -26,6 +34,7 @@ from backupkit.transforms.base import Transform
 
 __all__ = [
     "DEFAULT_PLUGINS",
+    "TIER_AGES",
     "Artifact",
     "ArtifactWriter",
     "BackupContext",
@@ -33,20 +42,33 @@ __all__ = [
     "Catalog",
     "CatalogProblem",
     "Config",
+    "Decision",
     "Engine",
+    "Key",
+    "Keyring",
     "Manifest",
     "PluginSpec",
     "Progress",
+    "PruneResult",
     "Register",
     "RestoreContext",
+    "RestorePlan",
     "RestoreResult",
+    "RetentionPlan",
+    "RetentionPolicy",
     "RunInfo",
+    "SimulationRow",
     "Sink",
     "Source",
     "Transform",
     "VerifyResult",
     "__version__",
+    "assign_tier",
     "errors",
     "hookimpl",
     "make_plugin_manager",
+    "plan_restore",
+    "plan_retention",
+    "secret",
+    "simulate_retention",
 ]
