@@ -521,6 +521,8 @@ class Engine:
             except BaseException as exc:  # handed to the consumer thread
                 pipe.fail(exc)
 
+        last = 0.0
+
         def report(stored: DigestWriter) -> None:
             nonlocal last
             if progress is not None and time.monotonic() - last > 0.25:
@@ -531,7 +533,6 @@ class Engine:
         writer: ArtifactWriter = _SinkWriter(sink.open_artifact(key, run_id=run.run_id), sink, key)
         thread = threading.Thread(target=produce, name=f"backupkit-source-{name}", daemon=True)
         thread.start()
-        last = 0.0
         try:
             try:
                 stored = self._encode(pipe, chain, writer, report)
@@ -652,7 +653,7 @@ class Engine:
         if not self.config.sets:
             return [(sink, set_name, policy or default_policy()) for sink in self._sinks()]
         names = [set_name] if set_name is not None else list(self.config.sets)
-        groups = []
+        groups: list[tuple[Sink, str | None, RetentionPolicy]] = []
         for name in names:
             set_cfg = self.config.get_set(name)
             chosen = policy or set_cfg.retention or default_policy()

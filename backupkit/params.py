@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Mapping
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import attrs
 
@@ -30,7 +30,7 @@ def secret(**kwargs: Any) -> Any:
 
 def build(cls: type[T], params: Mapping[str, Any], *, what: str) -> T:
     """Instantiate plugin *cls* from user *params*; *what* names it in errors."""
-    fields = {f.name: f for f in attrs.fields(cls) if f.init}  # type: ignore[misc]
+    fields = {f.name: f for f in attrs.fields(cast(Any, cls)) if f.init}
     names = {f.alias or f.name: f.name for f in fields.values()}
     for key in params:
         if key not in names:

@@ -83,7 +83,7 @@ def find_orphans(
     running = set(active_runs)
     orphans = []
     for key in keys:
-        if key in named or key.endswith(MANIFEST_SUFFIX) or key.startswith("logs/"):
+        if key in named or key.endswith((MANIFEST_SUFFIX, ".log")) or key.startswith("logs/"):
             continue
         if protected_stems and key.startswith(protected_stems):
             continue

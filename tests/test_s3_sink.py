@@ -23,7 +23,7 @@ import pytest
 from botocore.awsrequest import AWSResponse
 from botocore.exceptions import ClientError, ConnectionClosedError, NoCredentialsError
 
-from backupkit import Engine
+from backupkit import Engine, RetentionPolicy
 from backupkit.core.manifest import MANIFEST_SUFFIX
 from backupkit.errors import ConfigError, NotFoundError, SinkError
 from backupkit.sinks.s3 import S3Sink, translate_error
@@ -183,6 +183,8 @@ def test_50mb_artifact_is_uploaded_in_8mib_parts_and_restores(
     assert 1 <= in_flight["max"] <= 3
     head = bucket.head_object(Bucket=BUCKET, Key=f"app/{artifact.key}")
     assert head["ETag"].endswith('-6"')  # a multipart object of 6 parts
+    checked = bucket.head_object(Bucket=BUCKET, Key=f"app/{artifact.key}", ChecksumMode="ENABLED")
+    assert checked["ChecksumCRC32"]  # S3 checked a CRC32 of every part (composite checksum)
     assert head["ContentLength"] == artifact.stored_size
     assert uploads(bucket) == []
 
@@ -223,7 +225,7 @@ def test_tiered_layout_is_prefix_hostname_tier(tmp_path: Path, bucket: Any) -> N
     assert keys(bucket) == sorted([
         *stored,
         f"app/prod-server/monthly/{stem}{MANIFEST_SUFFIX}",
-        f"app/prod-server/logs/{stem}.log",
+        f"app/logs/prod-server/{stem}.log",
     ])
 
 
@@ -240,6 +242,8 @@ def test_flat_layout_matches_seed_000(tmp_path: Path, bucket: Any) -> None:
         f"app/backups/{stamp}-auto-backup-{stamp}{MANIFEST_SUFFIX}",
     ])
     assert [m.id for m in engine.catalog()] == [manifest.id]
+    second = engine.backup("app", reason="before ../../migrate")  # free text, safe key
+    assert second.artifacts[0].key.startswith(f"backups/{stamp}-before-..-..-migrate-backup-")
 
 
 def test_listing_pages_past_1000_keys_and_deletes_in_batches_of_1000(
@@ -256,6 +260,24 @@ def test_listing_pages_past_1000_keys_and_deletes_in_batches_of_1000(
     sink.delete(names)
     assert deletes["n"] == 2  # 1000 + 1
     assert keys(bucket) == []
+
+
+def test_prune_on_s3_deletes_in_batches_and_keeps_logs(tmp_path: Path, bucket: Any, hooks: Hooks) -> None:
+    deletes = hooks.count("before-send.s3.DeleteObjects")
+    clock = iter(dt.datetime(2025, 1, day, 2, tzinfo=dt.UTC) for day in (1, 2, 3, 4))
+    engine = Engine.from_config(config(small_tree(tmp_path / "src")), clock=lambda: next(clock))
+    old = engine.backup("app")
+    new = engine.backup("app")
+
+    engine.prune("app", policy=RetentionPolicy(keep_last=1), dry_run=False)
+
+    assert [m.id for m in engine.catalog()] == [new.id]
+    left = keys(bucket)
+    assert not [k for k in left if old.id in k and "/logs/" not in k]
+    assert [k for k in left if k.startswith("app/logs/prod-server/")] == sorted(
+        f"app/logs/prod-server/app_full_{m.id}.log" for m in (old, new)
+    )
+    assert 1 <= deletes["n"] <= 2  # manifest first, then its artifacts in one batch
 
 
 # -- failures ------------------------------------------------------------------------------

@@ -27,7 +27,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, BinaryIO, ClassVar, NoReturn
 
 import attrs
-import fsspec
+import fsspec  # type: ignore[import-untyped]
 
 from backupkit.errors import BackupkitError, NotFoundError, SinkError
 from backupkit.params import secret
@@ -62,7 +62,7 @@ class FsspecSink(Sink):
 
     id: ClassVar[str] = "fsspec"
 
-    url: str
+    url: str = attrs.field(repr=lambda url: repr(_USERINFO.sub(r"\1", url)))  # no passwords
     storage_options: Mapping[str, Any] = secret(factory=dict)
     publish: str = attrs.field(default="auto", validator=attrs.validators.in_(PUBLISH_MODES))
     _cache: dict[str, Any] = attrs.field(factory=dict, init=False, repr=False, eq=False)

@@ -99,13 +99,17 @@ class _FileWriter(ArtifactWriter):
         self.tmp.unlink(missing_ok=True)
 
 
+def _expand(path: str | os.PathLike[str]) -> Path:
+    return Path(os.path.expanduser(os.fspath(path)))
+
+
 @attrs.frozen
 class LocalSink(Sink):
     """Backups in a local directory, laid out by tier."""
 
     id: ClassVar[str] = "local"
 
-    root: Path = attrs.field(converter=lambda p: Path(os.path.expanduser(str(p))))
+    root: Path = attrs.field(converter=_expand)
     _locks: dict[str, int] = attrs.field(factory=dict, init=False, repr=False, eq=False)
 
     @property
@@ -175,7 +179,7 @@ class LocalSink(Sink):
 
     def collect_stale_temp(self) -> list[str]:
         """Remove temp directories of runs that are no longer alive; return their ids."""
-        removed = []
+        removed: list[str] = []
         temp = self.root / "temp"
         if not temp.is_dir():
             return removed

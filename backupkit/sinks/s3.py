@@ -4,7 +4,7 @@ Layouts (keys under ``<prefix>/``)::
 
     tiered (default, seed 002)   <hostname>/<tier>/<set>_<kind>_<id>.<artifact><ext>
                                  <hostname>/<tier>/<set>_<kind>_<id>.manifest.json
-                                 <hostname>/logs/<set>_<kind>_<id>.log
+                                 logs/<hostname>/<set>_<kind>_<id>.log
     flat (seed 000)              backups/<timestamp>-<reason>-backup-<timestamp>.<artifact><ext>
                                  backups/<timestamp>-<reason>-backup-<timestamp>.manifest.json
                                  logs/<set>_<kind>_<id>.log
@@ -13,7 +13,9 @@ An artifact streams into a multipart upload of fixed-size parts (``part_size``);
 most ``concurrency`` parts are in flight at once, uploaded by a small thread pool,
 so memory stays near ``(concurrency + 1) * part_size`` at any artifact size and no
 local temporary copy is made. Nothing is visible until CompleteMultipartUpload;
-``abort`` calls AbortMultipartUpload, so no parts are left billing. An artifact
+``abort`` calls AbortMultipartUpload, so no parts are left billing. Each part
+carries a CRC32 that S3 checks (the upload's composite checksum, as boto3's
+transfer manager does). An artifact
 smaller than one part is stored with a single PutObject. Every write is
 conditional (``If-None-Match: *``): a stored backup is never overwritten.
 
@@ -31,9 +33,11 @@ boundary, into one-line :mod:`backupkit.errors` that say what to do.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import io
 import logging
 import os
+import re
 import socket
 import threading
 from collections.abc import Iterable, Iterator
@@ -59,6 +63,7 @@ MAX_PRESIGN_SECONDS = 7 * 24 * 3600  # SigV4's limit
 DELETE_BATCH = 1000  # DeleteObjects takes at most 1000 keys
 STALE_UPLOAD_AGE = dt.timedelta(days=2)
 _RESUME_ATTEMPTS = 3
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")  # a reason is free text; keys get a safe form
 _OVERLOADED = {
     "SlowDown", "ServiceUnavailable", "503", "InternalError", "500", "RequestTimeout",
     "RequestTimeTooSkewed", "Throttling", "ThrottlingException", "RequestLimitExceeded",
@@ -77,7 +82,7 @@ def _env_region() -> str | None:
     return os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or None
 
 
-def _check_bucket(inst: Any, attribute: Any, value: str) -> None:
+def _check_bucket(inst: object, attribute: object, value: str) -> None:
     if not value:
         raise ConfigError(
             "sink 's3' has no bucket; use s3://BUCKET/PREFIX, set bucket = \"NAME\", "
@@ -85,6 +90,10 @@ def _check_bucket(inst: Any, attribute: Any, value: str) -> None:
         )
     if "/" in value or value != value.strip():
         raise ConfigError(f"sink 's3': {value!r} is not a bucket name; put the path in 'prefix'")
+
+
+def _strip_slashes(value: object) -> str:
+    return str(value).strip("/")
 
 
 def _one_line(text: object) -> str:
@@ -103,6 +112,13 @@ def _import_boto() -> tuple[Any, Any, Any]:
     return boto3, botocore.config.Config, botocore.exceptions
 
 
+@functools.cache
+def _boto_errors() -> tuple[type[BaseException], ...]:
+    """What botocore raises: translated by :func:`translate_error`; anything else is a bug."""
+    _, _, exceptions = _import_boto()
+    return (exceptions.BotoCoreError, exceptions.ClientError)
+
+
 @attrs.frozen
 class S3Sink(Sink):
     """Backups in an S3 bucket, under an optional key prefix."""
@@ -110,7 +126,7 @@ class S3Sink(Sink):
     id: ClassVar[str] = "s3"
 
     bucket: str = attrs.field(factory=_env_bucket, validator=_check_bucket)
-    prefix: str = attrs.field(default="", converter=lambda p: str(p).strip("/"))
+    prefix: str = attrs.field(default="", converter=_strip_slashes)
     layout: str = attrs.field(default="tiered", validator=attrs.validators.in_(LAYOUTS))
     region: str | None = attrs.field(factory=_env_region)
     endpoint_url: str | None = None
@@ -193,7 +209,7 @@ class S3Sink(Sink):
         """Fail fast on a missing bucket or credentials; abort stale multipart uploads."""
         try:
             self.client.head_bucket(Bucket=self.bucket)
-        except Exception as exc:
+        except _boto_errors() as exc:
             if _status(exc) != 403:  # a write-only identity may not list: go on
                 raise self._error(exc, "s3:ListBucket") from None
         self.abort_stale_uploads()
@@ -205,7 +221,7 @@ class S3Sink(Sink):
         lifecycle rule (AbortIncompleteMultipartUpload) is the belt to these braces.
         """
         root = f"{self.prefix}/" if self.prefix else ""
-        cutoff = dt.datetime.now(dt.timezone.utc) - older_than
+        cutoff = dt.datetime.now(dt.UTC) - older_than
         aborted = []
         try:
             paginator = self.client.get_paginator("list_multipart_uploads")
@@ -227,15 +243,16 @@ class S3Sink(Sink):
         if self.layout == "flat":
             if run is None:
                 return f"backups/{filename}"
-            stamp = run.started_at.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H-%M-%S")
+            stamp = run.started_at.astimezone(dt.UTC).strftime("%Y-%m-%dT%H-%M-%S")
             rest = filename.partition(run.run_id)[2] or f".{filename}"
-            return f"backups/{stamp}-{run.reason}-backup-{stamp}{rest}"
+            reason = _UNSAFE.sub("-", run.reason) or "manual"
+            return f"backups/{stamp}-{reason}-backup-{stamp}{rest}"
         return f"{_host(run)}/{tier}/{filename}"
 
     def log_key(self, filename: str, *, run: RunInfo | None = None) -> str:
         if self.layout == "flat":
             return f"logs/{filename}"
-        return f"{_host(run)}/logs/{filename}"
+        return f"logs/{_host(run)}/{filename}"  # under logs/: prune never takes logs for orphans
 
     # -- primitives -------------------------------------------------------------------
     def open_artifact(self, key: str, *, run_id: str) -> ArtifactWriter:
@@ -249,7 +266,7 @@ class S3Sink(Sink):
             self.client.put_object(
                 Bucket=self.bucket, Key=self._object_key(key), Body=data, IfNoneMatch="*", **args
             )
-        except Exception as exc:
+        except _boto_errors() as exc:
             if _status(exc) == 412 and self._holds(key, data):
                 return  # a retried PUT whose first attempt had succeeded
             raise self._error(exc, "s3:PutObject", key) from None
@@ -274,7 +291,7 @@ class S3Sink(Sink):
             for page in paginator.paginate(Bucket=self.bucket, Prefix=root + prefix):
                 for obj in page.get("Contents", ()):
                     yield obj["Key"][len(root):]
-        except Exception as exc:
+        except _boto_errors() as exc:
             raise self._error(exc, "s3:ListBucket") from None
 
     def delete(self, keys: Iterable[str]) -> None:
@@ -294,7 +311,7 @@ class S3Sink(Sink):
             response = self.client.delete_objects(
                 Bucket=self.bucket, Delete={"Objects": objects, "Quiet": True}
             )
-        except Exception as exc:
+        except _boto_errors() as exc:
             raise self._error(exc, "s3:DeleteObject") from None
         errors = response.get("Errors") or []
         if errors:
@@ -319,7 +336,7 @@ class S3Sink(Sink):
                 Params={"Bucket": self.bucket, "Key": self._object_key(key)},
                 ExpiresIn=expires,
             )
-        except Exception as exc:
+        except _boto_errors() as exc:
             raise self._error(exc, "s3:GetObject", key) from None
         return url
 
@@ -329,7 +346,7 @@ class S3Sink(Sink):
             response: dict[str, Any] = self.client.head_object(
                 Bucket=self.bucket, Key=self._object_key(key)
             )
-        except Exception as exc:
+        except _boto_errors() as exc:
             raise self._error(exc, "s3:GetObject", key) from None
         return response
 
@@ -388,19 +405,19 @@ def translate_error(
             f"AWS rejected the credentials for {sink.location} ({code}); check "
             "AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, refresh the session token, or fix the clock"
         )
-    kms_problem = code.startswith("KMS.") or "kms" in message.lower()
-    if kms_problem and (code != "AccessDenied" or "kms:" in message):
-        key_id = sink.kms_key_id or "the bucket's default key"
-        return SinkError(
-            f"KMS refused to encrypt or decrypt {where} ({code}: {message}); check kms_key_id "
-            f"and grant kms:GenerateDataKey and kms:Decrypt on {key_id} to this identity"
-        )
     if code in ("InvalidArgument", "InvalidRequest", "InvalidEncryptionAlgorithmError") and (
         "encrypt" in message.lower() or "kms" in message.lower()
     ):
         return SinkError(
             f"S3 requires other server-side encryption for {where} ({message}); "
             "set sse = \"aws:kms\" and kms_key_id as the bucket policy requires"
+        )
+    kms_problem = code.startswith("KMS.") or "kms" in message.lower()
+    if kms_problem and (code != "AccessDenied" or "kms:" in message):
+        key_id = sink.kms_key_id or "the bucket's default key"
+        return SinkError(
+            f"KMS refused to encrypt or decrypt {where} ({code}: {message}); check kms_key_id "
+            f"and grant kms:GenerateDataKey and kms:Decrypt on {key_id} to this identity"
         )
     if code == "AccessDenied" or status == 403:
         hint = ""
@@ -450,13 +467,13 @@ class _MultipartWriter(ArtifactWriter):
             raise SinkError(f"artifact {self.key} was already {self._state}")
         self._buf += data
         while len(self._buf) >= self.part_size:
-            with memoryview(self._buf) as view:
-                part = bytes(view[: self.part_size])
-            del self._buf[: self.part_size]
+            # hand the buffer itself to the upload (no copy); only the overshoot moves
+            part, self._buf = self._buf, bytearray(self._buf[self.part_size :])
+            del part[self.part_size :]
             self._send(part)
         return len(data)
 
-    def _send(self, part: bytes) -> None:
+    def _send(self, part: bytes | bytearray) -> None:
         self._check()
         if self._upload_id is None:
             self._start()
@@ -470,22 +487,26 @@ class _MultipartWriter(ArtifactWriter):
     def _start(self) -> None:
         try:
             response = self.sink.client.create_multipart_upload(
-                Bucket=self.sink.bucket, Key=self.object_key, **self.args
+                Bucket=self.sink.bucket, Key=self.object_key, ChecksumAlgorithm="CRC32", **self.args
             )
-        except Exception as exc:
+        except _boto_errors() as exc:
             raise self.sink._error(exc, "s3:PutObject", self.key) from None
         self._upload_id = response["UploadId"]
         self._pool = ThreadPoolExecutor(self.sink.concurrency, thread_name_prefix="backupkit-s3")
 
-    def _upload_part(self, number: int, data: bytes) -> dict[str, Any]:
+    def _upload_part(self, number: int, data: bytes | bytearray) -> dict[str, Any]:
         response = self.sink.client.upload_part(
             Bucket=self.sink.bucket,
             Key=self.object_key,
             UploadId=self._upload_id,
             PartNumber=number,
             Body=data,
+            ChecksumAlgorithm="CRC32",
         )
-        return {"PartNumber": number, "ETag": response["ETag"]}
+        part = {"PartNumber": number, "ETag": response["ETag"]}
+        if "ChecksumCRC32" in response:  # S3-compatible stores may not return checksums
+            part["ChecksumCRC32"] = response["ChecksumCRC32"]
+        return part
 
     def _part_done(self, future: Future[dict[str, Any]]) -> None:
         self._slots.release()
@@ -493,8 +514,12 @@ class _MultipartWriter(ArtifactWriter):
             self._error = future.exception()
 
     def _check(self) -> None:
-        if self._error is not None:
+        """Raise the first error of a part upload (in this, the writing, thread)."""
+        if self._error is None:
+            return
+        if isinstance(self._error, _boto_errors()):
             raise self.sink._error(self._error, "s3:PutObject", self.key) from None
+        raise self._error
 
     def commit(self) -> None:
         if self._state != "open":
@@ -502,14 +527,14 @@ class _MultipartWriter(ArtifactWriter):
         if self._upload_id is None:  # smaller than one part: a single PUT
             self.sink._put_object(self.key, bytes(self._buf), self.args)
         else:
-            if self._buf:
-                self._send(bytes(self._buf))
-            self._buf = bytearray()
+            last, self._buf = self._buf, bytearray()
+            if last:
+                self._send(last)
             parts = []
             for future in self._futures:
                 try:
                     parts.append(future.result())
-                except Exception as exc:
+                except _boto_errors() as exc:
                     raise self.sink._error(exc, "s3:PutObject", self.key) from None
             try:
                 self.sink.client.complete_multipart_upload(
@@ -519,7 +544,7 @@ class _MultipartWriter(ArtifactWriter):
                     MultipartUpload={"Parts": parts},
                     IfNoneMatch="*",
                 )
-            except Exception as exc:
+            except _boto_errors() as exc:
                 raise self.sink._error(exc, "s3:PutObject", self.key) from None
             self._shutdown()
         self._state = "committed"
@@ -569,7 +594,7 @@ class _ObjectReader(io.RawIOBase):
             response = self.sink.client.get_object(
                 Bucket=self.sink.bucket, Key=self.sink._object_key(self.key), **args
             )
-        except Exception as exc:
+        except _boto_errors() as exc:
             raise self.sink._error(exc, "s3:GetObject", self.key) from None
         self._etag = response["ETag"]
         return response["Body"]
@@ -586,7 +611,7 @@ class _ObjectReader(io.RawIOBase):
         for attempt in range(_RESUME_ATTEMPTS + 1):
             try:
                 data: bytes = self._body.read(None if size is None or size < 0 else size)
-            except Exception as exc:
+            except _boto_errors() + (OSError,) as exc:
                 if attempt == _RESUME_ATTEMPTS or isinstance(exc, BackupkitError):
                     raise self.sink._error(exc, "s3:GetObject", self.key) from None
                 log.info("resuming %s at byte %d: %s", self.sink._url(self.key), self._pos, exc)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import IO, ClassVar, cast
 
 import attrs
 import zstandard
@@ -27,14 +27,16 @@ class ZstdTransform(Transform):
         compressor = zstandard.ZstdCompressor(
             level=self.level, threads=self.threads, write_checksum=True
         )
-        return compressor.stream_writer(  # type: ignore[no-any-return]
-            out, closefd=False, write_return_read=True
+        writer: Encoder = compressor.stream_writer(
+            cast(IO[bytes], out), closefd=False, write_return_read=True
         )
+        return writer
 
     def decoder(self, inp: Reader) -> Reader:
-        return zstandard.ZstdDecompressor().stream_reader(  # type: ignore[no-any-return]
-            inp, read_across_frames=True, closefd=False
+        reader: Reader = zstandard.ZstdDecompressor().stream_reader(
+            cast(IO[bytes], inp), read_across_frames=True, closefd=False
         )
+        return reader
 
 
 @hookimpl
