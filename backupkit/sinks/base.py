@@ -35,8 +35,8 @@ class Sink(abc.ABC):
     """A store of artifacts, manifests and logs addressed by ``/``-separated keys.
 
     Subclasses are attrs classes whose fields are their parameters. They implement
-    six primitives (open_artifact, put_bytes, get_bytes, open_read, list_keys,
-    delete); the rest is derived here.
+    five primitives (open_artifact, get_bytes, open_read, list_keys, delete); the
+    rest is derived here.
     """
 
     id: ClassVar[str]
@@ -58,9 +58,18 @@ class Sink(abc.ABC):
     def open_artifact(self, key: str, *, run_id: str) -> ArtifactWriter:
         """Start storing an artifact under *key*; invisible until committed."""
 
-    @abc.abstractmethod
     def put_bytes(self, key: str, data: bytes, *, run_id: str) -> None:
-        """Store a small object atomically (manifests, logs)."""
+        """Store a small object atomically (manifests, logs).
+
+        Derived from :meth:`open_artifact`; sinks with a cheaper one-shot write override it.
+        """
+        writer = self.open_artifact(key, run_id=run_id)
+        try:
+            writer.write(data)
+            writer.commit()
+        except BaseException:
+            writer.abort()
+            raise
 
     @abc.abstractmethod
     def get_bytes(self, key: str) -> bytes:

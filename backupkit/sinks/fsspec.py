@@ -141,15 +141,6 @@ class FsspecSink(Sink):
         except Exception as exc:
             self._fail(exc, "write", key)
 
-    def put_bytes(self, key: str, data: bytes, *, run_id: str) -> None:
-        writer = self.open_artifact(key, run_id=run_id)
-        try:
-            writer.write(data)
-            writer.commit()
-        except BaseException:
-            writer.abort()
-            raise
-
     def get_bytes(self, key: str) -> bytes:
         try:
             data: bytes = self.fs.cat_file(self._path(key))

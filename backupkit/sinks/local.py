@@ -220,15 +220,6 @@ class LocalSink(Sink):
         tmp = self.root / "temp" / run_id / key.replace("/", "__")
         return _FileWriter(tmp, final)
 
-    def put_bytes(self, key: str, data: bytes, *, run_id: str) -> None:
-        writer = self.open_artifact(key, run_id=run_id)
-        try:
-            writer.write(data)
-            writer.commit()
-        except BaseException:
-            writer.abort()
-            raise
-
     def get_bytes(self, key: str) -> bytes:
         path = self._path(key)
         try:
