@@ -450,9 +450,13 @@ class Engine:
         chain: list[Transform],
         writer: ArtifactWriter,
         on_chunk: Callable[[DigestWriter], None] | None = None,
+        *,
+        raw: Digest,
     ) -> Digest:
-        """Push *chunks* through *chain* into *writer*; commit it; return the stored digest."""
-        stored = DigestWriter(writer)
+        """Push *chunks* (whose digest is *raw*) through *chain* into *writer*; commit it;
+        return the stored digest. With no transforms the stored bytes are the raw
+        bytes, and are not hashed a second time."""
+        stored = DigestWriter(writer, Digest(same_as=raw) if not chain else None)
         encoders = []
         out: Any = stored
         for transform in reversed(chain):
@@ -535,7 +539,7 @@ class Engine:
         thread.start()
         try:
             try:
-                stored = self._encode(pipe, chain, writer, report)
+                stored = self._encode(pipe, chain, writer, report, raw=raw.digest)
             except OSError as exc:
                 if isinstance(exc, BackupkitError):
                     raise
@@ -568,7 +572,7 @@ class Engine:
                 side_key = sink.key_for(tier, f"{stem}.{name}.{sidecar}{exts}", run=run)
                 side_writer = _SinkWriter(sink.open_artifact(side_key, run_id=run.run_id), sink, side_key)
                 try:
-                    side_stored = self._encode(_chunks(fh, side_raw), chain, side_writer)
+                    side_stored = self._encode(_chunks(fh, side_raw), chain, side_writer, raw=side_raw)
                 except BaseException:
                     side_writer.abort()
                     raise
