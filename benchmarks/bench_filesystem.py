@@ -24,8 +24,7 @@ of docs/performance.md (between the ``bench:begin``/``bench:end`` markers).
 
 from __future__ import annotations
 
-import argparse
-import datetime as dt
+import contextlib
 import json
 import os
 import platform
@@ -36,7 +35,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +43,8 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path.insert(0, str(HERE))
 
-import make_tree  # noqa: E402
+import make_tree
+from _common import check_tools, ensure_tree, header, tree_parser, write_section
 
 TARGET_RATIO = 1.1
 TARGET_RSS_MB = 120
@@ -90,18 +90,29 @@ def _shell(cmds: Sequence[Sequence[str]], display: dict[str, str]) -> str:
 GNU_TIME = "/usr/bin/time" if os.access("/usr/bin/time", os.X_OK) else None
 
 
-def run(label: str, cmds: Sequence[Sequence[str]], *, cwd: Path, display: dict[str, str]) -> Measured:
-    """Run a pipeline of *cmds*; wall time from the first start to the last exit."""
+def run(label: str, cmds: Sequence[Sequence[str]], *, cwd: Path, display: dict[str, str],
+        env: dict[str, str] | None = None) -> Measured:
+    """Run a pipeline of *cmds*; wall time from the first start to the last exit.
+
+    *env* (default: this process's environment) is the environment of every command.
+    """
     os.sync()  # earlier steps' dirty pages must not be written back during this one
-    log = tempfile.TemporaryFile()
-    stats = [tempfile.NamedTemporaryFile(prefix="bkbench-time-") for _ in cmds]
+    with contextlib.ExitStack() as stack:
+        log = stack.enter_context(tempfile.TemporaryFile())
+        stats = [stack.enter_context(tempfile.NamedTemporaryFile(prefix="bkbench-time-")) for _ in cmds]
+        return _run(label, cmds, cwd=cwd, display=display, log=log, stats=stats, env=env)
+
+
+def _run(label: str, cmds: Sequence[Sequence[str]], *, cwd: Path, display: dict[str, str],
+         log: Any, stats: list[Any], env: dict[str, str] | None) -> Measured:
     procs: list[subprocess.Popen[bytes]] = []
     t0 = time.perf_counter()
     stdin: Any = subprocess.DEVNULL
     for i, cmd in enumerate(cmds):
         last = i == len(cmds) - 1
         argv = [GNU_TIME, "-f", "%M %U %S", "-o", stats[i].name, *cmd] if GNU_TIME else list(cmd)
-        p = subprocess.Popen(argv, cwd=cwd, stdin=stdin, stdout=log if last else subprocess.PIPE, stderr=log)
+        p = subprocess.Popen(argv, cwd=cwd, stdin=stdin, stdout=log if last else subprocess.PIPE, stderr=log,
+                             env=env)
         if stdin is not subprocess.DEVNULL:
             stdin.close()
         stdin = p.stdout
@@ -116,13 +127,32 @@ def run(label: str, cmds: Sequence[Sequence[str]], *, cwd: Path, display: dict[s
             results.append((name, float(user) + float(system), int(rss)))
         else:
             results.append((name, ru.ru_utime + ru.ru_stime, ru.ru_maxrss))
-        stat.close()
     wall = time.perf_counter() - t0
     failed = [(c, p.returncode) for c, p in zip(cmds, procs) if p.returncode != 0]
     if failed:
         log.seek(0)
         raise SystemExit(f"{label} failed ({failed}):\n{log.read().decode(errors='replace')}")
     return Measured(label, _shell(cmds, display), wall, results)
+
+
+def interleaved(step: dict[str, list[list[str]]], r: int, rounds: int, results: dict[str, list[Measured]],
+                *, cwd: Path, display: dict[str, str],
+                env: Callable[[str], dict[str, str] | None] = lambda key: None) -> None:
+    """Run the commands of one step of round *r*, in reverse order every other round.
+
+    Appends to ``results[key]``; ``env(key)`` is the environment of each (default: this one's).
+    """
+    keys = list(step) if r % 2 == 0 else list(reversed(step))
+    for key in keys:
+        m = run(key, step[key], cwd=cwd, display=display, env=env(key))
+        results[key].append(m)
+        print(f"  round {r + 1}/{rounds} {key:<12} {m.wall:7.2f} s  cpu {m.cpu:6.2f} s  "
+              f"rss {m.rss_mb:6.1f} MB", file=sys.stderr)
+
+
+def stored_bytes(sink: Path, pattern: str = "*/*.manifest.json") -> int:
+    """The stored size of every artifact (the file index included) of the backups in *sink*."""
+    return sum(a["stored_size"] for m in sink.glob(pattern) for a in json.loads(m.read_text())["artifacts"])
 
 
 def warm(tree: Path) -> float:
@@ -143,7 +173,7 @@ def compare_trees(a: Path, b: Path) -> list[str]:
     """Differences between two trees: content (diff -r), and type, mode, mtime, link target."""
     problems = []
     diff = subprocess.run(["diff", "-r", "--no-dereference", "-q", str(a), str(b)],
-                          capture_output=True, text=True)
+                          capture_output=True, text=True, check=False)
     if diff.returncode != 0:
         problems.append((diff.stdout + diff.stderr).strip()[:2000])
 
@@ -185,19 +215,29 @@ def _rm(*paths: Path) -> None:
 
 
 def bench_tree(tree: Path, summary: dict[str, Any], work: Path, rounds: int, *, python: str,
-               verify: bool) -> dict[str, Any]:
+               verify: bool, threads: int) -> dict[str, Any]:
     """All rounds on one tree; returns raw results and per-round ratios."""
     scratch = work / "scratch"
     _rm(scratch)
     scratch.mkdir(parents=True)
     display = {str(scratch): "$W", str(tree.parent): "$T"}
     warm_s = warm(tree)
-    results: dict[str, list[Measured]] = {k: [] for k in ("bk_backup", "ref_backup", "bk_restore", "ref_restore")}
+    keys = ["bk_backup", "ref_backup", "bk_restore", "ref_restore"] + (["bkt_backup"] if threads else [])
+    results: dict[str, list[Measured]] = {k: [] for k in keys}
+    config = scratch / "threads.toml"  # the same backup with zstd worker threads, like -T1
+    config.write_text(
+        f'[sets.bench]\nsink = "{scratch / "sink-threads"}"\n'
+        f'transforms = [{{ type = "zstd", level = 3, threads = {threads} }}]\n'
+        f'[[sets.bench.sources]]\ntype = "filesystem"\npaths = ["{tree}"]\n'
+    )
     stored: dict[str, int] = {}
     checks: list[str] = []
     for r in range(rounds):
         sink, out = scratch / "sink", scratch / "tree.tar.zst"
-        bk_dir, ref_dir = scratch / "restore-bk", scratch / "restore-ref"
+        # Restored trees stay until the end: ext4 skips inodes freed in the last 5-35 s
+        # when it allocates new ones (recently_deleted), so deleting 100k files right
+        # before a restore made the next one several times slower, for both tools.
+        bk_dir, ref_dir = scratch / f"restore-bk-{r}", scratch / f"restore-ref-{r}"
         ref_dir.mkdir()
         backup = {
             "bk_backup": [[python, "-m", "backupkit", "backup", "--source", str(tree),
@@ -205,19 +245,16 @@ def bench_tree(tree: Path, summary: dict[str, Any], work: Path, rounds: int, *, 
             "ref_backup": [["tar", "-cf", "-", "-C", str(tree.parent), tree.name],
                            ["zstd", "-3", "-T1", "-q", "-o", str(out)]],
         }
+        if threads:
+            backup["bkt_backup"] = [[python, "-m", "backupkit", "backup", "--config", str(config)]]
         restore = {
             "bk_restore": [[python, "-m", "backupkit", "restore", "latest", "--sink", str(sink),
                             "--to", str(bk_dir)]],
             "ref_restore": [["zstd", "-d", "-c", str(out)], ["tar", "-x", "-C", str(ref_dir)]],
         }
         for step in (backup, restore):
-            keys = list(step) if r % 2 == 0 else list(reversed(step))
-            for key in keys:
-                m = run(key, step[key], cwd=scratch, display=display)
-                results[key].append(m)
-                print(f"  round {r + 1}/{rounds} {key:<12} {m.wall:7.2f} s  cpu {m.cpu:6.2f} s  "
-                      f"rss {m.rss_mb:6.1f} MB", file=sys.stderr)
-        stored["backupkit"] = sum(p.stat().st_size for p in (sink / "daily").glob("*.zst"))
+            interleaved(step, r, rounds, results, cwd=scratch, display=display)
+        stored["backupkit"] = stored_bytes(sink)
         stored["reference"] = out.stat().st_size
         if verify and r == 0:
             for name, where in (("backupkit", bk_dir), ("reference", ref_dir)):
@@ -226,11 +263,11 @@ def bench_tree(tree: Path, summary: dict[str, Any], work: Path, rounds: int, *, 
                 checks.append(f"{name}: " + ("identical" if ok else "DIFFERENT") + "".join(
                     f"; {p}" for p in problems))
                 print(f"  verify {checks[-1]}", file=sys.stderr)
-        _rm(sink, out, bk_dir, ref_dir)
+        _rm(sink, out, scratch / "sink-threads")
     _rm(scratch)
-    ratios = {
-        step: [b.wall / f.wall for b, f in zip(results[f"bk_{step}"], results[f"ref_{step}"])]
-        for step in ("backup", "restore")
+    ratios = {  # per round, backupkit / reference
+        key: [b.wall / f.wall for b, f in zip(ms, results["ref_" + key.split("_")[1]])]
+        for key, ms in results.items() if key.startswith("bk") and ms
     }
     return {"tree": summary, "warm_seconds": round(warm_s, 1), "results": results, "ratios": ratios,
             "stored": stored, "checks": checks}
@@ -246,8 +283,8 @@ def _machine() -> dict[str, str]:
                 break
     except OSError:
         pass
-    zstd_v = subprocess.run(["zstd", "--version"], capture_output=True, text=True).stdout.strip()
-    tar_v = subprocess.run(["tar", "--version"], capture_output=True, text=True).stdout.splitlines()[0]
+    zstd_v = subprocess.run(["zstd", "--version"], capture_output=True, text=True, check=False).stdout
+    tar_v = subprocess.run(["tar", "--version"], capture_output=True, text=True, check=False).stdout
     try:
         import zstandard
 
@@ -267,8 +304,8 @@ def _machine() -> dict[str, str]:
         "os": f"{platform.system()} {platform.release()}",
         "python": platform.python_version(),
         "zstandard": pyzstd,
-        "zstd": zstd_v.replace("*** ", "").replace(" ***", ""),
-        "tar": tar_v,
+        "zstd": zstd_v.strip().replace("*** ", "").replace(" ***", ""),
+        "tar": (tar_v.splitlines() or ["?"])[0],
     }
 
 
@@ -280,19 +317,20 @@ def table(bench: dict[str, Any]) -> str:
     """The markdown table for one tree."""
     res, ratios, size = bench["results"], bench["ratios"], bench["tree"]["bytes"]
     rows = [
-        "| step | tool | command | runs | best s | median s | MB/s (median) | CPU s (median) "
-        "| peak RSS MB | ratio (median of rounds) |",
+        ("| step | tool | command | runs | best s | median s | MB/s (median) | CPU s (median) "
+         "| peak RSS MB | ratio (median of rounds) |"),
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
+    tools = {"bk": "backupkit", "bkt": "backupkit, zstd threads", "ref": "tar + zstd"}
     for step in ("backup", "restore"):
-        for tool, key in (("backupkit", f"bk_{step}"), ("tar + zstd", f"ref_{step}")):
-            ms = res[key]
+        for key in (k for k in res if k.endswith(step) and res[k]):
+            tool, ms = tools[key.split("_")[0]], res[key]
             walls = [m.wall for m in ms]
             med = statistics.median(walls)
             rss = max(m.rss_mb for m in ms)
             rss_cell = f"{rss:.0f} {'✅' if rss <= TARGET_RSS_MB else '❌'}" if key.startswith("bk") else (
                 " / ".join(f"{n} {r / 1024:.0f}" for n, _c, r in ms[0].procs))
-            ratio = _fmt_ratio(statistics.median(ratios[step])) if key.startswith("bk") else "1 (reference)"
+            ratio = _fmt_ratio(statistics.median(ratios[key])) if key.startswith("bk") else "1 (reference)"
             rows.append(
                 f"| {step} | {tool} | `{ms[0].shell}` | {len(ms)} | {min(walls):.2f} | {med:.2f} | "
                 f"{size / med / 1e6:.0f} | {statistics.median(m.cpu for m in ms):.2f} | {rss_cell} | {ratio} |"
@@ -302,12 +340,7 @@ def table(bench: dict[str, Any]) -> str:
 
 def report(benches: list[dict[str, Any]], machine: dict[str, str], argv: list[str],
            load: tuple[Sequence[float], Sequence[float]]) -> str:
-    out = [f"Generated by `python benchmarks/bench_filesystem.py {' '.join(argv)}` on "
-           f"{dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC.", ""]
-    out.append("**Machine:** " + ", ".join(f"{k} {v}" for k, v in machine.items()) + ".")
-    out.append(f"Load average (1, 5, 15 min) at start {', '.join(f'{x:.2f}' for x in load[0])}, "
-               f"at end {', '.join(f'{x:.2f}' for x in load[1])}.")
-    out.append("")
+    out = header("bench_filesystem.py", argv, machine, load)
     for bench in benches:
         t = bench["tree"]
         out.append(f"### Tree {t['size']} (seed {t['seed']}): {t['files']} files, {t['directories']} "
@@ -318,9 +351,14 @@ def report(benches: list[dict[str, Any]], machine: dict[str, str], argv: list[st
         out.append("")
         out.append(table(bench))
         out.append("")
-        for step in ("backup", "restore"):
-            rs = ", ".join(f"{x:.3f}" for x in bench["ratios"][step])
-            out.append(f"- {step} ratios per round (backupkit / reference): {rs}")
+        res = bench["results"]
+        for key, ratios in bench["ratios"].items():
+            rs = ", ".join(f"{x:.2f}" for x in ratios)
+            ref = res["ref_" + key.split("_")[1]]
+            cpu = statistics.median(b.cpu / f.cpu for b, f in zip(res[key], ref))
+            what = key.split("_")[1] + (" with zstd threads" if key.startswith("bkt") else "")
+            out.append(f"- {what}: wall-time ratio per round (backupkit / reference) {rs}; "
+                       f"CPU-time ratio (user + sys, median) {cpu:.2f}")
         st = bench["stored"]
         out.append(f"- stored: backupkit {st['backupkit'] / 1e6:.1f} MB, tar + zstd "
                    f"{st['reference'] / 1e6:.1f} MB (compression ratio {t['bytes'] / st['backupkit']:.2f})")
@@ -351,38 +389,21 @@ See [benchmarks/README.md](../benchmarks/README.md) for the options and the tree
 
 
 def write_doc(path: Path, generated: str) -> None:
-    text = path.read_text() if path.exists() else _DOC_TEMPLATE
-    if BEGIN not in text or END not in text:
-        text = text.rstrip() + f"\n\n{BEGIN}\n{END}\n"
-    head, _, rest = text.partition(BEGIN)
-    _, _, tail = rest.partition(END)
-    path.write_text(f"{head}{BEGIN}\n{generated}{END}{tail}")
+    if not path.exists():
+        path.write_text(_DOC_TEMPLATE)
+    write_section(path, generated, BEGIN, END)
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--size", default="1G", help="tree size (default 1G)")
-    parser.add_argument("--rounds", type=int, default=3, help="rounds per tree (default 3)")
+    parser = tree_parser(__doc__ or "")
     parser.add_argument("--big", metavar="SIZE", help="also run a bigger tree (e.g. 4G) for the memory check")
     parser.add_argument("--big-rounds", type=int, default=1, help="rounds for --big (default 1)")
-    parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--work", type=Path, default=Path("/tmp/bkbench"),
-                        help="where trees and scratch data go (default /tmp/bkbench)")
-    parser.add_argument("--python", default=sys.executable, help="interpreter with backupkit installed")
-    parser.add_argument("--no-verify", action="store_true", help="skip the round trip comparison")
-    parser.add_argument("--doc", type=Path, default=REPO / "docs" / "performance.md",
-                        help="markdown file to update (default docs/performance.md)")
-    parser.add_argument("--no-doc", action="store_true", help="print only; leave the doc alone")
+    parser.add_argument("--zstd-threads", type=int, default=0, metavar="N",
+                        help="also back up with the zstd transform's threads=N (a config file)")
     parser.add_argument("--clean", action="store_true", help="delete the generated trees at the end")
     args = parser.parse_args(argv)
-
-    for tool in ("tar", "zstd", "diff"):
-        if shutil.which(tool) is None:
-            parser.error(f"{tool} is not installed")
-    check = subprocess.run([args.python, "-c", "import backupkit"], capture_output=True)
-    if check.returncode:
-        parser.error(f"{args.python} cannot import backupkit; pass --python or install it")
+    check_tools(parser, ("tar", "zstd", "diff"), args.python)
 
     load0 = os.getloadavg()
     machine = _machine()
@@ -390,21 +411,12 @@ def main(argv: list[str] | None = None) -> int:
     sizes = [(args.size, args.rounds)] + ([(args.big, args.big_rounds)] if args.big else [])
     trees = []
     for size_text, rounds in sizes:
-        size = make_tree.parse_size(size_text)
-        tree = args.work / f"tree-{make_tree.format_size(size)}"
-        print(f"tree {tree}: generating or reusing (seed {args.seed})", file=sys.stderr)
-        summary = make_tree.existing(tree, size, args.seed)
-        if summary is None:  # in a child process, so this one stays small
-            subprocess.run([sys.executable, str(HERE / "make_tree.py"), str(tree), "--size", size_text,
-                            "--seed", str(args.seed), "--force", "--quiet"], check=True,
-                           stdout=subprocess.DEVNULL)
-            summary = make_tree.existing(tree, size, args.seed)
-            assert summary is not None
+        tree, summary = ensure_tree(args.work, size_text, args.seed)
         trees.append(tree)
         print(f"tree {tree}: {summary['files']} files, {summary['bytes'] / 1e6:.0f} MB; "
               f"{rounds} round(s)", file=sys.stderr)
         benches.append(bench_tree(tree, summary, args.work, rounds, python=args.python,
-                                  verify=not args.no_verify))
+                                  verify=not args.no_verify, threads=args.zstd_threads))
     load1 = os.getloadavg()
     text = report(benches, machine, argv, (load0, load1))
     print(text)

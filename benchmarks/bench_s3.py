@@ -40,6 +40,9 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+from _common import write_section
 TARGET_RATIO = 0.9
 TARGET_RSS_MB = 150
 BUCKET = "bench"
@@ -235,12 +238,7 @@ def report(result: dict[str, Any], where: str, argv: list[str]) -> str:
 
 def write_doc(path: Path, generated: str) -> None:
     """Replace the ``## S3 upload`` section's generated part; append the section if absent."""
-    text = path.read_text() if path.exists() else "# Performance\n"
-    if BEGIN not in text or END not in text:
-        text = text.rstrip() + f"\n\n{HEADING}\n\n{BEGIN}\n{END}\n"
-    head, _, rest = text.partition(BEGIN)
-    _, _, tail = rest.partition(END)
-    path.write_text(f"{head}{BEGIN}\n{generated}{END}{tail}")
+    write_section(path, generated, BEGIN, END, missing=f"{HEADING}\n\n{BEGIN}\n{END}\n")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -40,6 +40,7 @@ import time
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import zstandard
 
@@ -58,7 +59,7 @@ SHARES = {  # of the bytes left after the small files
     "semi": 0.15,
 }
 
-_SYLLABLES = (
+_SYLLABLES = (  # noqa: SIM905 (a list literal would be 100 items long)
     "ab ac ad al am an ar as at ba be bi bo ca ce ci co da de di do el em en er es et fa fe fi "
     "fo ga ge gi go ha he hi ho id il im in io is it ka ke ki ko la le li lo ma me mi mo na ne ni "
     "no ob od ol om on op or os ot pa pe pi po ra re ri ro sa se si so ta te ti to ul um un ur us "
@@ -281,7 +282,7 @@ def _content(rng: random.Random, text: _Text, kind: str, size: int) -> bytes:
     return text.lines(text.pool_for(sub), size)
 
 
-def generate(dest: Path, size: int, seed: int, *, quiet: bool = False) -> dict[str, object]:
+def generate(dest: Path, size: int, seed: int, *, quiet: bool = False) -> dict[str, Any]:
     """Create the tree at *dest* (which must not exist); return its summary."""
     t0 = time.monotonic()
     rng = random.Random(seed)
@@ -344,7 +345,7 @@ def stamp_path(dest: Path) -> Path:
     return dest.with_name(dest.name + ".stamp.json")
 
 
-def existing(dest: Path, size: int, seed: int) -> dict[str, object] | None:
+def existing(dest: Path, size: int, seed: int) -> dict[str, Any] | None:
     """The summary of the tree at *dest* if its stamp says it is this format, size and seed."""
     stamp = stamp_path(dest)
     if dest.is_dir() and stamp.is_file():
@@ -356,7 +357,7 @@ def existing(dest: Path, size: int, seed: int) -> dict[str, object] | None:
     return None
 
 
-def ensure_tree(dest: Path, size: int, seed: int, *, quiet: bool = False) -> dict[str, object]:
+def ensure_tree(dest: Path, size: int, seed: int, *, quiet: bool = False) -> dict[str, Any]:
     """Reuse *dest* if its stamp matches (format, seed, size); otherwise (re)generate it."""
     summary = existing(dest, size, seed)
     if summary is not None:

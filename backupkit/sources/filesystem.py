@@ -16,19 +16,22 @@ from __future__ import annotations
 
 import decimal
 import fnmatch
+import functools
+import grp
 import hashlib
 import io
 import json
 import logging
 import os
 import posixpath
+import pwd
 import secrets
 import shutil
 import stat
 import tarfile
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path, PurePosixPath
-from typing import Any, BinaryIO, ClassVar, NoReturn
+from typing import IO, Any, BinaryIO, ClassVar, NoReturn, cast
 
 import attrs
 
@@ -176,9 +179,10 @@ class FilesystemSource(Source):
             with parent_stream:
                 parent = read_index(parent_stream, label=f"the file index of {ctx.artifact}'s parent")
         index_out = ctx.open_sidecar(INDEX_SIDECAR)
+        _owner_names.cache_clear()  # user and group names are read afresh by every backup
         counts = {"files": 0, "directories": 0, "stored_files": 0, "unchanged_files": 0, "deleted": 0}
-        with tarfile.open(
-            fileobj=_Tell(out),  # type: ignore[arg-type]
+        with _open_tar(
+            fileobj=_Tell(out),
             mode="w",
             format=tarfile.PAX_FORMAT,
             copybufsize=COPY_BUFSIZE,
@@ -212,13 +216,13 @@ class FilesystemSource(Source):
                     counts["stored_files"] += 1
                     entry = attrs.evolve(entry, sha256=stored)
                 index_out.write(entry.to_json().encode() + b"\n")
-                tar.members.clear()  # keep memory flat; hard links use tar.inodes
+                _forget_members(tar)  # keep memory flat; hard links use tar.inodes
         return {**counts, "paths": [_arcname_of(p) for p in self.paths]}
 
     def _add(self, tar: tarfile.TarFile, path: str, arcname: str, st: os.stat_result) -> str | None:
         """Add one entry; return the sha256 of a regular file's content ("" otherwise), or None if skipped."""
         try:
-            info = tar.gettarinfo(path, arcname)
+            info = _tarinfo(tar, path, arcname, st)
         except FileNotFoundError:
             log.warning("%s vanished before it could be read; skipped", path)
             return None
@@ -240,7 +244,7 @@ class FilesystemSource(Source):
             ) from None
         with fh:
             reader = _Exactly(fh, info.size, path)
-            tar.addfile(info, reader)  # type: ignore[arg-type]
+            tar.addfile(info, cast(IO[bytes], reader))
         return reader.hexdigest()
 
     # -- restore ------------------------------------------------------------------
@@ -308,14 +312,13 @@ class FilesystemSource(Source):
                 ) from None
             # data_filter's checks, but keep the recorded permission bits (minus set-id).
             mode = None if member.issym() else member.mode & 0o1777
-            return checked.replace(  # type: ignore[arg-type]
-                mode=mode, uid=None, gid=None, uname=None, gname=None, deep=False
-            )
+            dropped: dict[str, Any] = {"uid": None, "gid": None, "uname": None, "gname": None}
+            return checked.replace(mode=cast(int, mode), deep=False, **dropped)
 
         try:
-            with tarfile.open(fileobj=stream, mode="r|", copybufsize=COPY_BUFSIZE) as tar:  # type: ignore[call-overload]
+            with _open_tar(fileobj=_buffered(stream), mode="r|", copybufsize=COPY_BUFSIZE) as tar:
                 while (member := tar.next()) is not None:
-                    tar.members.clear()
+                    _forget_members(tar)
                     if member.name == DELETED_MEMBER and member.isreg():
                         fh = tar.extractfile(member)
                         assert fh is not None
@@ -347,6 +350,101 @@ class FilesystemSource(Source):
                 f"artifact {artifact} is not a valid tar stream ({exc}); restore an older backup"
             ) from None
         return directories
+
+
+_TAR_TYPES = (
+    (stat.S_ISDIR, tarfile.DIRTYPE),
+    (stat.S_ISFIFO, tarfile.FIFOTYPE),
+    (stat.S_ISLNK, tarfile.SYMTYPE),
+    (stat.S_ISCHR, tarfile.CHRTYPE),
+    (stat.S_ISBLK, tarfile.BLKTYPE),
+)
+
+
+def _tarinfo(
+    tar: tarfile.TarFile, path: str, arcname: str, st: os.stat_result
+) -> tarfile.TarInfo | None:
+    """What ``tar.gettarinfo(path, arcname)`` returns, built from the walk's ``lstat``.
+
+    gettarinfo calls ``lstat`` again and reads the passwd and group databases for
+    every file (about a tenth of the source thread's CPU on a tree of small files);
+    here the names are looked up once per id. Only files with several links are remembered
+    in ``tar.inodes`` (gettarinfo remembers every file, so memory grew with the
+    file count); a file with one link is never looked up there.
+    """
+    arcname = arcname.replace(os.sep, "/").lstrip("/")
+    mode, linkname = st.st_mode, ""
+    if stat.S_ISREG(mode):
+        inodes: dict[tuple[int, int], str] = cast(Any, tar).inodes
+        inode = (st.st_ino, st.st_dev)
+        if st.st_nlink > 1 and inode in inodes and arcname != inodes[inode]:
+            kind, linkname = tarfile.LNKTYPE, inodes[inode]
+        else:
+            kind = tarfile.REGTYPE
+            if inode[0] and st.st_nlink > 1:
+                inodes[inode] = arcname
+    else:
+        kind = next((k for test, k in _TAR_TYPES if test(mode)), b"")
+        if not kind:
+            return None  # a socket or similar
+        if kind == tarfile.SYMTYPE:
+            linkname = os.readlink(path)
+    info = tar.tarinfo(arcname)
+    info.tarfile = tar
+    info.mode, info.uid, info.gid = mode, st.st_uid, st.st_gid
+    info.size = st.st_size if kind == tarfile.REGTYPE else 0
+    info.mtime, info.type, info.linkname = st.st_mtime, kind, linkname
+    info.uname, info.gname = _owner_names(st.st_uid, st.st_gid)
+    if kind in (tarfile.CHRTYPE, tarfile.BLKTYPE):
+        info.devmajor, info.devminor = os.major(st.st_rdev), os.minor(st.st_rdev)
+    return info
+
+
+@functools.lru_cache(maxsize=256)
+def _owner_names(uid: int, gid: int) -> tuple[str, str]:
+    """User and group names as gettarinfo records them ("" when unknown)."""
+    try:
+        uname = pwd.getpwuid(uid).pw_name
+    except KeyError:
+        uname = ""
+    try:
+        gname = grp.getgrgid(gid).gr_name
+    except KeyError:
+        gname = ""
+    return uname, gname
+
+
+class _RawReader(io.RawIOBase):
+    """The stream handed to restore, as a raw file ``io.BufferedReader`` can wrap."""
+
+    def __init__(self, stream: BinaryIO) -> None:
+        self.stream = stream
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        data = self.stream.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+
+def _buffered(stream: BinaryIO) -> BinaryIO:
+    """Read *stream* in big blocks: tarfile's stream mode reads 10 KiB at a time, and
+    each read went through the decompressor and both checksums (100,000 calls per GB).
+    Bytes read ahead are checked like the rest; the caller reads *stream* to its end.
+    """
+    return io.BufferedReader(_RawReader(stream), buffer_size=COPY_BUFSIZE)
+
+
+def _open_tar(**kwargs: Any) -> tarfile.TarFile:
+    # typeshed's overloads of tarfile.open know neither copybufsize nor our writer types.
+    return cast(Any, tarfile.open)(**kwargs)  # type: ignore[no-any-return]
+
+
+def _forget_members(tar: tarfile.TarFile) -> None:
+    """Drop the TarInfo list tarfile keeps of every member, so memory stays flat."""
+    cast(Any, tar).members.clear()
 
 
 def _lexical_problem(member: tarfile.TarInfo) -> str | None:

@@ -27,8 +27,11 @@ class ZstdTransform(Transform):
         compressor = zstandard.ZstdCompressor(
             level=self.level, threads=self.threads, write_checksum=True
         )
+        # Hand the sink 1 MiB at a time rather than zstd's 128 KiB: each write goes
+        # through the stored-bytes hash and the sink in Python, in the thread that
+        # also feeds the compressor (~5% of a backup's CPU). Same bytes either way.
         writer: Encoder = compressor.stream_writer(
-            cast(IO[bytes], out), closefd=False, write_return_read=True
+            cast(IO[bytes], out), closefd=False, write_return_read=True, write_size=1 << 20
         )
         return writer
 
