@@ -57,7 +57,14 @@ from backupkit.prune import ORPHAN_GRACE, PruneResult, carry_out, find_orphans
 from backupkit.run import RunInfo
 from backupkit.sinks.base import ArtifactWriter, Sink
 from backupkit.sources.base import BackupContext, RestoreContext, Source
-from backupkit.streaming import CheckedReader, ChunkPipe, Digest, DigestReader, DigestWriter
+from backupkit.streaming import (
+    CheckedReader,
+    ChunkPipe,
+    Digest,
+    DigestReader,
+    DigestWriter,
+    ReadAhead,
+)
 from backupkit.transforms.base import Transform, check_chain
 
 log = logging.getLogger("backupkit")
@@ -151,7 +158,12 @@ class _RunLog(logging.Handler):
 
 
 def _chunks(fh: Any, digest: Digest, size: int = 1 << 20) -> Iterator[bytes]:
-    while chunk := fh.read(size):
+    return _digested(iter(lambda: fh.read(size), b""), digest)
+
+
+def _digested(chunks: Iterable[bytes], digest: Digest) -> Iterator[bytes]:
+    """*chunks*, each added to *digest* as it passes."""
+    for chunk in chunks:
         digest.update(chunk)
         yield chunk
 
@@ -489,7 +501,7 @@ class Engine:
         tier, stem = place
         exts = "".join(t.extension for t in chain)
         pipe = ChunkPipe()
-        raw = DigestWriter(pipe)
+        raw = Digest()  # taken in this thread, as chunks leave the pipe: the source's is busier
         current = [""]
         result: dict[str, Any] = {}
         sidecars: dict[str, Any] = {}
@@ -520,7 +532,7 @@ class Engine:
 
         def produce() -> None:
             try:
-                result["extra"] = source.backup(raw, ctx)
+                result["extra"] = source.backup(pipe, ctx)
                 pipe.finish()
             except BaseException as exc:  # handed to the consumer thread
                 pipe.fail(exc)
@@ -531,7 +543,7 @@ class Engine:
             nonlocal last
             if progress is not None and time.monotonic() - last > 0.25:
                 last = time.monotonic()
-                progress(Progress(name, raw.digest.size, stored.digest.size, current[0], last - t0))
+                progress(Progress(name, raw.size, stored.digest.size, current[0], last - t0))
 
         key = sink.key_for(tier, f"{stem}.{name}{source.extension}{exts}", run=run)
         writer: ArtifactWriter = _SinkWriter(sink.open_artifact(key, run_id=run.run_id), sink, key)
@@ -539,7 +551,7 @@ class Engine:
         thread.start()
         try:
             try:
-                stored = self._encode(pipe, chain, writer, report, raw=raw.digest)
+                stored = self._encode(_digested(pipe, raw), chain, writer, report, raw=raw)
             except OSError as exc:
                 if isinstance(exc, BackupkitError):
                     raise
@@ -554,14 +566,14 @@ class Engine:
             raise
         thread.join()
         if progress is not None:
-            progress(Progress(name, raw.digest.size, stored.size, "", time.monotonic() - t0))
+            progress(Progress(name, raw.size, stored.size, "", time.monotonic() - t0))
         spec = PluginSpec(source.id, source.describe())
         transforms = tuple(PluginSpec(t.id, t.describe()) for t in chain)
         artifacts = [
             Artifact(
                 name=name, source=spec, transforms=transforms, key=key,
-                raw_size=raw.digest.size, stored_size=stored.size,
-                raw_sha256=raw.digest.hexdigest(), stored_sha256=stored.hexdigest(),
+                raw_size=raw.size, stored_size=stored.size,
+                raw_sha256=raw.hexdigest(), stored_sha256=stored.hexdigest(),
                 extra=dict(result.get("extra") or {}),
             )
         ]
@@ -879,9 +891,9 @@ class Engine:
             parts = [(m, m.artifact(artifact.name)) for m in links]
             if len(parts) == 1:
                 checked, fh = self._open_checked(owner[manifest.id], manifest, artifact, on_read)
-                with fh:
-                    source.restore(checked, ctx)  # type: ignore[arg-type]
-                    checked.check()  # in case the source stopped before end of stream
+                with fh, ReadAhead(checked, name=f"backupkit-read-{artifact.name}") as ahead:
+                    source.restore(ahead, ctx)  # type: ignore[arg-type]
+                    ahead.finish()  # in case the source stopped before end of stream
             else:
                 source.restore_chain(self._chain_streams(owner, parts, on_read), ctx)
             targets[artifact.name] = str(target) if target else ""
@@ -896,9 +908,9 @@ class Engine:
     ) -> Iterator[Any]:
         for manifest, artifact in parts:
             checked, fh = self._open_checked(owner[manifest.id], manifest, artifact, on_read)
-            with fh:
-                yield checked
-                checked.check()
+            with fh, ReadAhead(checked, name=f"backupkit-read-{artifact.name}") as ahead:
+                yield ahead
+                ahead.finish()
 
     def verify(self, ref: str = "latest", *, set_name: str | None = None) -> VerifyResult:
         """Re-read every stored artifact of a backup and check both checksums."""

@@ -45,6 +45,9 @@ class ChunkPipe:
         # otherwise ``depth`` items of a source's 100 MB writes would be 400 MB.
         view = memoryview(data).cast("B")
         n = view.nbytes
+        if not self._buf and self.chunk // 2 <= n <= self.chunk and isinstance(data, bytes):
+            self._put(data)  # a big piece, immutable: queue it as it is, without a copy
+            return n
         if self._buf:
             take = min(self.chunk - len(self._buf), n)
             self._buf += view[:take]
@@ -59,6 +62,9 @@ class ChunkPipe:
         self._buf += view
         return n
 
+    def flush(self) -> None:
+        """Nothing to do: a source's writer wrapped around the pipe may call it."""
+
     def finish(self) -> None:
         if self._buf:
             self._put(bytes(self._buf))
@@ -66,7 +72,11 @@ class ChunkPipe:
         self._put(_DONE)
 
     def fail(self, error: BaseException) -> None:
+        """Hand *error* to the consumer, after the bytes written before it."""
         try:
+            if self._buf:
+                self._put(bytes(self._buf))
+                self._buf.clear()
             self._put(_Failed(error))
         except Cancelled:
             pass
@@ -98,6 +108,66 @@ class ChunkPipe:
             if isinstance(item, _Failed):
                 raise item.error
             yield item
+
+
+class ReadAhead:
+    """Reads *inp* to its end in a thread, up to ``depth`` chunks ahead of the reader.
+
+    Restore uses it so decompression, decryption and both checksums run beside the
+    extraction instead of between its reads (zstd, the AEAD and hashlib release the
+    GIL). The end of the stream reaches the reader only after *inp* has returned its
+    end, so a check *inp* makes there (:class:`CheckedReader`) happens first; its
+    errors are raised in the reader's thread.
+    """
+
+    def __init__(self, inp: Any, *, name: str, chunk: int = CHUNK, depth: int = DEPTH) -> None:
+        self._pipe = ChunkPipe(chunk, depth)
+        self._chunks = iter(self._pipe)
+        self._current = memoryview(b"")
+        self._thread = threading.Thread(target=self._produce, args=(inp,), name=name, daemon=True)
+        self._thread.start()
+
+    def _produce(self, inp: Any) -> None:
+        try:
+            while data := inp.read(self._pipe.chunk):
+                self._pipe.write(data)
+            self._pipe.finish()
+        except Cancelled:
+            pass
+        except BaseException as exc:  # raised again in the reader's thread
+            self._pipe.fail(exc)
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        if size is None or size < 0:
+            return b"".join(iter(lambda: self.read(CHUNK), b""))
+        while not self._current:
+            data = next(self._chunks, None)
+            if data is None:
+                return b""
+            self._current = memoryview(data)
+        out = self._current[:size]
+        self._current = self._current[size:]
+        return bytes(out)
+
+    def finish(self) -> None:
+        """Read to the end (raising what the reading thread raised), then join it."""
+        while self.read(CHUNK):
+            pass
+        self._thread.join()
+
+    def close(self) -> None:
+        """Stop the reading thread early (the reader gave up); idempotent."""
+        self._pipe.cancel()
+        self._thread.join()
+
+    def __enter__(self) -> ReadAhead:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 class Digest:

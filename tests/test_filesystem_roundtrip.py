@@ -196,3 +196,36 @@ def test_cli_round_trip_with_json_output_of_every_command(
     assert restored["bytes"] == artifact["raw_size"]
     assert isinstance(restored["seconds"], float | int)
     treegen.assert_same_tree(source_tree, target / source_tree.name)
+
+
+def test_fifo_is_restored_and_a_device_node_is_skipped_with_a_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    import os
+    import stat
+
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "file.txt").write_text("data")
+    os.mkfifo(src / "pipe", 0o640)
+    os.utime(src / "pipe", ns=(1_500_000_000_123_456_789,) * 2)
+    device = False
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        try:
+            os.mknod(src / "null", 0o600 | stat.S_IFCHR, os.makedev(1, 3))
+            device = True
+        except OSError:  # no CAP_MKNOD in this container
+            pass
+    engine = engine_for([src], tmp_path / "sink", "zstd")
+    engine.backup()
+
+    engine.restore("latest", to=tmp_path / "restored")
+
+    restored = tmp_path / "restored/src"
+    st = (restored / "pipe").lstat()
+    assert stat.S_ISFIFO(st.st_mode) and stat.S_IMODE(st.st_mode) == 0o640
+    assert st.st_mtime_ns == 1_500_000_000_123_456_789
+    assert (restored / "file.txt").read_text() == "data"
+    if device:
+        assert not (restored / "null").exists()
+        assert "device node src/null not restored" in caplog.text

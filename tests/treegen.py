@@ -103,7 +103,7 @@ def _set_mtimes(root: Path) -> None:
 class Entry(NamedTuple):
     kind: str  # "file", "dir" or "symlink"
     mode: int | None  # permission bits; None for symlinks
-    mtime_ns: int | None  # None for symlinks (restoring their own mtime is not promised)
+    mtime_ns: int  # a symlink's own mtime too (restore sets it, as GNU tar does)
     size: int | None
     target: str | None  # symlink target
 
@@ -115,7 +115,7 @@ def snapshot(root: Path) -> dict[str, Entry]:
         rel = path.relative_to(root).as_posix()
         st = path.lstat()
         if stat.S_ISLNK(st.st_mode):
-            out[rel] = Entry("symlink", None, None, None, os.readlink(path))
+            out[rel] = Entry("symlink", None, st.st_mtime_ns, None, os.readlink(path))
         elif stat.S_ISDIR(st.st_mode):
             out[rel] = Entry("dir", stat.S_IMODE(st.st_mode), st.st_mtime_ns, None, None)
         elif stat.S_ISREG(st.st_mode):

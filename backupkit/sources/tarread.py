@@ -1,0 +1,213 @@
+"""A fast reader of the pax tar streams the filesystem source writes.
+
+``tarfile``'s stream mode spends ~90 µs of Python per member (two headers, a regex
+per pax record, ``TarInfo`` copies), about a third of a restore of many small files.
+This reader parses the same format — ustar headers, pax extended headers, GNU long
+names — with one pass over each 512-byte block and yields plain ``tarfile.TarInfo``
+objects, so the checks that judge members stay shared with the rest of the source.
+
+It reads untrusted bytes (the checksums are compared only at the end of the stream),
+so every length and number is checked and anything malformed raises
+:class:`TarFormatError`, a ``tarfile.ReadError``. Sparse files, which the filesystem
+source never writes, are refused.
+"""
+
+from __future__ import annotations
+
+import os
+import tarfile
+from typing import BinaryIO
+
+BLOCK = 512
+_ZERO_BLOCK = bytes(BLOCK)
+_COPY = 1 << 20
+_MAX_HEADER_DATA = 16 << 20  # pax and long-name headers: names and a few numbers
+_PAX = (tarfile.XHDTYPE, tarfile.SOLARIS_XHDTYPE)
+_DATA_TYPES = frozenset(tarfile.REGULAR_TYPES) - {tarfile.GNUTYPE_SPARSE}
+_NO_DATA_TYPES = frozenset(tarfile.SUPPORTED_TYPES) - frozenset(tarfile.REGULAR_TYPES)
+
+
+class TarFormatError(tarfile.ReadError):
+    """The stream is not a tar archive this reader accepts."""
+
+
+def _number(field: bytes) -> int:
+    """A numeric header field: octal text, or GNU base-256 for big values."""
+    if field[:1] in (b"\x80", b"\xff"):
+        value = int.from_bytes(field[1:], "big")
+        return value if field[0] == 0x80 else value - 256 ** (len(field) - 1)
+    text = field.split(b"\0", 1)[0].strip()
+    try:
+        return int(text or b"0", 8)
+    except ValueError:
+        raise TarFormatError(f"invalid number {bytes(field)!r} in a tar header") from None
+
+
+def _text(field: bytes) -> str:
+    return field.split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
+
+
+def _checksum_ok(block: bytes) -> bool:
+    recorded = _number(block[148:156])
+    unsigned = sum(block) - sum(block[148:156]) + 256  # the field counts as 8 spaces
+    if recorded == unsigned:
+        return True
+    signed = unsigned - 256 * sum(1 for b in block if b > 127) + 256 * sum(
+        1 for b in block[148:156] if b > 127
+    )
+    return recorded == signed  # some old tars summed signed chars
+
+
+def parse_pax(data: bytes, into: dict[str, str]) -> None:
+    """Records ``"<length> <key>=<value>\\n"`` of a pax header, added to *into*."""
+    pos, end = 0, len(data)
+    while pos < end and data[pos] != 0:
+        space = data.find(b" ", pos, pos + 20)
+        if space < 0:
+            raise TarFormatError("invalid pax header: no record length")
+        try:
+            length = int(data[pos:space])
+        except ValueError:
+            raise TarFormatError("invalid pax header: bad record length") from None
+        stop = pos + length
+        if length <= space - pos + 1 or stop > end or data[stop - 1] != 0x0A:
+            raise TarFormatError("invalid pax header: record length out of range")
+        key, eq, value = data[space + 1 : stop - 1].partition(b"=")
+        if not eq or not key:
+            raise TarFormatError("invalid pax header: record without '='")
+        into[key.decode("utf-8", "surrogateescape")] = value.decode("utf-8", "surrogateescape")
+        pos = stop
+
+
+class TarReader:
+    """Members of a tar stream, one at a time; then the data of the current one.
+
+    After :meth:`next` returns a regular file, :meth:`read_data` or :meth:`copy_to`
+    take its content; whatever is left unread is skipped by the next :meth:`next`.
+    *stream* should be buffered: headers are read 512 bytes at a time.
+    """
+
+    def __init__(self, stream: BinaryIO) -> None:
+        self._read = stream.read
+        self._left = 0  # data bytes of the current member not read yet
+        self._padding = 0  # zero bytes after them, up to the next block
+        self._global: dict[str, str] = {}
+
+    def _exact(self, n: int) -> bytes:
+        """*n* bytes, read in pieces: a damaged size must not allocate before EOF shows."""
+        data = self._read(min(n, _COPY))
+        if len(data) == n:
+            return data
+        buf = bytearray(data)
+        while len(buf) < n:
+            more = self._read(min(n - len(buf), _COPY))
+            if not more:
+                raise TarFormatError(f"unexpected end of tar stream ({len(buf)} of {n} bytes)")
+            buf += more
+        return bytes(buf)
+
+    def _member_data(self, size: int) -> bytes:
+        if size > _MAX_HEADER_DATA:
+            raise TarFormatError(f"a tar extended header of {size} bytes is too big")
+        data = self._exact(size + (-size % BLOCK))
+        return data[:size]
+
+    def next(self) -> tarfile.TarInfo | None:
+        """The next member, or None at the end of the archive."""
+        self.skip()
+        pax = dict(self._global)
+        long_name = long_link = None
+        while True:
+            block = self._read(BLOCK)
+            if not block:
+                return None  # no end-of-archive blocks: tolerated, as tarfile does
+            if len(block) < BLOCK:
+                block += self._exact(BLOCK - len(block))
+            if block == _ZERO_BLOCK:
+                return None
+            if not _checksum_ok(block):
+                raise TarFormatError("bad checksum in a tar header")
+            kind = block[156:157]
+            size = _number(block[124:136])
+            if size < 0:
+                raise TarFormatError("negative size in a tar header")
+            if kind in _PAX:
+                parse_pax(self._member_data(size), pax)
+            elif kind == tarfile.XGLTYPE:
+                parse_pax(self._member_data(size), self._global)
+                pax.update(self._global)
+            elif kind == tarfile.GNUTYPE_LONGNAME:
+                long_name = _text(self._member_data(size))
+            elif kind == tarfile.GNUTYPE_LONGLINK:
+                long_link = _text(self._member_data(size))
+            else:
+                return self._member(block, kind, size, pax, long_name, long_link)
+
+    def _member(
+        self,
+        block: bytes,
+        kind: bytes,
+        size: int,
+        pax: dict[str, str],
+        long_name: str | None,
+        long_link: str | None,
+    ) -> tarfile.TarInfo:
+        name = long_name or _text(block[0:100])
+        if long_name is None and block[257:262] == b"ustar":
+            prefix = _text(block[345:500])
+            if prefix:
+                name = f"{prefix}/{name}"
+        info = tarfile.TarInfo()
+        info.mode = _number(block[100:108])
+        info.mtime = _number(block[136:148])
+        info.type = kind
+        info.linkname = long_link or _text(block[157:257])
+        if kind in (tarfile.CHRTYPE, tarfile.BLKTYPE):
+            info.devmajor = _number(block[329:337])
+            info.devminor = _number(block[337:345])
+        if kind == tarfile.AREGTYPE and name.endswith("/"):
+            info.type = tarfile.DIRTYPE
+        if kind == tarfile.GNUTYPE_SPARSE or any(k.startswith("GNU.sparse.") for k in pax):
+            raise TarFormatError(f"member {name!r} is a sparse file, which is not supported")
+        if pax:
+            name = pax.get("path", name)
+            info.linkname = pax.get("linkpath", info.linkname)
+            try:
+                size = int(pax.get("size", size))
+                info.mtime = float(pax.get("mtime", info.mtime))
+            except ValueError:
+                raise TarFormatError(f"invalid pax size or mtime for {name!r}") from None
+            info.pax_headers = pax
+        info.name = name.rstrip("/") if info.type == tarfile.DIRTYPE else name
+        info.size = size
+        has_data = info.type in _DATA_TYPES or info.type not in _NO_DATA_TYPES
+        self._left = size if has_data else 0
+        self._padding = -size % BLOCK if has_data else 0
+        return info
+
+    def read_data(self) -> bytes:
+        """The rest of the current member's content."""
+        data = self._exact(self._left)
+        self._left = 0
+        return data
+
+    def copy_to(self, fd: int) -> None:
+        """Write the rest of the current member's content to the file descriptor *fd*."""
+        while self._left:
+            chunk = self._read(min(self._left, _COPY))
+            if not chunk:
+                raise TarFormatError("unexpected end of tar stream inside a file")
+            self._left -= len(chunk)
+            view = memoryview(chunk)
+            while view:
+                view = view[os.write(fd, view) :]
+
+    def skip(self) -> None:
+        """Pass over the rest of the current member and its padding."""
+        left = self._left + self._padding
+        self._left = self._padding = 0
+        while left:
+            chunk = self._read(min(left, _COPY))
+            if not chunk:
+                raise TarFormatError("unexpected end of tar stream inside a file")
+            left -= len(chunk)

@@ -1,0 +1,78 @@
+"""ReadAhead: restore's reader thread hands over the same bytes, its errors, and stops."""
+
+from __future__ import annotations
+
+import io
+import threading
+import time
+
+import pytest
+
+from backupkit.errors import IntegrityError
+from backupkit.streaming import ReadAhead
+
+
+class Source(io.RawIOBase):
+    """Bytes in small reads; raises *error* at the end instead of returning EOF."""
+
+    def __init__(self, data: bytes, *, error: Exception | None = None, step: int = 7000) -> None:
+        self.data, self.error, self.step = data, error, step
+        self.pos = 0
+        self.reads = 0
+
+    def read(self, size: int = -1) -> bytes:  # type: ignore[override]
+        self.reads += 1
+        if self.pos >= len(self.data):
+            if self.error is not None:
+                raise self.error
+            return b""
+        out = self.data[self.pos : self.pos + min(size, self.step)]
+        self.pos += len(out)
+        return out
+
+
+@pytest.mark.parametrize("size", [0, 1, 1023, 1024, 1025, 50_000])
+@pytest.mark.parametrize("read_size", [1, 100, 1024, 5000, -1])
+def test_reads_give_back_the_source_bytes_in_order(size: int, read_size: int) -> None:
+    data = bytes(range(256)) * (size // 256) + b"z" * (size % 256)
+    with ReadAhead(Source(data), name="t", chunk=1024, depth=2) as ahead:
+        got = bytearray()
+        while chunk := ahead.read(read_size):
+            assert read_size < 0 or len(chunk) <= read_size
+            got += chunk
+        ahead.finish()
+    assert bytes(got) == data
+
+
+def test_an_error_at_the_end_reaches_the_reader_after_the_data() -> None:
+    data = b"a" * 10_000
+    error = IntegrityError("artifact x does not match its manifest checksum")
+    with ReadAhead(Source(data, error=error), name="t", chunk=1024, depth=2) as ahead:
+        got = bytearray()
+        with pytest.raises(IntegrityError, match="artifact x"):
+            while chunk := ahead.read(4096):
+                got += chunk
+    assert bytes(got) == data  # everything before the error was delivered
+
+
+def test_finish_reads_what_the_reader_left_and_raises_its_error() -> None:
+    source = Source(b"b" * 10_000, error=IntegrityError("bad"))
+    ahead = ReadAhead(source, name="t", chunk=1024, depth=2)
+    assert ahead.read(10) == b"b" * 10
+    with pytest.raises(IntegrityError, match="bad"):
+        ahead.finish()
+    ahead.close()
+
+
+def test_the_thread_stays_at_most_depth_chunks_ahead_and_close_stops_it() -> None:
+    source = Source(b"c" * 1_000_000, step=1024)
+    ahead = ReadAhead(source, name="backupkit-read-test", chunk=1024, depth=3)
+    deadline = time.monotonic() + 30
+    while source.reads < 3 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    time.sleep(0.2)
+    # depth queued chunks plus one the thread is blocked putting
+    assert 3 <= source.reads <= 5
+    ahead.close()
+    assert not any(t.name == "backupkit-read-test" for t in threading.enumerate())
+    assert source.pos < 1_000_000

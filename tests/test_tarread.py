@@ -1,0 +1,146 @@
+"""The restore's own tar reader agrees with tarfile on what tarfile and GNU tar write,
+and turns any damage into a TarFormatError (a tarfile.ReadError), never another error."""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import subprocess
+import tarfile
+from pathlib import Path, PurePosixPath
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from backupkit.sources.filesystem import _parts
+from backupkit.sources.tarread import TarFormatError, TarReader
+
+NAME_PART = st.text(
+    alphabet=st.characters(blacklist_categories=("Cs", "Cc"), blacklist_characters="/\0"),
+    min_size=1,
+    max_size=60,
+)
+MEMBER = st.tuples(
+    st.lists(NAME_PART, min_size=1, max_size=5).map("/".join),
+    st.sampled_from([tarfile.REGTYPE, tarfile.DIRTYPE, tarfile.SYMTYPE, tarfile.LNKTYPE, tarfile.FIFOTYPE]),
+    st.binary(max_size=3000),
+    st.integers(min_value=0, max_value=0o7777),
+    st.one_of(st.integers(min_value=0, max_value=2**33 - 1), st.floats(min_value=0, max_value=4e9)),
+)
+
+
+def archive(members: list[tuple[str, bytes, bytes, int, float]], fmt: int) -> bytes:
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w", format=fmt) as tar:
+        for name, kind, data, mode, mtime in members:
+            info = tarfile.TarInfo(name)
+            info.type, info.mode, info.mtime = kind, mode, mtime
+            if kind == tarfile.REGTYPE:
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
+            else:
+                info.linkname = data.decode("latin-1")[:300] if kind in (tarfile.SYMTYPE, tarfile.LNKTYPE) else ""
+                tar.addfile(info)
+    return out.getvalue()
+
+
+def read_ours(blob: bytes) -> list[tuple[str, bytes, str, int, float, bytes]]:
+    reader = TarReader(io.BufferedReader(io.BytesIO(blob)))  # type: ignore[arg-type]
+    out = []
+    while (m := reader.next()) is not None:
+        data = reader.read_data() if m.isreg() else b""
+        out.append((m.name, m.type, m.linkname, m.mode, float(m.mtime), data))
+    return out
+
+
+def read_tarfile(blob: bytes) -> list[tuple[str, bytes, str, int, float, bytes]]:
+    out = []
+    with tarfile.open(fileobj=io.BytesIO(blob), mode="r|") as tar:
+        for m in tar:
+            fh = tar.extractfile(m) if m.isreg() else None
+            out.append((m.name, m.type, m.linkname, m.mode, float(m.mtime), fh.read() if fh else b""))
+    return out
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(MEMBER, max_size=6), st.sampled_from([tarfile.PAX_FORMAT, tarfile.GNU_FORMAT]))
+def test_reads_what_tarfile_writes_exactly_as_tarfile_does(members, fmt) -> None:  # type: ignore[no-untyped-def]
+    blob = archive(members, fmt)
+    assert read_ours(blob) == read_tarfile(blob)
+
+
+@pytest.mark.skipif(shutil.which("tar") is None, reason="GNU tar not installed")
+@pytest.mark.parametrize("fmt", ["posix", "gnu", "oldgnu"])
+def test_reads_what_gnu_tar_writes(tmp_path: Path, fmt: str) -> None:
+    root = tmp_path / "t"
+    (root / ("d" * 120) / "sub").mkdir(parents=True)  # a name longer than 100 bytes
+    (root / ("d" * 120) / "sub" / "file.txt").write_bytes(b"x" * 1000)
+    (root / "ünïcode.bin").write_bytes(os.urandom(5000))
+    (root / "link").symlink_to("ünïcode.bin")
+    blob = subprocess.run(["tar", f"--format={fmt}", "-cf", "-", "-C", str(tmp_path), "t"],
+                          check=True, capture_output=True).stdout
+    assert read_ours(blob) == read_tarfile(blob)
+    names = [m[0] for m in read_ours(blob)]
+    assert f"t/{'d' * 120}/sub/file.txt" in names and "t/ünïcode.bin" in names
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.data())
+def test_damage_gives_a_tar_format_error_or_a_clean_read(data) -> None:  # type: ignore[no-untyped-def]
+    blob = bytearray(archive([("a/b.txt", tarfile.REGTYPE, b"hello" * 300, 0o644, 1.5e9),
+                              ("a/l", tarfile.SYMTYPE, b"b.txt", 0o777, 1e9)], tarfile.PAX_FORMAT))
+    for _ in range(data.draw(st.integers(1, 8))):
+        at = data.draw(st.integers(0, len(blob) - 1))
+        blob[at] = data.draw(st.integers(0, 255))
+    cut = data.draw(st.integers(0, len(blob)))
+    try:
+        read_ours(bytes(blob[:cut]))
+    except TarFormatError:
+        pass  # the only error allowed
+
+
+def test_truncated_member_data_is_an_error() -> None:
+    blob = archive([("f", tarfile.REGTYPE, b"z" * 2000, 0o644, 0)], tarfile.PAX_FORMAT)
+    with pytest.raises(TarFormatError, match="unexpected end"):
+        read_ours(blob[:1536])
+
+
+def test_sparse_members_are_refused() -> None:
+    info = tarfile.TarInfo("f")
+    info.type, info.size = tarfile.GNUTYPE_SPARSE, 0
+    blob = info.tobuf(tarfile.GNU_FORMAT) + bytes(1024)
+    with pytest.raises(TarFormatError, match="sparse"):
+        read_ours(blob)
+
+
+@given(st.lists(st.sampled_from(["a", "b", ".", "..", "", "ü"]), max_size=6).map("/".join))
+def test_parts_matches_pure_posix_path_for_relative_names(name: str) -> None:
+    if not name.startswith("/"):
+        assert _parts(name) == list(PurePosixPath(name).parts)
+
+
+def test_a_huge_recorded_size_fails_at_end_of_stream_without_allocating_it() -> None:
+    import tracemalloc
+
+    info = tarfile.TarInfo("f")
+    info.size = 2**40  # 1 TiB announced, 10 bytes present
+    blob = info.tobuf(tarfile.GNU_FORMAT) + b"z" * 10
+    reader = TarReader(io.BufferedReader(io.BytesIO(blob)))  # type: ignore[arg-type]
+    member = reader.next()
+    assert member is not None and member.size == 2**40
+    tracemalloc.start()
+    try:
+        with pytest.raises(TarFormatError, match="unexpected end"):
+            reader.read_data()
+        assert tracemalloc.get_traced_memory()[1] < 64 << 20
+    finally:
+        tracemalloc.stop()
+
+
+def test_an_oversized_pax_header_is_refused() -> None:
+    info = tarfile.TarInfo("././@PaxHeader")
+    info.type, info.size = tarfile.XHDTYPE, 2**35
+    with pytest.raises(TarFormatError, match="too big"):
+        read_ours(info.tobuf(tarfile.GNU_FORMAT))

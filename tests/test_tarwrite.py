@@ -1,0 +1,96 @@
+"""The source's own tar writer gives byte for byte what tarfile's pax format gives,
+and its streams read back with tarfile and GNU tar."""
+
+from __future__ import annotations
+
+import io
+import os
+import subprocess
+import tarfile
+from pathlib import Path
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from backupkit.sources.filesystem import _exact_mtime, _tarinfo
+from backupkit.sources.tarwrite import TarWriter, header
+
+TEXT = st.one_of(
+    st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=126), max_size=120),
+    st.text(max_size=40).filter(lambda t: "\0" not in t),
+)
+KINDS = [tarfile.REGTYPE, tarfile.DIRTYPE, tarfile.SYMTYPE, tarfile.LNKTYPE, tarfile.FIFOTYPE,
+         tarfile.CHRTYPE, tarfile.BLKTYPE]
+
+
+@st.composite
+def infos(draw: st.DrawFn) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(draw(TEXT.filter(bool)))
+    info.type = draw(st.sampled_from(KINDS))
+    info.mode = draw(st.integers(0, 0o177777))
+    info.uid = draw(st.one_of(st.integers(0, 70000), st.integers(0, 2**40)))
+    info.gid = draw(st.one_of(st.integers(0, 70000), st.integers(0, 2**40)))
+    info.size = draw(st.one_of(st.integers(0, 10**6), st.integers(0, 2**40)))
+    info.mtime = draw(st.one_of(st.integers(0, 2**34), st.floats(0, 2**33)))
+    info.linkname = draw(TEXT)
+    info.uname = draw(TEXT)
+    info.gname = draw(TEXT)
+    info.devmajor, info.devminor = draw(st.integers(0, 255)), draw(st.integers(0, 255))
+    ns = draw(st.integers(0, 999_999_999))
+    if ns and isinstance(info.mtime, int):
+        info.pax_headers = {"mtime": f"{info.mtime}.{ns:09d}"}
+    return info
+
+
+@settings(max_examples=500, deadline=None)
+@given(infos())
+def test_header_is_byte_for_byte_tarfiles_pax_header(info: tarfile.TarInfo) -> None:
+    assert header(info) == info.tobuf(tarfile.PAX_FORMAT, tarfile.ENCODING, "surrogateescape")
+
+
+def test_headers_of_real_files_match_tarfile_for_every_kind(tmp_path: Path) -> None:
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d/f").write_bytes(b"x" * 700)
+    os.link(tmp_path / "d/f", tmp_path / "d/hard")
+    (tmp_path / "d/l").symlink_to("f")
+    os.mkfifo(tmp_path / "d/p")
+    os.utime(tmp_path / "d/f", ns=(1_600_000_000_987_654_321,) * 2)
+    inodes: dict[tuple[int, int], str] = {}
+    for name in ["d", "d/f", "d/hard", "d/l", "d/p"]:
+        st_ = os.lstat(tmp_path / name)
+        info = _tarinfo(inodes, str(tmp_path / name), name, st_)
+        assert info is not None
+        _exact_mtime(info, st_)
+        assert header(info) == info.tobuf(tarfile.PAX_FORMAT)
+    assert inodes == {(os.lstat(tmp_path / "d/f").st_ino, os.lstat(tmp_path / "d/f").st_dev): "d/f"}
+
+
+def test_stream_reads_back_with_tarfile_and_gnu_tar(tmp_path: Path) -> None:
+    out = io.BytesIO()
+    writer = TarWriter(out, bufsize=4096)  # small buffer: headers, big files and padding all cross it
+    contents = {"a.txt": b"hello", "big.bin": os.urandom(50_000), "empty": b"", "exact": b"e" * 512}
+    for name, data in contents.items():
+        info = tarfile.TarInfo(name)
+        info.size, info.mtime, info.mode = len(data), 1_500_000_000, 0o640
+        writer.add(info, io.BytesIO(data))
+    writer.close()
+    blob = out.getvalue()
+    assert len(blob) % tarfile.RECORDSIZE == 0 and writer.offset == len(blob)
+    with tarfile.open(fileobj=io.BytesIO(blob)) as tar:
+        got = {m.name: tar.extractfile(m).read() for m in tar}  # type: ignore[union-attr]
+    assert got == contents
+    listing = subprocess.run(["tar", "-tvf", "-"], input=blob, capture_output=True, check=True).stdout
+    assert listing.decode().count("\n") == len(contents)
+
+
+def test_common_headers_do_not_go_through_tarfile(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    info = tarfile.TarInfo("src/app/main.py")
+    info.size, info.mtime, info.mode, info.uname, info.gname = 1234, 1_700_000_000, 0o644, "app", "app"
+    info.pax_headers = {"mtime": "1700000000.123456789"}
+    expected = info.tobuf(tarfile.PAX_FORMAT)
+
+    def refuse(*args: object, **kwargs: object) -> bytes:
+        raise AssertionError("the fast path fell back to tobuf")
+
+    monkeypatch.setattr(tarfile.TarInfo, "tobuf", refuse)
+    assert header(info) == expected
