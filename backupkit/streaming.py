@@ -123,7 +123,7 @@ class ReadAhead:
     def __init__(self, inp: Any, *, name: str, chunk: int = CHUNK, depth: int = DEPTH) -> None:
         self._pipe = ChunkPipe(chunk, depth)
         self._chunks = iter(self._pipe)
-        self._current = memoryview(b"")
+        self._data, self._pos = b"", 0  # the chunk being read, and how far
         self._thread = threading.Thread(target=self._produce, args=(inp,), name=name, daemon=True)
         self._thread.start()
 
@@ -143,14 +143,17 @@ class ReadAhead:
     def read(self, size: int = -1) -> bytes:
         if size is None or size < 0:
             return b"".join(iter(lambda: self.read(CHUNK), b""))
-        while not self._current:
+        while self._pos >= len(self._data):
             data = next(self._chunks, None)
             if data is None:
                 return b""
-            self._current = memoryview(data)
-        out = self._current[:size]
-        self._current = self._current[size:]
-        return bytes(out)
+            self._data, self._pos = data, 0
+        if self._pos == 0 and size >= len(self._data):
+            self._pos = len(self._data)
+            return self._data  # a whole chunk: no copy
+        out = self._data[self._pos : self._pos + size]
+        self._pos += len(out)
+        return out
 
     def finish(self) -> None:
         """Read to the end (raising what the reading thread raised), then join it."""

@@ -144,3 +144,28 @@ def test_an_oversized_pax_header_is_refused() -> None:
     info.type, info.size = tarfile.XHDTYPE, 2**35
     with pytest.raises(TarFormatError, match="too big"):
         read_ours(info.tobuf(tarfile.GNU_FORMAT))
+
+
+class Trickle:
+    """Short reads of varying length, as a decompressor's stream gives them."""
+
+    def __init__(self, data: bytes, sizes: list[int]) -> None:
+        self.data, self.sizes, self.pos, self.i = data, sizes, 0, 0
+
+    def read(self, n: int = -1) -> bytes:
+        step = self.sizes[self.i % len(self.sizes)]
+        self.i += 1
+        out = self.data[self.pos : self.pos + min(n, step)]
+        self.pos += len(out)
+        return out
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(MEMBER, max_size=5), st.lists(st.integers(1, 1500), min_size=1, max_size=10))
+def test_short_reads_from_the_stream_change_nothing(members, sizes) -> None:  # type: ignore[no-untyped-def]
+    blob = archive(members, tarfile.PAX_FORMAT)
+    reader = TarReader(Trickle(blob, sizes))  # type: ignore[arg-type]
+    got = []
+    while (m := reader.next()) is not None:
+        got.append((m.name, m.type, m.linkname, m.mode, float(m.mtime), reader.read_data() if m.isreg() else b""))
+    assert got == read_tarfile(blob)

@@ -54,6 +54,7 @@ from backupkit.sources.base import BackupContext, RestoreContext, Source, Writab
 from backupkit.sources.fsindex import INDEX_SIDECAR, IndexEntry, read_index, unchanged
 from backupkit.sources.tarread import TarReader
 from backupkit.sources.tarwrite import TarWriter
+from backupkit.streaming import ReadAhead
 
 log = logging.getLogger("backupkit.sources.filesystem")
 
@@ -434,7 +435,10 @@ def _buffered(stream: BinaryIO) -> BinaryIO:
     """Read *stream* in big blocks: tarfile's stream mode reads 10 KiB at a time, and
     each read went through the decompressor and both checksums (100,000 calls per GB).
     Bytes read ahead are checked like the rest; the caller reads *stream* to its end.
+    The engine's :class:`~backupkit.streaming.ReadAhead` already hands out big blocks.
     """
+    if isinstance(stream, ReadAhead):
+        return cast(BinaryIO, stream)
     return io.BufferedReader(_RawReader(stream), buffer_size=COPY_BUFSIZE)
 
 
