@@ -187,11 +187,11 @@ class FsspecSink(Sink):
         return url
 
 
-class _RenameWriter(ArtifactWriter):
-    """Writes a temp file, moved into place on commit."""
+class _FileHandleWriter(ArtifactWriter):
+    """Writes go to an fsspec file handle ``fh``; errors name ``where``."""
 
-    def __init__(self, fs: Any, fh: Any, tmp: str, final: str, where: str) -> None:
-        self.fs, self.fh, self.tmp, self.final, self.where = fs, fh, tmp, final, where
+    fh: Any
+    where: str
 
     def write(self, data: bytes, /) -> int:
         try:
@@ -199,6 +199,13 @@ class _RenameWriter(ArtifactWriter):
         except Exception as exc:
             raise _sink_error(exc, "write", self.where) from None
         return len(data)
+
+
+class _RenameWriter(_FileHandleWriter):
+    """Writes a temp file, moved into place on commit."""
+
+    def __init__(self, fs: Any, fh: Any, tmp: str, final: str, where: str) -> None:
+        self.fs, self.fh, self.tmp, self.final, self.where = fs, fh, tmp, final, where
 
     def commit(self) -> None:
         try:
@@ -220,19 +227,12 @@ class _RenameWriter(ArtifactWriter):
         self.fh = None
 
 
-class _TransactionWriter(ArtifactWriter):
+class _TransactionWriter(_FileHandleWriter):
     """Writes the final path with ``autocommit=False``: visible only on commit."""
 
     def __init__(self, fh: Any, where: str) -> None:
         self.fh, self.where = fh, where
         self.done = False
-
-    def write(self, data: bytes, /) -> int:
-        try:
-            self.fh.write(data)
-        except Exception as exc:
-            raise _sink_error(exc, "write", self.where) from None
-        return len(data)
 
     def commit(self) -> None:
         try:
