@@ -27,7 +27,6 @@ from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, BinaryIO, ClassVar, NoReturn
 
 import attrs
-import fsspec  # type: ignore[import-untyped]
 
 from backupkit.errors import BackupkitError, NotFoundError, SinkError
 from backupkit.params import secret
@@ -80,6 +79,8 @@ class FsspecSink(Sink):
         """The fsspec filesystem (made on first use)."""
         if "fs" not in self._cache:
             try:
+                import fsspec  # type: ignore[import-untyped]  # noqa: PLC0415 - 25 ms at start-up otherwise
+
                 fs, root = fsspec.core.url_to_fs(self.url, **dict(self.storage_options))
             except (ImportError, ValueError) as exc:
                 raise SinkError(
@@ -265,6 +266,10 @@ def backupkit_sink_for_url(url: str) -> tuple[str, dict[str, object]] | None:
     """Any URL whose protocol fsspec knows, except those the local and s3 sinks own."""
     scheme, sep, _ = url.partition("://")
     protocol = scheme.split("::")[0].lower() if sep else ""
-    if protocol in _NOT_OURS or protocol not in fsspec.available_protocols():
+    if protocol in _NOT_OURS:
+        return None
+    import fsspec  # noqa: PLC0415
+
+    if protocol not in fsspec.available_protocols():
         return None
     return ("fsspec", {"url": url})
