@@ -51,7 +51,13 @@ from backupkit.errors import (
 )
 from backupkit.plugins import Register, hookimpl
 from backupkit.sources.base import BackupContext, RestoreContext, Source, Writable
-from backupkit.sources.fsindex import INDEX_SIDECAR, IndexEntry, read_index, unchanged
+from backupkit.sources.fsindex import (
+    INDEX_SIDECAR,
+    IndexEntry,
+    read_index,
+    same_file,
+    unchanged,
+)
 from backupkit.sources.tarread import TarReader
 from backupkit.sources.tarwrite import TarWriter
 from backupkit.streaming import ReadAhead
@@ -191,14 +197,22 @@ class FilesystemSource(Source):
             counts["deleted"] = len(deleted)
         for path, arcname, st in entries:
             ctx.progress(arcname)
+            # Hard-linked files are always stored, so the links can be rebuilt.
+            if parent is not None and st.st_nlink == 1:
+                before = parent.get(arcname)
+                if same_file(st, before):
+                    assert before is not None
+                    index_out.write(before.to_line())  # the same entry: the same line
+                    counts["files"] += 1
+                    counts["unchanged_files"] += 1
+                    continue
             entry = IndexEntry.from_stat(arcname, st)
             counts["files"] += entry.type == "f"
             counts["directories"] += entry.type == "d"
             if parent is not None and st.st_nlink == 1:
-                # Hard-linked files are always stored, so the links can be rebuilt.
                 same = unchanged(entry, parent.get(arcname), path)
                 if same is not None:
-                    index_out.write(same.to_json().encode() + b"\n")
+                    index_out.write(same.to_line())
                     counts["unchanged_files"] += 1
                     continue
             stored = self._add(tar, inodes, path, arcname, st)
@@ -207,7 +221,7 @@ class FilesystemSource(Source):
             if entry.type == "f":
                 counts["stored_files"] += 1
                 entry = attrs.evolve(entry, sha256=stored)
-            index_out.write(entry.to_json().encode() + b"\n")
+            index_out.write(entry.to_line())
         tar.close()
         return {**counts, "paths": [_arcname_of(p) for p in self.paths]}
 

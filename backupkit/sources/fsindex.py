@@ -15,7 +15,7 @@ import json
 import os
 import stat
 from collections.abc import Iterable, Iterator
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import attrs
 
@@ -35,6 +35,9 @@ class IndexEntry:
     mode: int
     inode: int
     sha256: str | None = None
+    #: The JSON line this entry was read from, written again as it is when nothing changed.
+    #: Not an init argument, so ``attrs.evolve`` of an entry never carries a stale line.
+    line: bytes | None = attrs.field(default=None, init=False, eq=False, repr=False)
 
     def to_json(self) -> str:
         return json.dumps(
@@ -43,10 +46,19 @@ class IndexEntry:
             ensure_ascii=False, separators=(",", ":"),
         )
 
+    def to_line(self) -> bytes:
+        """The entry as a line of the index file."""
+        return self.line if self.line is not None else self.to_json().encode() + b"\n"
+
     @classmethod
-    def from_json(cls, line: str) -> IndexEntry:
-        d = json.loads(line)
-        return cls(d["p"], d["t"], d["s"], d["m"], d["o"], d["i"], d.get("h"))
+    def from_json(cls, line: str | bytes) -> IndexEntry:
+        return cls._from_dict(json.loads(line))
+
+    @classmethod
+    def _from_dict(cls, d: dict[str, Any], line: bytes | None = None) -> IndexEntry:
+        entry = cls(d["p"], d["t"], d["s"], d["m"], d["o"], d["i"], d.get("h"))
+        object.__setattr__(entry, "line", line)
+        return entry
 
     @classmethod
     def from_stat(cls, path: str, st: os.stat_result, sha256: str | None = None) -> IndexEntry:
@@ -64,31 +76,37 @@ class IndexEntry:
 
 def write_index(entries: Iterable[IndexEntry], out: BinaryIO) -> None:
     for entry in entries:
-        out.write(entry.to_json().encode() + b"\n")
+        out.write(entry.to_line())
 
 
 def read_index(stream: BinaryIO, *, label: str) -> dict[str, IndexEntry]:
-    """The parent's index by path; a damaged index is an IntegrityError naming it."""
+    """The parent's index by path; a damaged index is an IntegrityError naming it.
+
+    Each entry keeps its line, to be written again unchanged; the lines of each
+    megabyte are parsed by one ``json.loads`` call (an incremental backup spends most
+    of its time per path, and this was a quarter of it).
+    """
     index: dict[str, IndexEntry] = {}
     try:
-        for raw in _lines(stream):
-            entry = IndexEntry.from_json(raw)
-            index[entry.path] = entry
+        for lines in _line_batches(stream):
+            records = json.loads(b"[" + b",".join(lines) + b"]")
+            for record, line in zip(records, lines, strict=True):
+                entry = IndexEntry._from_dict(record, line + b"\n")
+                index[entry.path] = entry
     except (ValueError, KeyError, TypeError) as exc:
         raise IntegrityError(f"{label} is damaged ({exc}); run a full backup") from None
     return index
 
 
-def _lines(stream: BinaryIO) -> Iterator[str]:
+def _line_batches(stream: BinaryIO) -> Iterator[list[bytes]]:
+    """The non-empty lines of *stream*, a megabyte's worth at a time."""
     rest = b""
     while chunk := stream.read(1 << 20):
-        rest += chunk
-        *lines, rest = rest.split(b"\n")
-        for line in lines:
-            if line:
-                yield line.decode()
-    if rest:
-        yield rest.decode()
+        *lines, rest = (rest + chunk).split(b"\n")
+        if lines := [line for line in lines if line.strip()]:
+            yield lines
+    if rest.strip():
+        yield [rest]
 
 
 def file_sha256(path: str) -> str:
@@ -97,6 +115,21 @@ def file_sha256(path: str) -> str:
         while chunk := fh.read(1 << 20):
             h.update(chunk)
     return h.hexdigest()
+
+
+def same_file(st: os.stat_result, before: IndexEntry | None) -> bool:
+    """*st* is the regular file *before* describes: same size, mtime, mode and inode.
+
+    The common case of an incremental backup, checked without building an entry."""
+    return (
+        before is not None
+        and before.type == "f"
+        and before.inode == st.st_ino
+        and before.size == st.st_size
+        and before.mtime_ns == st.st_mtime_ns
+        and before.mode == stat.S_IMODE(st.st_mode)
+        and stat.S_ISREG(st.st_mode)
+    )
 
 
 def unchanged(now: IndexEntry, before: IndexEntry | None, path: str) -> IndexEntry | None:

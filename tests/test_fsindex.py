@@ -1,0 +1,93 @@
+"""The file index: read in batches, lines kept for unchanged entries, damage reported."""
+
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+
+import attrs
+import pytest
+import zstandard
+from hypothesis import given
+from hypothesis import strategies as st
+
+import backupkit
+from backupkit.errors import IntegrityError
+from backupkit.sources.fsindex import IndexEntry, read_index, same_file, write_index
+
+ENTRIES = st.builds(
+    IndexEntry,
+    path=st.text(min_size=1, max_size=40),
+    type=st.sampled_from(["f", "d", "l", "o"]),
+    size=st.integers(0, 2**50),
+    mtime_ns=st.integers(0, 2**62),
+    mode=st.integers(0, 0o7777),
+    inode=st.integers(0, 2**63),
+    sha256=st.one_of(st.none(), st.text(alphabet="0123456789abcdef", min_size=64, max_size=64)),
+)
+
+
+@given(st.lists(ENTRIES, unique_by=lambda e: e.path, max_size=30))
+def test_written_index_reads_back_entry_for_entry_and_line_for_line(entries: list[IndexEntry]) -> None:
+    out = io.BytesIO()
+    write_index(entries, out)
+    index = read_index(io.BytesIO(out.getvalue()), label="the index")
+    assert list(index.values()) == entries
+    assert b"".join(e.to_line() for e in index.values()) == out.getvalue()
+
+
+def test_an_index_bigger_than_a_read_is_read_whole() -> None:
+    entries = [IndexEntry(f"dir/file-{i:06d}-{'é' * (i % 7)}", "f", i, i, 0o644, i, "ab" * 32)
+               for i in range(20_000)]  # ~3 MB: lines cross the 1 MiB reads
+    out = io.BytesIO()
+    write_index(entries, out)
+    assert out.tell() > 2 << 20
+    assert list(read_index(io.BytesIO(out.getvalue()), label="x").values()) == entries
+
+
+@pytest.mark.parametrize("damage", [b'{"p":"a","t":"f"}\n', b"not json\n", b'{"p":"b"\n'])
+def test_a_damaged_index_is_an_integrity_error_naming_it(damage: bytes) -> None:
+    good = IndexEntry("a", "f", 1, 1, 0o644, 1).to_line()
+    with pytest.raises(IntegrityError, match="the file index of files is damaged.*run a full backup"):
+        read_index(io.BytesIO(good + damage), label="the file index of files")
+
+
+def test_evolving_a_read_entry_never_keeps_its_old_line() -> None:
+    (entry,) = read_index(io.BytesIO(IndexEntry("a", "f", 1, 1, 0o644, 1).to_line()), label="x").values()
+    changed = attrs.evolve(entry, size=2)
+    assert entry.line is not None and changed.line is None
+    assert b'"s":2' in changed.to_line()
+
+
+def test_same_file_needs_size_mtime_mode_inode_and_a_regular_file(tmp_path: Path) -> None:
+    path = tmp_path / "f"
+    path.write_bytes(b"data")
+    st_ = os.lstat(path)
+    entry = IndexEntry.from_stat("f", st_)
+    assert same_file(st_, entry)
+    for change in ({"size": 5}, {"mtime_ns": st_.st_mtime_ns + 1}, {"mode": 0o600}, {"inode": 1},
+                   {"type": "l"}):
+        assert not same_file(st_, attrs.evolve(entry, **change))
+    assert not same_file(st_, None)
+    assert not same_file(os.lstat(tmp_path), IndexEntry.from_stat("d", os.lstat(tmp_path)))
+
+
+def test_an_incremental_with_nothing_changed_writes_the_parents_index_again(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    (src / "d").mkdir(parents=True)
+    for i in range(50):
+        (src / "d" / f"f{i}.txt").write_text(f"file {i}\n")
+    sink = tmp_path / "sink"
+    engine = backupkit.Engine.from_config(
+        {"sets": {"app": {"sources": [{"type": "filesystem", "name": "files", "paths": [str(src)]}],
+                          "sink": str(sink)}}}, env={})
+    full = engine.backup()
+    inc = engine.backup(kind="incremental")
+
+    def index_of(manifest: backupkit.Manifest) -> bytes:
+        key = manifest.artifact("files.index").key
+        return zstandard.ZstdDecompressor().stream_reader((sink / key).read_bytes()).read()
+
+    assert inc.kind == "incremental"
+    assert index_of(inc) == index_of(full)
