@@ -147,7 +147,7 @@ class FilesystemSource(Source):
         stack = [(root, arcroot)]
         while stack:
             path, arcname = stack.pop()
-            if arcname != arcroot and self._matches(self.exclude, arcname):
+            if self.exclude and arcname != arcroot and self._matches(self.exclude, arcname):
                 continue
             try:
                 st = os.lstat(path)
@@ -163,7 +163,8 @@ class FilesystemSource(Source):
                     names = sorted(os.listdir(path), reverse=True)
                 except OSError as exc:
                     raise SourceError(f"cannot list {path}: {exc.strerror}; check permissions") from None
-                stack.extend((os.path.join(path, n), f"{arcname}/{n}") for n in names)
+                prefix, arcprefix = os.path.join(path, ""), arcname + "/"
+                stack.extend([(prefix + n, arcprefix + n) for n in names])
 
     def _entries(self) -> Iterator[tuple[str, str, os.stat_result]]:
         for root in self.paths:
