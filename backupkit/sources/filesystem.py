@@ -36,7 +36,7 @@ import secrets
 import shutil
 import stat
 import tarfile
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path, PurePosixPath
 from typing import IO, Any, BinaryIO, ClassVar, NoReturn, TypeVar, cast
 
@@ -68,7 +68,8 @@ _T = TypeVar("_T")
 
 COPY_BUFSIZE = 1 << 20
 STAGING_PREFIX = ".backupkit-partial-"
-#: First member of an incremental stream: the paths deleted since the parent.
+#: Last member of an incremental stream: the paths deleted since the parent. Restore
+#: applies it wherever it stands (early backups have it first).
 DELETED_MEMBER = ".backupkit-deleted.json"
 
 
@@ -186,18 +187,10 @@ class FilesystemSource(Source):
         counts = {"files": 0, "directories": 0, "stored_files": 0, "unchanged_files": 0, "deleted": 0}
         tar = TarWriter(out, COPY_BUFSIZE)
         inodes: dict[tuple[int, int], str] = {}  # files with several links: the first name
-        entries: Iterable[tuple[str, str, os.stat_result]] = self._entries()
-        if parent is not None:
-            entries = list(entries)  # deletions go first in the stream
-            present = {arcname for _, arcname, _ in entries}
-            deleted = sorted(set(parent) - present)
-            data = json.dumps(deleted, ensure_ascii=False).encode()
-            info = tarfile.TarInfo(DELETED_MEMBER)
-            info.size, info.mtime, info.mode = len(data), 0, 0o644
-            tar.add(info, io.BytesIO(data))
-            counts["deleted"] = len(deleted)
-        for path, arcname, st in entries:
+        gone = set(parent or ())  # the parent's paths not seen (yet) in this walk
+        for path, arcname, st in self._entries():
             ctx.progress(arcname)
+            gone.discard(arcname)
             # Hard-linked files are always stored, so the links can be rebuilt.
             if parent is not None and st.st_nlink == 1:
                 before = parent.get(arcname)
@@ -223,6 +216,13 @@ class FilesystemSource(Source):
                 counts["stored_files"] += 1
                 entry = attrs.evolve(entry, sha256=stored)
             index_out.write(entry.to_line())
+        if parent is not None:  # last, so the walk need not be kept in memory
+            deleted = sorted(gone)
+            data = json.dumps(deleted, ensure_ascii=False).encode()
+            info = tarfile.TarInfo(DELETED_MEMBER)
+            info.size, info.mtime, info.mode = len(data), 0, 0o644
+            tar.add(info, io.BytesIO(data))
+            counts["deleted"] = len(deleted)
         tar.close()
         return {**counts, "paths": [_arcname_of(p) for p in self.paths]}
 
