@@ -179,3 +179,26 @@ def test_cli_incremental_round_trip(tmp_path: Path) -> None:
     assert "incremental" in listing.stdout and "full" in listing.stdout
     assert cli("restore", "latest", "--sink", str(sink), "--to", str(tmp_path / "out")).returncode == 0
     assert_same_tree(src, tmp_path / "out" / "app")
+
+
+def test_file_names_that_are_not_utf8_survive_full_incremental_and_restore(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    bad, later = os.fsencode(src) + b"/bad-\xff.txt", os.fsencode(src) + b"/later-\xfe\xfd.txt"
+    with open(bad, "wb") as fh:
+        fh.write(b"first")
+    engine = engine_for(src, tmp_path / "sink")
+    full = engine.backup()
+    with open(later, "wb") as fh:
+        fh.write(b"second")
+    os.remove(bad)
+    inc = engine.backup(kind="incremental")
+    assert inc.kind == "incremental" and inc.artifact("files").extra["deleted"] == 1
+
+    engine.restore(full.id, to=tmp_path / "at-full")
+    engine.restore(inc.id, to=tmp_path / "at-inc")
+
+    assert os.listdir(os.fsencode(tmp_path / "at-full/src")) == [b"bad-\xff.txt"]
+    assert os.listdir(os.fsencode(tmp_path / "at-inc/src")) == [b"later-\xfe\xfd.txt"]
+    with open(os.fsencode(tmp_path / "at-inc/src") + b"/later-\xfe\xfd.txt", "rb") as fh:
+        assert fh.read() == b"second"

@@ -54,6 +54,7 @@ from backupkit.sources.base import BackupContext, RestoreContext, Source, Writab
 from backupkit.sources.fsindex import (
     INDEX_SIDECAR,
     IndexEntry,
+    json_bytes,
     read_index,
     same_file,
     unchanged,
@@ -218,7 +219,7 @@ class FilesystemSource(Source):
             index_out.write(entry.to_line())
         if parent is not None:  # last, so the walk need not be kept in memory
             deleted = sorted(gone)
-            data = json.dumps(deleted, ensure_ascii=False).encode()
+            data = json_bytes(deleted)
             info = tarfile.TarInfo(DELETED_MEMBER)
             info.size, info.mtime, info.mode = len(data), 0, 0o644
             tar.add(info, io.BytesIO(data))

@@ -39,16 +39,14 @@ class IndexEntry:
     #: Not an init argument, so ``attrs.evolve`` of an entry never carries a stale line.
     line: bytes | None = attrs.field(default=None, init=False, eq=False, repr=False)
 
-    def to_json(self) -> str:
-        return json.dumps(
-            {"p": self.path, "t": self.type, "s": self.size, "m": self.mtime_ns,
-             "o": self.mode, "i": self.inode, "h": self.sha256},
-            ensure_ascii=False, separators=(",", ":"),
-        )
-
     def to_line(self) -> bytes:
         """The entry as a line of the index file."""
-        return self.line if self.line is not None else self.to_json().encode() + b"\n"
+        if self.line is not None:
+            return self.line
+        return json_bytes(
+            {"p": self.path, "t": self.type, "s": self.size, "m": self.mtime_ns,
+             "o": self.mode, "i": self.inode, "h": self.sha256}
+        ) + b"\n"
 
     @classmethod
     def from_json(cls, line: str | bytes) -> IndexEntry:
@@ -72,6 +70,17 @@ class IndexEntry:
             kind = "o"
         return cls(path, kind, st.st_size if kind == "f" else 0, st.st_mtime_ns,
                    stat.S_IMODE(st.st_mode), st.st_ino, sha256)
+
+
+def json_bytes(value: object) -> bytes:
+    """Compact UTF-8 JSON. A file name that is not valid UTF-8 (its bytes kept as lone
+    surrogates, Python's ``surrogateescape``) is written with ``\\udcXX`` escapes, which
+    ``json.loads`` turns back into the same name."""
+    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    try:
+        return text.encode()
+    except UnicodeEncodeError:
+        return json.dumps(value, separators=(",", ":")).encode()
 
 
 def write_index(entries: Iterable[IndexEntry], out: BinaryIO) -> None:
