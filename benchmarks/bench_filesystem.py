@@ -44,7 +44,7 @@ REPO = HERE.parent
 sys.path.insert(0, str(HERE))
 
 import make_tree
-from _common import check_tools, ensure_tree, header, tree_parser, write_section
+from _common import check_tools, ensure_tree, header, tree_parser, use_rev, write_section
 
 TARGET_RATIO = 1.1
 TARGET_RSS_MB = 120
@@ -55,11 +55,13 @@ BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
 class Measured:
     """One timed command or pipeline: wall seconds, CPU seconds, peak RSS per process."""
 
-    def __init__(self, label: str, shell: str, wall: float, procs: list[tuple[str, float, int]]):
+    def __init__(self, label: str, shell: str, wall: float, procs: list[tuple[str, float, int]],
+                 user: float | None = None):
         self.label = label
         self.shell = shell
         self.wall = wall
         self.procs = procs  # (program, cpu seconds, max rss KiB)
+        self.user = user  # user CPU seconds of all processes (without the kernel's share)
 
     @property
     def cpu(self) -> float:
@@ -71,7 +73,7 @@ class Measured:
 
     def to_dict(self) -> dict[str, Any]:
         return {"label": self.label, "command": self.shell, "wall": round(self.wall, 3),
-                "cpu": round(self.cpu, 3),
+                "cpu": round(self.cpu, 3), "user": None if self.user is None else round(self.user, 3),
                 "procs": [{"program": n, "cpu": round(c, 3), "maxrss_kib": r} for n, c, r in self.procs]}
 
 
@@ -117,7 +119,7 @@ def _run(label: str, cmds: Sequence[Sequence[str]], *, cwd: Path, display: dict[
             stdin.close()
         stdin = p.stdout
         procs.append(p)
-    results = []
+    results, user_s = [], 0.0
     for cmd, p, stat in zip(cmds, procs, stats):
         _, status, ru = os.wait4(p.pid, 0)
         p.returncode = os.waitstatus_to_exitcode(status)
@@ -125,14 +127,16 @@ def _run(label: str, cmds: Sequence[Sequence[str]], *, cwd: Path, display: dict[
         if GNU_TIME and p.returncode == 0:
             rss, user, system = Path(stat.name).read_text().split()[-3:]
             results.append((name, float(user) + float(system), int(rss)))
+            user_s += float(user)
         else:
             results.append((name, ru.ru_utime + ru.ru_stime, ru.ru_maxrss))
+            user_s += ru.ru_utime
     wall = time.perf_counter() - t0
     failed = [(c, p.returncode) for c, p in zip(cmds, procs) if p.returncode != 0]
     if failed:
         log.seek(0)
         raise SystemExit(f"{label} failed ({failed}):\n{log.read().decode(errors='replace')}")
-    return Measured(label, _shell(cmds, display), wall, results)
+    return Measured(label, _shell(cmds, display), wall, results, user_s)
 
 
 def interleaved(step: dict[str, list[list[str]]], r: int, rounds: int, results: dict[str, list[Measured]],
@@ -206,6 +210,15 @@ def compare_trees(a: Path, b: Path) -> list[str]:
     return problems
 
 
+def round_trip(name: str, tree: Path, restored: Path) -> str:
+    """``NAME: identical`` or ``NAME: DIFFERENT``, then what compare_trees found; also printed."""
+    problems = compare_trees(tree, restored)
+    ok = all(p.startswith("note:") for p in problems)
+    check = f"{name}: " + ("identical" if ok else "DIFFERENT") + "".join(f"; {p}" for p in problems)
+    print(f"  verify {check}", file=sys.stderr)
+    return check
+
+
 def _rm(*paths: Path) -> None:
     for path in paths:
         if path.is_dir() and not path.is_symlink():
@@ -258,11 +271,7 @@ def bench_tree(tree: Path, summary: dict[str, Any], work: Path, rounds: int, *, 
         stored["reference"] = out.stat().st_size
         if verify and r == 0:
             for name, where in (("backupkit", bk_dir), ("reference", ref_dir)):
-                problems = compare_trees(tree, where / tree.name)
-                ok = all(p.startswith("note:") for p in problems)
-                checks.append(f"{name}: " + ("identical" if ok else "DIFFERENT") + "".join(
-                    f"; {p}" for p in problems))
-                print(f"  verify {checks[-1]}", file=sys.stderr)
+                checks.append(round_trip(name, tree, where / tree.name))
         _rm(sink, out, scratch / "sink-threads")
     _rm(scratch)
     ratios = {  # per round, backupkit / reference
@@ -403,6 +412,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="also back up with the zstd transform's threads=N (a config file)")
     parser.add_argument("--clean", action="store_true", help="delete the generated trees at the end")
     args = parser.parse_args(argv)
+    use_rev(args)
     check_tools(parser, ("tar", "zstd", "diff"), args.python)
 
     load0 = os.getloadavg()
