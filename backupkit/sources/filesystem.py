@@ -54,9 +54,8 @@ from backupkit.sources.base import BackupContext, RestoreContext, Source, Writab
 from backupkit.sources.fsindex import (
     INDEX_SIDECAR,
     IndexEntry,
+    ParentIndex,
     json_bytes,
-    read_index,
-    same_file,
     unchanged,
 )
 from backupkit.sources.tarread import TarReader
@@ -176,36 +175,37 @@ class FilesystemSource(Source):
         for path in self.paths:
             if not os.path.lexists(path):
                 raise SourceError(f"source path {path} does not exist; fix the path or remove it")
-        parent: dict[str, IndexEntry] | None = None
+        parent: ParentIndex | None = None
         if ctx.kind == "incremental":
             parent_stream = ctx.parent_sidecar(INDEX_SIDECAR)
             if parent_stream is None:
                 raise SourceError(f"the parent backup of {ctx.artifact} has no file index")
             with parent_stream:
-                parent = read_index(parent_stream, label=f"the file index of {ctx.artifact}'s parent")
+                label = f"the file index of {ctx.artifact}'s parent"
+                parent = ParentIndex.read(parent_stream, label=label)
         index_out = ctx.open_sidecar(INDEX_SIDECAR)
         _owner_names.cache_clear()  # user and group names are read afresh by every backup
         counts = {"files": 0, "directories": 0, "stored_files": 0, "unchanged_files": 0, "deleted": 0}
         tar = TarWriter(out, COPY_BUFSIZE)
         inodes: dict[tuple[int, int], str] = {}  # files with several links: the first name
-        gone = set(parent or ())  # the parent's paths not seen (yet) in this walk
+        gone = parent.keys() if parent is not None else set()  # parent's paths not walked yet
+        key = b""
         for path, arcname, st in self._entries():
             ctx.progress(arcname)
-            gone.discard(arcname)
             # Hard-linked files are always stored, so the links can be rebuilt.
-            if parent is not None and st.st_nlink == 1:
-                before = parent.get(arcname)
-                if same_file(st, before):
-                    assert before is not None
-                    index_out.write(before.to_line())  # the same entry: the same line
+            if parent is not None:
+                key = json_bytes(arcname)
+                gone.discard(key)
+                if st.st_nlink == 1 and (line := parent.same_line(key, st)) is not None:
+                    index_out.write(line)  # the same file: the same line
                     counts["files"] += 1
                     counts["unchanged_files"] += 1
                     continue
             entry = IndexEntry.from_stat(arcname, st)
             counts["files"] += entry.type == "f"
             counts["directories"] += entry.type == "d"
-            if parent is not None and st.st_nlink == 1:
-                same = unchanged(entry, parent.get(arcname), path)
+            if parent is not None and st.st_nlink == 1 and entry.type == "f":
+                same = unchanged(entry, parent.entry(key), path)
                 if same is not None:
                     index_out.write(same.to_line())
                     counts["unchanged_files"] += 1
@@ -218,7 +218,7 @@ class FilesystemSource(Source):
                 entry = attrs.evolve(entry, sha256=stored)
             index_out.write(entry.to_line())
         if parent is not None:  # last, so the walk need not be kept in memory
-            deleted = sorted(gone)
+            deleted = parent.paths(gone)
             data = json_bytes(deleted)
             info = tarfile.TarInfo(DELETED_MEMBER)
             info.size, info.mtime, info.mode = len(data), 0, 0o644
