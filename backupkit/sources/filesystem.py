@@ -102,6 +102,24 @@ def _validate_paths(inst: Any, attribute: Any, value: tuple[str, ...]) -> None:
         seen[name] = path
 
 
+class _Batched:
+    """Lines gathered and written to *out* a few thousand at a time (one write call per
+    path was a tenth of an incremental backup that finds most files unchanged)."""
+
+    def __init__(self, out: Writable, lines: int = 4096) -> None:
+        self.out, self.lines, self.pending = out, lines, list[bytes]()
+
+    def write(self, line: bytes) -> None:
+        self.pending.append(line)
+        if len(self.pending) >= self.lines:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.pending:
+            self.out.write(b"".join(self.pending))
+            self.pending.clear()
+
+
 class _Exactly:
     """Reads exactly *size* bytes of a file, zero-padding one that shrank meanwhile."""
 
@@ -183,7 +201,7 @@ class FilesystemSource(Source):
             with parent_stream:
                 label = f"the file index of {ctx.artifact}'s parent"
                 parent = ParentIndex.read(parent_stream, label=label)
-        index_out = ctx.open_sidecar(INDEX_SIDECAR)
+        index_out = _Batched(ctx.open_sidecar(INDEX_SIDECAR))
         _owner_names.cache_clear()  # user and group names are read afresh by every backup
         counts = {"files": 0, "directories": 0, "stored_files": 0, "unchanged_files": 0, "deleted": 0}
         tar = TarWriter(out, COPY_BUFSIZE)
@@ -217,6 +235,7 @@ class FilesystemSource(Source):
                 counts["stored_files"] += 1
                 entry = attrs.evolve(entry, sha256=stored)
             index_out.write(entry.to_line())
+        index_out.flush()
         if parent is not None:  # last, so the walk need not be kept in memory
             deleted = parent.paths(gone)
             data = json_bytes(deleted)

@@ -87,6 +87,8 @@ def write_index(entries: Iterable[IndexEntry], out: BinaryIO) -> None:
 _PATH_END = b',"t":'
 #: A path in JSON with none of these is as ``json_bytes`` writes it, byte for byte.
 _NOT_PLAIN = re.compile(rb"[\\\x00-\x1f]")
+#: A whole line whose path is plain: (line, path in JSON).
+_PLAIN_LINE = re.compile(rb'^(\{"p":("[^"\\\x00-\x1f]*"),"t":[^\n]*\n)', re.MULTILINE)
 
 
 class ParentIndex:
@@ -106,17 +108,15 @@ class ParentIndex:
     @classmethod
     def read(cls, stream: BinaryIO, *, label: str) -> ParentIndex:
         lines: dict[bytes, bytes] = {}
-        for batch in _line_batches(stream):
-            for line in batch:
-                end = line.find(_PATH_END)
-                if not line.startswith(b'{"p":"') or end < 0:
-                    raise IntegrityError(
-                        f"{label} is damaged (a line without a path); run a full backup"
-                    )
-                key = line[5:end]
-                if _NOT_PLAIN.search(key):  # escapes: written as json_bytes would
-                    key = json_bytes(_loads(key, label))
-                lines[key] = line + b"\n"
+        for block in _blocks(stream):
+            plain = _PLAIN_LINE.findall(block)  # the common lines, found at C speed
+            if len(plain) == block.count(b"\n"):
+                lines.update({key: line for line, key in plain})
+                continue
+            for line in block.split(b"\n"):
+                if line.strip():
+                    key = _path_key(line, label)
+                    lines[key] = line + b"\n"
         return cls(lines, label)
 
     def __len__(self) -> int:
@@ -167,15 +167,28 @@ def read_index(stream: BinaryIO, *, label: str) -> dict[str, IndexEntry]:
     return {e.path: e for e in entries if e is not None}
 
 
-def _line_batches(stream: BinaryIO) -> Iterator[list[bytes]]:
-    """The non-empty lines of *stream*, a megabyte's worth at a time."""
+def _blocks(stream: BinaryIO) -> Iterator[bytes]:
+    """*stream* a megabyte at a time, each block ending with a whole line."""
     rest = b""
     while chunk := stream.read(1 << 20):
-        *lines, rest = (rest + chunk).split(b"\n")
-        if lines := [line for line in lines if line.strip()]:
-            yield lines
+        block = rest + chunk
+        cut = block.rfind(b"\n") + 1
+        rest = block[cut:]
+        if cut:
+            yield block[:cut]
     if rest.strip():
-        yield [rest]
+        yield rest + b"\n"
+
+
+def _path_key(line: bytes, label: str) -> bytes:
+    """The path of an index line in JSON, as :func:`json_bytes` writes it."""
+    end = line.find(_PATH_END)
+    if not line.startswith(b'{"p":"') or end < 0:
+        raise IntegrityError(f"{label} is damaged (a line without a path); run a full backup")
+    key = line[5:end]
+    if _NOT_PLAIN.search(key):  # escapes: written as json_bytes would
+        key = json_bytes(_loads(key, label))
+    return key
 
 
 def file_sha256(path: str) -> str:
