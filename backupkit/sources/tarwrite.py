@@ -110,13 +110,13 @@ class TarWriter:
 
     def _write(self, data: bytes) -> None:
         self.offset += len(data)
-        if len(self._buf) + len(data) <= self._bufsize:
-            self._buf += data
-            return
-        self.flush()
-        if len(data) >= self._bufsize:
+        if len(data) >= self._bufsize // 2:  # a big piece of a file: on as it is, no copies
+            self.flush()
             self._out.write(data)
+        elif len(self._buf) + len(data) <= self._bufsize:
+            self._buf += data
         else:
+            self.flush()
             self._buf += data
 
     def flush(self) -> None:
