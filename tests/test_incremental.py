@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+import json
 import logging
 import os
 import subprocess
@@ -202,3 +204,42 @@ def test_file_names_that_are_not_utf8_survive_full_incremental_and_restore(tmp_p
     assert os.listdir(os.fsencode(tmp_path / "at-inc/src")) == [b"later-\xfe\xfd.txt"]
     with open(os.fsencode(tmp_path / "at-inc/src") + b"/later-\xfe\xfd.txt", "rb") as fh:
         assert fh.read() == b"second"
+
+
+def _tar_stream(members: list[tuple[str, bytes | None]]) -> io.BytesIO:
+    """A pax tar stream: (name, content) files, (name, None) directories."""
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for name, data in members:
+            info = tarfile.TarInfo(name)
+            info.mtime, info.mode = 1_600_000_000, 0o755 if data is None else 0o644
+            if data is None:
+                info.type = tarfile.DIRTYPE
+                tar.addfile(info)
+            else:
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
+    out.seek(0)
+    return out
+
+
+@pytest.mark.parametrize("deletions_first", [True, False])
+def test_the_deletion_list_is_applied_wherever_it_stands_in_the_stream(
+    tmp_path: Path, deletions_first: bool
+) -> None:
+    """Backups made before the list moved to the end of the stream have it first."""
+    from backupkit.sources.base import RestoreContext
+    from backupkit.sources.filesystem import DELETED_MEMBER, FilesystemSource
+
+    full = _tar_stream([("t", None), ("t/a", b"old a"), ("t/b", b"b"), ("t/gone", None),
+                        ("t/gone/x", b"x")])
+    deletions = (DELETED_MEMBER, json.dumps(["t/a", "t/gone"]).encode())
+    changes = [("t", None), ("t/c", b"new c")]
+    incremental = _tar_stream([deletions, *changes] if deletions_first else [*changes, deletions])
+    source = FilesystemSource(paths=[str(tmp_path)])
+
+    source.restore_chain(iter([full, incremental]), RestoreContext("files", tmp_path / "out"))
+
+    tree = tmp_path / "out/t"
+    assert sorted(p.name for p in tree.iterdir()) == ["b", "c"]
+    assert (tree / "c").read_bytes() == b"new c"
