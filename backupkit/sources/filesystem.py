@@ -37,7 +37,7 @@ import shutil
 import stat
 import tarfile
 from collections.abc import Callable, Iterator, Mapping
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import IO, Any, BinaryIO, ClassVar, NoReturn, TypeVar, cast
 
 import attrs

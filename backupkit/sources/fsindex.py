@@ -143,20 +143,24 @@ class ParentIndex:
         try:
             return IndexEntry.from_json(line)
         except (ValueError, KeyError, TypeError) as exc:
-            raise IntegrityError(f"{self.label} is damaged ({exc}); run a full backup") from None
+            raise _damaged(self.label, str(exc)) from None
 
     def paths(self, keys: Iterable[bytes]) -> list[str]:
         """The paths of *keys*, sorted."""
         return sorted(_loads(key, self.label) for key in keys)
 
 
+def _damaged(label: str, why: str) -> IntegrityError:
+    return IntegrityError(f"{label} is damaged ({why}); run a full backup")
+
+
 def _loads(key: bytes, label: str) -> str:
     try:
         path = json.loads(key)
     except ValueError as exc:
-        raise IntegrityError(f"{label} is damaged ({exc}); run a full backup") from None
+        raise _damaged(label, str(exc)) from None
     if not isinstance(path, str):
-        raise IntegrityError(f"{label} is damaged (a path that is not a string); run a full backup")
+        raise _damaged(label, "a path that is not a string")
     return path
 
 
@@ -184,7 +188,7 @@ def _path_key(line: bytes, label: str) -> bytes:
     """The path of an index line in JSON, as :func:`json_bytes` writes it."""
     end = line.find(_PATH_END)
     if not line.startswith(b'{"p":"') or end < 0:
-        raise IntegrityError(f"{label} is damaged (a line without a path); run a full backup")
+        raise _damaged(label, "a line without a path")
     key = line[5:end]
     if _NOT_PLAIN.search(key):  # escapes: written as json_bytes would
         key = json_bytes(_loads(key, label))

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import tarfile
+from collections.abc import Iterator
 from typing import BinaryIO
 
 BLOCK = 512
@@ -23,7 +24,6 @@ _ZERO_BLOCK = bytes(BLOCK)
 _COPY = 1 << 20
 _MAX_HEADER_DATA = 16 << 20  # pax and long-name headers: names and a few numbers
 _PAX = (tarfile.XHDTYPE, tarfile.SOLARIS_XHDTYPE)
-_DATA_TYPES = frozenset(tarfile.REGULAR_TYPES) - {tarfile.GNUTYPE_SPARSE}
 _NO_DATA_TYPES = frozenset(tarfile.SUPPORTED_TYPES) - frozenset(tarfile.REGULAR_TYPES)
 
 
@@ -93,18 +93,22 @@ class TarReader:
         self._padding = 0  # zero bytes after them, up to the next block
         self._global: dict[str, str] = {}
 
+    def _pieces(self, n: int) -> Iterator[bytes]:
+        """The next *n* bytes, at most 1 MiB at a time: a damaged size allocates
+        nothing before the end of the stream shows."""
+        while n:
+            piece = self._read(min(n, _COPY))
+            if not piece:
+                raise TarFormatError(f"unexpected end of tar stream ({n} bytes missing)")
+            n -= len(piece)
+            yield piece
+
     def _exact(self, n: int) -> bytes:
-        """*n* bytes, read in pieces: a damaged size must not allocate before EOF shows."""
+        """The next *n* bytes (one read when the stream has them at hand)."""
         data = self._read(min(n, _COPY))
         if len(data) == n:
             return data
-        buf = bytearray(data)
-        while len(buf) < n:
-            more = self._read(min(n - len(buf), _COPY))
-            if not more:
-                raise TarFormatError(f"unexpected end of tar stream ({len(buf)} of {n} bytes)")
-            buf += more
-        return bytes(buf)
+        return data + b"".join(self._pieces(n - len(data)))
 
     def _member_data(self, size: int) -> bytes:
         if size > _MAX_HEADER_DATA:
@@ -180,7 +184,7 @@ class TarReader:
             info.pax_headers = pax
         info.name = name.rstrip("/") if info.type == tarfile.DIRTYPE else name
         info.size = size
-        has_data = info.type in _DATA_TYPES or info.type not in _NO_DATA_TYPES
+        has_data = info.type not in _NO_DATA_TYPES  # files, and unknown types as tarfile does
         self._left = size if has_data else 0
         self._padding = -size % BLOCK if has_data else 0
         return info
@@ -193,12 +197,9 @@ class TarReader:
 
     def copy_to(self, fd: int) -> None:
         """Write the rest of the current member's content to the file descriptor *fd*."""
-        while self._left:
-            chunk = self._read(min(self._left, _COPY))
-            if not chunk:
-                raise TarFormatError("unexpected end of tar stream inside a file")
-            self._left -= len(chunk)
-            view = memoryview(chunk)
+        left, self._left = self._left, 0
+        for piece in self._pieces(left):
+            view = memoryview(piece)
             while view:
                 view = view[os.write(fd, view) :]
 
@@ -206,8 +207,5 @@ class TarReader:
         """Pass over the rest of the current member and its padding."""
         left = self._left + self._padding
         self._left = self._padding = 0
-        while left:
-            chunk = self._read(min(left, _COPY))
-            if not chunk:
-                raise TarFormatError("unexpected end of tar stream inside a file")
-            left -= len(chunk)
+        for _ in self._pieces(left):
+            pass

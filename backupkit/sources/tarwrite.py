@@ -113,11 +113,10 @@ class TarWriter:
         if len(data) >= self._bufsize // 2:  # a big piece of a file: on as it is, no copies
             self.flush()
             self._out.write(data)
-        elif len(self._buf) + len(data) <= self._bufsize:
-            self._buf += data
-        else:
+            return
+        if len(self._buf) + len(data) > self._bufsize:
             self.flush()
-            self._buf += data
+        self._buf += data
 
     def flush(self) -> None:
         if self._buf:
