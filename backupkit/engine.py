@@ -158,12 +158,8 @@ class _RunLog(logging.Handler):
 
 
 def _chunks(fh: Any, digest: Digest, size: int = 1 << 20) -> Iterator[bytes]:
-    return _digested(iter(lambda: fh.read(size), b""), digest)
-
-
-def _digested(chunks: Iterable[bytes], digest: Digest) -> Iterator[bytes]:
-    """*chunks*, each added to *digest* as it passes."""
-    for chunk in chunks:
+    """*fh*'s bytes in chunks, each added to *digest* as it passes."""
+    for chunk in iter(lambda: fh.read(size), b""):
         digest.update(chunk)
         yield chunk
 
@@ -500,8 +496,8 @@ class Engine:
         """Store one source's stream, then its sidecars; return their artifacts."""
         tier, stem = place
         exts = "".join(t.extension for t in chain)
-        pipe = ChunkPipe()
-        raw = Digest()  # taken in this thread, as chunks leave the pipe: the source's is busier
+        raw = Digest()  # taken by the pipe in the source's thread: this one compresses
+        pipe = ChunkPipe(digest=raw)
         current = [""]
         result: dict[str, Any] = {}
         sidecars: dict[str, Any] = {}
@@ -551,7 +547,7 @@ class Engine:
         thread.start()
         try:
             try:
-                stored = self._encode(_digested(pipe, raw), chain, writer, report, raw=raw)
+                stored = self._encode(pipe, chain, writer, report, raw=raw)
             except OSError as exc:
                 if isinstance(exc, BackupkitError):
                     raise

@@ -31,52 +31,67 @@ class _Failed:
 
 
 class ChunkPipe:
-    """A writer in one thread, an iterator of chunks in another; bounded in between."""
+    """A writer in one thread, an iterator of chunks in another; bounded in between.
 
-    def __init__(self, chunk: int = CHUNK, depth: int = DEPTH) -> None:
+    With a *digest*, every byte written is hashed on the producer side, as it is
+    queued: the consumer (compressing, encrypting, storing) is usually the busier.
+    """
+
+    def __init__(self, chunk: int = CHUNK, depth: int = DEPTH, *, digest: Digest | None = None) -> None:
         self.chunk = chunk
+        self._digest = digest
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=depth)
-        self._buf = bytearray()
+        self._small: list[bytes] = []  # small writes, joined into one item once they fill a chunk
+        self._small_size = 0
         self._cancelled = threading.Event()
 
     # producer side
     def write(self, data: bytes) -> int:
-        # Never queue more than ``chunk`` bytes per item, however big the write:
-        # otherwise ``depth`` items of a source's 100 MB writes would be 400 MB.
-        view = memoryview(data).cast("B")
-        n = view.nbytes
-        if not self._buf and self.chunk // 2 <= n <= self.chunk and isinstance(data, bytes):
-            self._put(data)  # a big piece, immutable: queue it as it is, without a copy
+        """Queue *data*: small writes gathered into items of at most ``chunk`` bytes
+        (one copy, by a join), a big immutable piece as it is (no copy), and never
+        more than ``chunk`` bytes in one item, however big the write: otherwise
+        ``depth`` items of a source's 100 MB writes would be 400 MB."""
+        n = len(data) if isinstance(data, (bytes, bytearray)) else memoryview(data).nbytes
+        if n < self.chunk // 2:
+            if not n:
+                return 0
+            if self._small_size + n > self.chunk:
+                self._put_small()
+            # A mutable buffer may be reused by the writer as soon as this returns.
+            self._small.append(data if isinstance(data, bytes) else bytes(data))
+            self._small_size += n
             return n
-        if self._buf:
-            take = min(self.chunk - len(self._buf), n)
-            self._buf += view[:take]
-            view = view[take:]
-            if len(self._buf) < self.chunk:
-                return n
-            self._put(bytes(self._buf))
-            self._buf.clear()
-        while view.nbytes >= self.chunk:
-            self._put(bytes(view[: self.chunk]))
-            view = view[self.chunk :]
-        self._buf += view
+        self._put_small()
+        if n <= self.chunk and isinstance(data, bytes):
+            self._put_data(data)
+            return n
+        view = memoryview(data).cast("B")
+        for start in range(0, n, self.chunk):
+            self._put_data(bytes(view[start : start + self.chunk]))
         return n
+
+    def _put_small(self) -> None:
+        if self._small:
+            self._put_data(b"".join(self._small))
+            self._small.clear()
+            self._small_size = 0
+
+    def _put_data(self, data: bytes) -> None:
+        if self._digest is not None:
+            self._digest.update(data)
+        self._put(data)
 
     def flush(self) -> None:
         """Nothing to do: a source's writer wrapped around the pipe may call it."""
 
     def finish(self) -> None:
-        if self._buf:
-            self._put(bytes(self._buf))
-            self._buf.clear()
+        self._put_small()
         self._put(_DONE)
 
     def fail(self, error: BaseException) -> None:
         """Hand *error* to the consumer, after the bytes written before it."""
         try:
-            if self._buf:
-                self._put(bytes(self._buf))
-                self._buf.clear()
+            self._put_small()
             self._put(_Failed(error))
         except Cancelled:
             pass

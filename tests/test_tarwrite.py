@@ -3,6 +3,7 @@ and its streams read back with tarfile and GNU tar."""
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 import subprocess
@@ -12,8 +13,8 @@ from pathlib import Path
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from backupkit.sources.filesystem import _exact_mtime, _tarinfo
-from backupkit.sources.tarwrite import TarWriter, header
+from backupkit.sources.filesystem import _exact_mtime, _Exactly, _tarinfo
+from backupkit.sources.tarwrite import TarWriter, _byte_sum, header
 
 TEXT = st.one_of(
     st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=126), max_size=120),
@@ -67,7 +68,7 @@ def test_headers_of_real_files_match_tarfile_for_every_kind(tmp_path: Path) -> N
 
 def test_stream_reads_back_with_tarfile_and_gnu_tar(tmp_path: Path) -> None:
     out = io.BytesIO()
-    writer = TarWriter(out, bufsize=4096)  # small buffer: headers, big files and padding all cross it
+    writer = TarWriter(out, bufsize=4096)  # small reads: a big file arrives in several pieces
     contents = {"a.txt": b"hello", "big.bin": os.urandom(50_000), "empty": b"", "exact": b"e" * 512}
     for name, data in contents.items():
         info = tarfile.TarInfo(name)
@@ -94,3 +95,35 @@ def test_common_headers_do_not_go_through_tarfile(monkeypatch) -> None:  # type:
 
     monkeypatch.setattr(tarfile.TarInfo, "tobuf", refuse)
     assert header(info) == expected
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(min_size=512, max_size=512))
+def test_header_checksum_sum_is_the_plain_byte_sum(block: bytes) -> None:
+    assert _byte_sum(block) == sum(block)
+
+
+class _ShortReads(io.RawIOBase):
+    """A file whose reads return at most *step* bytes, as a FUSE or NFS file may."""
+
+    def __init__(self, data: bytes, step: int) -> None:
+        self.data, self.step, self.pos = data, step, 0
+
+    def read(self, size: int = -1) -> bytes:  # type: ignore[override]
+        out = self.data[self.pos : self.pos + min(size, self.step)]
+        self.pos += len(out)
+        return out
+
+
+def test_short_reads_are_not_taken_for_a_file_that_shrank(caplog) -> None:  # type: ignore[no-untyped-def]
+    data = os.urandom(10_000)
+    reader = _Exactly(_ShortReads(data, step=999), len(data), "f")  # type: ignore[arg-type]
+    assert reader.read(4096) + reader.read(-1) == data
+    assert reader.hexdigest() == hashlib.sha256(data).hexdigest()
+    assert "shrank" not in caplog.text
+
+
+def test_a_file_that_shrank_is_padded_with_zeros_and_reported(caplog) -> None:  # type: ignore[no-untyped-def]
+    reader = _Exactly(_ShortReads(b"abc", step=2), 8, "/data/f")  # type: ignore[arg-type]
+    assert reader.read(-1) == b"abc" + bytes(5)
+    assert "/data/f shrank while being read" in caplog.text

@@ -134,6 +134,13 @@ class _Exactly:
         if n < 0 or n > self.left:
             n = self.left
         data = self.fh.read(n)
+        if len(data) < n:  # the fh is unbuffered: a short read need not be the end
+            pieces = [data]
+            got = len(data)
+            while got < n and (piece := self.fh.read(n - got)):
+                pieces.append(piece)
+                got += len(piece)
+            data = b"".join(pieces)
         if len(data) < n:
             if not self.warned:
                 log.warning("%s shrank while being read; the rest is stored as zeros", self.name)
@@ -268,7 +275,7 @@ class FilesystemSource(Source):
             tar.add(info)
             return ""
         try:
-            fh = open(path, "rb")  # noqa: SIM115
+            fh = open(path, "rb", buffering=0)  # noqa: SIM115 - reads are big or the whole file
         except FileNotFoundError:
             log.warning("%s vanished before it could be read; skipped", path)
             return None

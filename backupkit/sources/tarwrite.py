@@ -6,12 +6,15 @@ the nanosecond mtime), and writes each header, file and padding separately throu
 the stored-stream hash and the pipe. Here the common header — ASCII names that fit,
 ordinary numbers, at most an ``mtime`` pax record — is packed in one go, byte for
 byte what ``TarInfo.tobuf(PAX_FORMAT)`` gives (a test compares them), and anything
-else is left to ``tobuf``. Small writes are gathered into 1 MiB blocks.
+else is left to ``tobuf``. Headers, contents and padding are written to *out* as they
+come: the engine's pipe gathers small writes (a second buffer here only copied them
+twice).
 """
 
 from __future__ import annotations
 
 import tarfile
+import zlib
 from typing import IO, Any
 
 BLOCK = tarfile.BLOCKSIZE
@@ -41,7 +44,13 @@ def _ustar(
         _TAIL,
     ))
     # The checksum counts its own field as eight spaces: the sum of this block as is.
-    return b"%s%06o\0%s" % (block[:148], sum(block), block[155:])
+    return b"%s%06o\0%s" % (block[:148], _byte_sum(block), block[155:])
+
+
+def _byte_sum(block: bytes) -> int:
+    """``sum(block)`` of a 512-byte block, in C: adler32's low half is 1 + the byte sum
+    mod 65521, and the sum of 256 bytes is at most 65280, so each half sums exactly."""
+    return (zlib.adler32(block[:256]) & 0xFFFF) + (zlib.adler32(block[256:]) & 0xFFFF) - 2
 
 
 def _pax_record(keyword: bytes, value: bytes) -> bytes:
@@ -100,28 +109,17 @@ def header(info: tarfile.TarInfo) -> bytes:
 
 
 class TarWriter:
-    """Members written to *out* as one tar stream, in writes of about *bufsize* bytes."""
+    """Members written to *out* as one tar stream; file contents are read *bufsize*
+    bytes at a time."""
 
     def __init__(self, out: Any, bufsize: int = 1 << 20) -> None:
         self._out = out
         self._bufsize = bufsize
-        self._buf = bytearray()
         self.offset = 0
 
     def _write(self, data: bytes) -> None:
         self.offset += len(data)
-        if len(data) >= self._bufsize // 2:  # a big piece of a file: on as it is, no copies
-            self.flush()
-            self._out.write(data)
-            return
-        if len(self._buf) + len(data) > self._bufsize:
-            self.flush()
-        self._buf += data
-
-    def flush(self) -> None:
-        if self._buf:
-            self._out.write(bytes(self._buf))
-            self._buf.clear()
+        self._out.write(data)
 
     def add(self, info: tarfile.TarInfo, content: IO[bytes] | None = None) -> None:
         """One member; a regular file's *content* gives exactly ``info.size`` bytes."""
@@ -139,8 +137,7 @@ class TarWriter:
             self._write(bytes(BLOCK - info.size % BLOCK))
 
     def close(self) -> None:
-        """The end-of-archive blocks, padding to a whole record as tar does, and flush."""
+        """The end-of-archive blocks, padding to a whole record as tar does."""
         self._write(bytes(2 * BLOCK))
         if self.offset % RECORD:
             self._write(bytes(RECORD - self.offset % RECORD))
-        self.flush()
