@@ -14,7 +14,14 @@ from hypothesis import strategies as st
 
 import backupkit
 from backupkit.errors import IntegrityError
-from backupkit.sources.fsindex import IndexEntry, ParentIndex, json_bytes, read_index, write_index
+from backupkit.sources.fsindex import (
+    IndexEntry,
+    ParentIndex,
+    file_line,
+    json_bytes,
+    read_index,
+    write_index,
+)
 
 ENTRIES = st.builds(
     IndexEntry,
@@ -105,3 +112,16 @@ def test_an_incremental_with_nothing_changed_writes_the_parents_index_again(tmp_
 
     assert inc.kind == "incremental"
     assert index_of(inc) == index_of(full)
+
+
+@given(
+    path=st.text(min_size=1, max_size=30),
+    nums=st.tuples(st.integers(0, 2**40), st.integers(-(2**62), 2**62), st.integers(0, 0o7777),
+                   st.integers(0, 2**62)),
+    sha=st.one_of(st.just(""), st.text(alphabet="0123456789abcdef", min_size=64, max_size=64)),
+)
+def test_a_file_line_is_the_entry_line(path: str, nums: tuple[int, int, int, int], sha: str) -> None:
+    size, mtime_ns, mode, ino = nums
+    st_ = os.stat_result((0o100000 | mode, ino, 1, 1, 0, 0, size, 0, 0, 0, 0.0, 0.0, 0.0, 0, mtime_ns, 0))
+    entry = IndexEntry.from_stat(path, st_, sha)
+    assert file_line(json_bytes(path), st_, sha) == entry.to_line()

@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from backupkit.sources.filesystem import _exact_mtime, _Exactly, _tarinfo
-from backupkit.sources.tarwrite import TarWriter, _byte_sum, header
+from backupkit.sources.tarwrite import TarWriter, _byte_sum, file_header, header
 
 TEXT = st.one_of(
     st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=126), max_size=120),
@@ -117,13 +117,38 @@ class _ShortReads(io.RawIOBase):
 
 def test_short_reads_are_not_taken_for_a_file_that_shrank(caplog) -> None:  # type: ignore[no-untyped-def]
     data = os.urandom(10_000)
-    reader = _Exactly(_ShortReads(data, step=999), len(data), "f")  # type: ignore[arg-type]
+    reader = _Exactly(_ShortReads(data, step=999).read, len(data), "f")
     assert reader.read(4096) + reader.read(-1) == data
     assert reader.hexdigest() == hashlib.sha256(data).hexdigest()
     assert "shrank" not in caplog.text
 
 
 def test_a_file_that_shrank_is_padded_with_zeros_and_reported(caplog) -> None:  # type: ignore[no-untyped-def]
-    reader = _Exactly(_ShortReads(b"abc", step=2), 8, "/data/f")  # type: ignore[arg-type]
+    reader = _Exactly(_ShortReads(b"abc", step=2).read, 8, "/data/f")
     assert reader.read(-1) == b"abc" + bytes(5)
     assert "/data/f shrank while being read" in caplog.text
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    name=TEXT.filter(bool),
+    mode=st.integers(0, 0o7777),
+    ids=st.tuples(st.integers(0, 2**22), st.integers(0, 2**22)),
+    size=st.one_of(st.integers(0, 10**6), st.integers(0, 2**40)),
+    mtime_ns=st.one_of(st.integers(-(10**18), 2**34 * 10**9), st.integers(0, 10**6) .map(lambda s: s * 10**9)),
+    owner=st.tuples(TEXT, TEXT),
+)
+def test_file_headers_from_stat_are_what_tarfile_gives(
+    name: str, mode: int, ids: tuple[int, int], size: int, mtime_ns: int, owner: tuple[str, str]
+) -> None:
+    # os.stat_result: 10 ints, then float atime/mtime/ctime, then their nanoseconds.
+    st_ = os.stat_result((0o100000 | mode, 1, 1, 1, *ids, size, 0, 0, 0, 0.0, mtime_ns / 1e9, 0.0,
+                          0, mtime_ns, 0))
+    fast = file_header(name, st_, *owner)
+    if fast is None:
+        return  # left to tarfile, which the other tests cover
+    info = tarfile.TarInfo(name)
+    info.mode, (info.uid, info.gid), info.size = st_.st_mode, ids, size
+    info.uname, info.gname = owner
+    _exact_mtime(info, st_)
+    assert fast == info.tobuf(tarfile.PAX_FORMAT)

@@ -55,11 +55,12 @@ from backupkit.sources.fsindex import (
     INDEX_SIDECAR,
     IndexEntry,
     ParentIndex,
+    file_line,
     json_bytes,
     unchanged,
 )
 from backupkit.sources.tarread import TarReader
-from backupkit.sources.tarwrite import TarWriter
+from backupkit.sources.tarwrite import TarWriter, file_header, header
 from backupkit.streaming import ReadAhead
 
 log = logging.getLogger("backupkit.sources.filesystem")
@@ -123,8 +124,8 @@ class _Batched:
 class _Exactly:
     """Reads exactly *size* bytes of a file, zero-padding one that shrank meanwhile."""
 
-    def __init__(self, fh: BinaryIO, size: int, name: str) -> None:
-        self.fh, self.left, self.name, self.warned = fh, size, name, False
+    def __init__(self, read: Callable[[int], bytes], size: int, name: str) -> None:
+        self._read, self.left, self.name, self.warned = read, size, name, False
         self._hash = hashlib.sha256()
 
     def hexdigest(self) -> str:
@@ -133,11 +134,11 @@ class _Exactly:
     def read(self, n: int = -1) -> bytes:
         if n < 0 or n > self.left:
             n = self.left
-        data = self.fh.read(n)
-        if len(data) < n:  # the fh is unbuffered: a short read need not be the end
+        data = self._read(n)
+        if len(data) < n:  # reads are unbuffered: a short one need not be the end
             pieces = [data]
             got = len(data)
-            while got < n and (piece := self.fh.read(n - got)):
+            while got < n and (piece := self._read(n - got)):
                 pieces.append(piece)
                 got += len(piece)
             data = b"".join(pieces)
@@ -226,11 +227,11 @@ class FilesystemSource(Source):
                     counts["files"] += 1
                     counts["unchanged_files"] += 1
                     continue
-            entry = IndexEntry.from_stat(arcname, st)
-            counts["files"] += entry.type == "f"
-            counts["directories"] += entry.type == "d"
-            if parent is not None and st.st_nlink == 1 and entry.type == "f":
-                same = unchanged(entry, parent.entry(key), path)
+            is_file = stat.S_ISREG(st.st_mode)
+            counts["files"] += is_file
+            counts["directories"] += stat.S_ISDIR(st.st_mode)
+            if parent is not None and st.st_nlink == 1 and is_file:
+                same = unchanged(IndexEntry.from_stat(arcname, st), parent.entry(key), path)
                 if same is not None:
                     index_out.write(same.to_line())
                     counts["unchanged_files"] += 1
@@ -238,10 +239,11 @@ class FilesystemSource(Source):
             stored = self._add(tar, inodes, path, arcname, st)
             if stored is None:
                 continue
-            if entry.type == "f":
+            if is_file:
                 counts["stored_files"] += 1
-                entry = attrs.evolve(entry, sha256=stored)
-            index_out.write(entry.to_line())
+                index_out.write(file_line(key if parent is not None else json_bytes(arcname), st, stored))
+            else:
+                index_out.write(IndexEntry.from_stat(arcname, st).to_line())
         index_out.flush()
         if parent is not None:  # last, so the walk need not be kept in memory
             deleted = parent.paths(gone)
@@ -262,20 +264,25 @@ class FilesystemSource(Source):
         st: os.stat_result,
     ) -> str | None:
         """Add one entry; return the sha256 of a regular file's content ("" otherwise), or None if skipped."""
+        head = None
+        if st.st_nlink == 1 and stat.S_ISREG(st.st_mode):  # the common case, without tarfile
+            head = file_header(arcname, st, *_owner_names(st.st_uid, st.st_gid))
+        if head is None:
+            try:
+                info = _tarinfo(inodes, path, arcname, st)
+            except FileNotFoundError:
+                log.warning("%s vanished before it could be read; skipped", path)
+                return None
+            if info is None:
+                log.warning("%s is a socket or similar; skipped", path)
+                return None
+            _exact_mtime(info, st)
+            if not info.isreg():
+                tar.add(info)
+                return ""
+            head = header(info)
         try:
-            info = _tarinfo(inodes, path, arcname, st)
-        except FileNotFoundError:
-            log.warning("%s vanished before it could be read; skipped", path)
-            return None
-        if info is None:
-            log.warning("%s is a socket or similar; skipped", path)
-            return None
-        _exact_mtime(info, st)
-        if not info.isreg():
-            tar.add(info)
-            return ""
-        try:
-            fh = open(path, "rb", buffering=0)  # noqa: SIM115 - reads are big or the whole file
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
         except FileNotFoundError:
             log.warning("%s vanished before it could be read; skipped", path)
             return None
@@ -283,9 +290,11 @@ class FilesystemSource(Source):
             raise SourceError(
                 f"cannot read {path}: {exc.strerror}; check permissions or exclude it"
             ) from None
-        with fh:
-            reader = _Exactly(fh, info.size, path)
-            tar.add(info, cast(IO[bytes], reader))
+        try:
+            reader = _Exactly(functools.partial(os.read, fd), st.st_size, path)
+            tar.add_encoded(head, st.st_size, cast(IO[bytes], reader))
+        finally:
+            os.close(fd)
         return reader.hexdigest()
 
     # -- restore ------------------------------------------------------------------

@@ -77,6 +77,18 @@ def json_bytes(value: object) -> bytes:
         return _JSON_ASCII(value).encode()
 
 
+def _file_line_start(key: bytes, st: os.stat_result) -> bytes:
+    return b'{"p":%s,"t":"f","s":%d,"m":%d,"o":%d,"i":%d,"h":' % (
+        key, st.st_size, st.st_mtime_ns, stat.S_IMODE(st.st_mode), st.st_ino
+    )
+
+
+def file_line(key: bytes, st: os.stat_result, sha256: str) -> bytes:
+    """``IndexEntry.from_stat(path, st, sha256).to_line()`` for the regular file *st*
+    whose path is the JSON string *key*, without building the entry."""
+    return b'%s"%s"}\n' % (_file_line_start(key, st), sha256.encode())
+
+
 def write_index(entries: Iterable[IndexEntry], out: BinaryIO) -> None:
     for entry in entries:
         out.write(entry.to_line())
@@ -131,10 +143,7 @@ class ParentIndex:
         line = self._lines.get(key)
         if line is None or not stat.S_ISREG(st.st_mode):
             return None
-        expected = b'{"p":%s,"t":"f","s":%d,"m":%d,"o":%d,"i":%d,"h":' % (
-            key, st.st_size, st.st_mtime_ns, stat.S_IMODE(st.st_mode), st.st_ino
-        )
-        return line if line.startswith(expected) else None
+        return line if line.startswith(_file_line_start(key, st)) else None
 
     def entry(self, key: bytes) -> IndexEntry | None:
         line = self._lines.get(key)

@@ -13,6 +13,7 @@ twice).
 
 from __future__ import annotations
 
+import os
 import tarfile
 import zlib
 from typing import IO, Any
@@ -108,6 +109,32 @@ def header(info: tarfile.TarInfo) -> bytes:
     return info.tobuf(tarfile.PAX_FORMAT, tarfile.ENCODING, "surrogateescape")
 
 
+def file_header(name: str, st: os.stat_result, uname: str, gname: str) -> bytes | None:
+    """The header :func:`header` gives for a regular file *name* with the ``lstat`` *st*
+    (mtime to the nanosecond), straight from the numbers; None when it needs tarfile."""
+    seconds, ns = divmod(st.st_mtime_ns, 1_000_000_000)
+    if not (
+        0 <= seconds < 8**11 and st.st_size < 8**11 and 0 <= st.st_uid < 8**7
+        and 0 <= st.st_gid < 8**7 and len(name) <= 100 and len(uname) <= 32
+        and len(gname) <= 32 and name.isascii() and uname.isascii() and gname.isascii()
+        and not name.startswith("/")
+    ):
+        return None
+    block = _ustar(
+        name.encode(), st.st_mode & 0o7777, st.st_uid, st.st_gid, st.st_size, seconds,
+        tarfile.REGTYPE, b"", uname.encode(), gname.encode(),
+    )
+    if not ns:
+        return block
+    records = _pax_record(b"mtime", b"%d.%09d" % (seconds, ns))
+    return b"".join((
+        _ustar(_PAX_NAME, 0, 0, 0, len(records), 0, tarfile.XHDTYPE, b"", b"", b""),
+        records,
+        bytes(-len(records) % BLOCK),
+        block,
+    ))
+
+
 class TarWriter:
     """Members written to *out* as one tar stream; file contents are read *bufsize*
     bytes at a time."""
@@ -123,18 +150,22 @@ class TarWriter:
 
     def add(self, info: tarfile.TarInfo, content: IO[bytes] | None = None) -> None:
         """One member; a regular file's *content* gives exactly ``info.size`` bytes."""
-        self._write(header(info))
+        self.add_encoded(header(info), info.size if content is not None else 0, content)
+
+    def add_encoded(self, head: bytes, size: int, content: IO[bytes] | None) -> None:
+        """One member whose header blocks are *head*; *content* gives exactly *size* bytes."""
+        self._write(head)
         if content is None:
             return
-        left = info.size
+        left = size
         while left:
             data = content.read(min(left, self._bufsize))
             if not data:
-                raise OSError(f"{info.name}: content ended {left} bytes early")
+                raise OSError(f"a member's content ended {left} bytes early")
             self._write(data)
             left -= len(data)
-        if info.size % BLOCK:
-            self._write(bytes(BLOCK - info.size % BLOCK))
+        if size % BLOCK:
+            self._write(bytes(BLOCK - size % BLOCK))
 
     def close(self) -> None:
         """The end-of-archive blocks, padding to a whole record as tar does."""
