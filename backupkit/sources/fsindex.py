@@ -64,6 +64,7 @@ class IndexEntry:
 
 
 _JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+_encode_str = json.encoder.encode_basestring  # type: ignore[attr-defined]
 _JSON_ASCII = json.JSONEncoder(separators=(",", ":")).encode
 
 
@@ -72,6 +73,8 @@ def json_bytes(value: object) -> bytes:
     surrogates, Python's ``surrogateescape``) is written with ``\\udcXX`` escapes, which
     ``json.loads`` turns back into the same name."""
     try:
+        if type(value) is str:  # what the encoder does for a str, without its dispatch
+            return _encode_str(value).encode()
         return _JSON(value).encode()
     except UnicodeEncodeError:
         return _JSON_ASCII(value).encode()
