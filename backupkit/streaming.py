@@ -72,14 +72,15 @@ class ChunkPipe:
 
     def _put_small(self) -> None:
         if self._small:
-            self._put_data(b"".join(self._small))
-            self._small.clear()
+            data = b"".join(self._small)
+            self._small.clear()  # first: a failure while queueing must not queue them twice
             self._small_size = 0
+            self._put_data(data)
 
     def _put_data(self, data: bytes) -> None:
-        if self._digest is not None:
-            self._digest.update(data)
         self._put(data)
+        if self._digest is not None:  # only what was queued
+            self._digest.update(data)
 
     def flush(self) -> None:
         """Nothing to do: a source's writer wrapped around the pipe may call it."""

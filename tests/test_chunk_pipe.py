@@ -23,20 +23,24 @@ def _drain(pipe: ChunkPipe, writes: list[tuple[bytes, str]]) -> list[bytes]:
     """Write from another thread (as a source does) while this one reads."""
 
     def produce() -> None:
-        scratch = bytearray()
-        for data, kind in writes:
-            if kind == "bytes":
-                pipe.write(data)
-            else:
-                scratch[:] = data  # one buffer, reused: the pipe must have copied it
-                pipe.write(scratch if kind == "bytearray" else memoryview(scratch))
-                scratch[:] = b"\xff" * len(scratch)
-        pipe.finish()
+        try:
+            scratch = bytearray()
+            for data, kind in writes:
+                if kind == "bytes":
+                    pipe.write(data)
+                else:
+                    scratch[:] = data  # one buffer, reused: the pipe must have copied it
+                    pipe.write(scratch if kind == "bytearray" else memoryview(scratch))
+                    scratch[:] = b"\xff" * len(scratch)
+            pipe.finish()
+        except BaseException as exc:  # noqa: BLE001 - the reading side raises it
+            pipe.fail(exc)
 
     thread = threading.Thread(target=produce, daemon=True)
     thread.start()
     items = list(pipe)
     thread.join(timeout=60)
+    assert not thread.is_alive()
     return items
 
 
@@ -68,3 +72,21 @@ def test_a_big_immutable_piece_is_queued_without_a_copy() -> None:
     pipe.finish()
     items = list(pipe)
     assert items == [b"x", piece] and items[1] is piece
+
+
+def test_a_failure_reaches_the_reader_after_the_bytes_before_it() -> None:
+    digest = Digest()
+    pipe = ChunkPipe(chunk=CHUNK, depth=4, digest=digest)
+    pipe.write(b"a" * 10)
+    pipe.write(b"b" * 40)
+    pipe.fail(OSError("disk gone"))
+    got = []
+    try:
+        for item in pipe:
+            got.append(item)
+    except OSError as exc:
+        assert str(exc) == "disk gone"
+    else:
+        raise AssertionError("the failure was not raised")
+    assert b"".join(got) == b"a" * 10 + b"b" * 40
+    assert digest.hexdigest() == hashlib.sha256(b"".join(got)).hexdigest()

@@ -9,7 +9,7 @@ from pathlib import Path
 import attrs
 import pytest
 import zstandard
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 import backupkit
@@ -120,6 +120,7 @@ def test_an_incremental_with_nothing_changed_writes_the_parents_index_again(tmp_
                    st.integers(0, 2**62)),
     sha=st.one_of(st.just(""), st.text(alphabet="0123456789abcdef", min_size=64, max_size=64)),
 )
+@example(path="caf\udce9/\"q\"\n", nums=(1, 2, 0o644, 3), sha="")  # not UTF-8: escaped as ASCII
 def test_a_file_line_is_the_entry_line(path: str, nums: tuple[int, int, int, int], sha: str) -> None:
     size, mtime_ns, mode, ino = nums
     st_ = os.stat_result((0o100000 | mode, ino, 1, 1, 0, 0, size, 0, 0, 0, 0.0, 0.0, 0.0, 0, mtime_ns, 0))

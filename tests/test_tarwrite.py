@@ -3,6 +3,7 @@ and its streams read back with tarfile and GNU tar."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import os
@@ -10,9 +11,11 @@ import subprocess
 import tarfile
 from pathlib import Path
 
-from hypothesis import given, settings
+import pytest
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
+from backupkit.errors import SourceError
 from backupkit.sources.filesystem import _exact_mtime, _Exactly, _tarinfo
 from backupkit.sources.tarwrite import TarWriter, _byte_sum, file_header, header
 
@@ -99,6 +102,8 @@ def test_common_headers_do_not_go_through_tarfile(monkeypatch) -> None:  # type:
 
 @settings(max_examples=300, deadline=None)
 @given(st.binary(min_size=512, max_size=512))
+@example(b"\xff" * 512)  # the largest sum, nearest adler32's modulus
+@example(bytes(512))
 def test_header_checksum_sum_is_the_plain_byte_sum(block: bytes) -> None:
     assert _byte_sum(block) == sum(block)
 
@@ -146,9 +151,38 @@ def test_file_headers_from_stat_are_what_tarfile_gives(
                           0, mtime_ns, 0))
     fast = file_header(name, st_, *owner)
     if fast is None:
-        return  # left to tarfile, which the other tests cover
+        return  # left to tarfile (see the test below for what must not be)
     info = tarfile.TarInfo(name)
     info.mode, (info.uid, info.gid), info.size = st_.st_mode, ids, size
     info.uname, info.gname = owner
     _exact_mtime(info, st_)
     assert fast == info.tobuf(tarfile.PAX_FORMAT)
+
+
+
+@pytest.mark.parametrize("mtime_ns", [1_700_000_000_000_000_000, 1_700_000_000_123_456_789])
+@pytest.mark.parametrize("name", ["src/app/main.py", "d/" + "n" * 98])
+def test_common_files_take_the_fast_header(name: str, mtime_ns: int) -> None:
+    st_ = os.stat_result((0o100644, 1, 1, 1, 1000, 1000, 12345, 0, 0, 0, 0.0, mtime_ns / 1e9, 0.0,
+                          0, mtime_ns, 0))
+    fast = file_header(name, st_, "app", "staff")
+    info = tarfile.TarInfo(name)
+    info.mode, info.uid, info.gid, info.size, info.uname, info.gname = 0o100644, 1000, 1000, 12345, "app", "staff"
+    _exact_mtime(info, st_)
+    assert fast is not None and fast == info.tobuf(tarfile.PAX_FORMAT)
+
+
+@pytest.mark.parametrize("name", ["é.txt", "x\udcff", "/abs", "n" * 101])
+def test_unusual_names_are_left_to_tarfile(name: str) -> None:
+    st_ = os.stat_result((0o100644, 1, 1, 1, 0, 0, 1, 0, 0, 0, 0.0, 0.0, 0.0, 0, 0, 0))
+    assert file_header(name, st_, "", "") is None
+
+
+def test_a_read_error_names_the_file(tmp_path: Path) -> None:
+    fd = os.open(tmp_path, os.O_RDONLY)  # a directory where the walk saw a file
+    try:
+        reader = _Exactly(functools.partial(os.read, fd), 10, "/data/was-a-file")
+        with pytest.raises(SourceError, match="cannot read /data/was-a-file: Is a directory"):
+            reader.read(-1)
+    finally:
+        os.close(fd)

@@ -134,14 +134,19 @@ class _Exactly:
     def read(self, n: int = -1) -> bytes:
         if n < 0 or n > self.left:
             n = self.left
-        data = self._read(n)
-        if len(data) < n:  # reads are unbuffered: a short one need not be the end
-            pieces = [data]
-            got = len(data)
-            while got < n and (piece := self._read(n - got)):
-                pieces.append(piece)
-                got += len(piece)
-            data = b"".join(pieces)
+        try:
+            data = self._read(n)
+            if len(data) < n:  # reads are unbuffered: a short one need not be the end
+                pieces = [data]
+                got = len(data)
+                while got < n and (piece := self._read(n - got)):
+                    pieces.append(piece)
+                    got += len(piece)
+                data = b"".join(pieces)
+        except OSError as exc:  # e.g. replaced by a directory after the walk saw a file
+            raise SourceError(
+                f"cannot read {self.name}: {exc.strerror}; check the file or exclude it"
+            ) from None
         if len(data) < n:
             if not self.warned:
                 log.warning("%s shrank while being read; the rest is stored as zeros", self.name)

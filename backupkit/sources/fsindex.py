@@ -64,7 +64,7 @@ class IndexEntry:
 
 
 _JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
-_encode_str = json.encoder.encode_basestring  # type: ignore[attr-defined]
+_encode_str = json.encoder.encode_basestring
 _JSON_ASCII = json.JSONEncoder(separators=(",", ":")).encode
 
 
