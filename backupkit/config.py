@@ -27,7 +27,6 @@ import datetime as dt
 import difflib
 import os
 import re
-import tomllib
 import zoneinfo
 from collections.abc import Mapping
 from pathlib import Path
@@ -120,6 +119,8 @@ class Config:
             raise ConfigError(f"config file {path} does not exist; create it or pass --config") from None
         except OSError as exc:
             raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+        import tomllib  # only for a config file
+
         try:
             data = tomllib.loads(text)
         except tomllib.TOMLDecodeError as exc:

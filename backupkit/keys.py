@@ -36,9 +36,6 @@ from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
 
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
-from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
 from backupkit.errors import ConfigError, KeyMissingError
 
@@ -64,10 +61,15 @@ KeyKind = Literal["key", "passphrase"]
 
 def scrypt(secret: bytes, salt: bytes, log_n: int, r: int, p: int) -> bytes:
     """A 32-byte key stretched from *secret* (``2**log_n``, *r*, *p* as in RFC 7914)."""
+    from cryptography.hazmat.primitives.kdf.scrypt import Scrypt  # only when encrypting: ~8 ms
+
     return Scrypt(salt=salt, length=KEY_SIZE, n=1 << log_n, r=r, p=p).derive(secret)
 
 
 def hkdf(secret: bytes, salt: bytes | None, info: bytes, length: int = KEY_SIZE) -> bytes:
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
     return HKDF(algorithm=hashes.SHA256(), length=length, salt=salt, info=info).derive(secret)
 
 

@@ -26,17 +26,18 @@ import json
 import re
 import secrets
 import struct
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import attrs
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from backupkit.errors import IntegrityError, KeyMissingError, ManifestError
 from backupkit.keys import Key, Keyring
 from backupkit.params import check_range, secret
 from backupkit.plugins import Register, hookimpl
 from backupkit.transforms.base import Encoder, Reader, Stage, Transform, Writer
+
+if TYPE_CHECKING:  # imported where used: a run without encryption need not load cryptography
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 MAGIC = b"\x89BKENC\r\n"
 VERSION = 1
@@ -174,6 +175,8 @@ class AesEncoder:
             )
         else:
             header = Header(KDF_KEY, chunk_size, key.id, salt, secrets.token_bytes(7))
+        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
         self._aead = AESGCM(header.payload_key(key))
         self._ad = header.pack()
         self._prefix = header.nonce_prefix
@@ -265,6 +268,8 @@ class AesDecoder:
                 f"records {self._expect_chunk}; the header was modified"
             )
         key = self._keyring.find(header.key_id, what="this stream")
+        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
         self._aead = AESGCM(header.payload_key(key))
         self._ad = header.pack()
         self._prefix = header.nonce_prefix
@@ -289,6 +294,8 @@ class AesDecoder:
             )
         if self._counter > _MAX_COUNTER:
             raise IntegrityError("encrypted stream has more than 2**32 chunks")
+        from cryptography.exceptions import InvalidTag
+
         try:
             plain = self._aead.decrypt(_nonce(self._prefix, self._counter, last), chunk, self._ad)
         except InvalidTag:
