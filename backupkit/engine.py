@@ -23,7 +23,6 @@ import os
 import posixpath
 import secrets
 import socket
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -58,6 +57,7 @@ from backupkit.run import RunInfo
 from backupkit.sinks.base import ArtifactWriter, Sink
 from backupkit.sources.base import BackupContext, RestoreContext, Source
 from backupkit.streaming import (
+    Cancelled,
     CheckedReader,
     ChunkPipe,
     Digest,
@@ -198,6 +198,35 @@ def _sink_error(exc: OSError, sink: Sink, key: str) -> BackupkitError:
     err = SinkError(f"cannot store {key} in sink {sink.location}: {hint}")
     err.errno = exc.errno
     return err
+
+
+class _SidecarStream:
+    """A sidecar stored while its source still writes it: a pipe of its own, drained
+    through the transform chain into its artifact by a thread of its own, so memory stays
+    flat however big the sidecar gets and its compression overlaps the main stream."""
+
+    def __init__(self, encode: Callable[..., Digest], chain: list[Transform], key: str,
+                 writer: ArtifactWriter) -> None:
+        self.key, self.writer = key, writer
+        self.raw = Digest()
+        self.pipe = ChunkPipe(digest=self.raw)
+        self.stored: Digest | None = None  # set once the artifact is committed
+        self.error: BaseException | None = None
+        self._thread = threading.Thread(
+            target=self._run, args=(encode, chain), name=f"backupkit-sidecar-{key}", daemon=True
+        )
+        self._thread.start()
+
+    def _run(self, encode: Callable[..., Digest], chain: list[Transform]) -> None:
+        try:
+            self.stored = encode(self.pipe, chain, self.writer, raw=self.raw)
+        except BaseException as exc:  # noqa: BLE001 - the engine's thread raises it
+            self.error = exc
+            self.pipe.cancel()  # the source's next write to this sidecar fails, and it stops
+            self.writer.abort()
+
+    def wait(self) -> None:
+        self._thread.join()
 
 
 class _SinkWriter(ArtifactWriter):
@@ -493,20 +522,23 @@ class Engine:
         t0: float,
         committed: list[str],
     ) -> list[Artifact]:
-        """Store one source's stream, then its sidecars; return their artifacts."""
+        """Store one source's stream and its sidecars; return their artifacts."""
         tier, stem = place
         exts = "".join(t.extension for t in chain)
         raw = Digest()  # taken by the pipe in the source's thread: this one compresses
         pipe = ChunkPipe(digest=raw)
         current = [""]
         result: dict[str, Any] = {}
-        sidecars: dict[str, Any] = {}
+        sidecars: dict[str, _SidecarStream] = {}
         parent_sink = sink
 
         def open_sidecar(sidecar: str) -> Any:
-            fh = tempfile.SpooledTemporaryFile(max_size=8 << 20)  # noqa: SIM115
-            sidecars[sidecar] = fh
-            return fh
+            if sidecar in sidecars:
+                raise SourceError(f"source {name!r} opened its sidecar {sidecar!r} twice")
+            side_key = sink.key_for(tier, f"{stem}.{name}.{sidecar}{exts}", run=run)
+            side_writer = _SinkWriter(sink.open_artifact(side_key, run_id=run.run_id), sink, side_key)
+            sidecars[sidecar] = _SidecarStream(self._encode, chain, side_key, side_writer)
+            return sidecars[sidecar].pipe
 
         def parent_sidecar(sidecar: str) -> Any:
             if parent is None:
@@ -529,8 +561,12 @@ class Engine:
         def produce() -> None:
             try:
                 result["extra"] = source.backup(pipe, ctx)
+                for side in list(sidecars.values()):
+                    side.pipe.finish()
                 pipe.finish()
-            except BaseException as exc:  # handed to the consumer thread
+            except BaseException as exc:  # handed to the consumer threads
+                for side in list(sidecars.values()):
+                    side.pipe.fail(exc)
                 pipe.fail(exc)
 
         last = 0.0
@@ -553,14 +589,26 @@ class Engine:
                     raise
                 raise SourceError(f"source {name!r} failed: {exc}") from None
             committed.append(key)
-        except BaseException:
-            pipe.cancel()
             thread.join()
+            for side in sidecars.values():
+                side.wait()
+                if side.error is not None:
+                    raise side.error
+                committed.append(side.key)
+        except BaseException as exc:
+            pipe.cancel()
+            thread.join()  # it has finished or failed every sidecar's pipe
             writer.abort()
-            for fh in sidecars.values():
-                fh.close()
+            side_error = None
+            for side in sidecars.values():
+                side.wait()
+                if side.stored is not None and side.key not in committed:
+                    committed.append(side.key)  # stored: deleted with the rest of the run
+                if side.error is not None and not isinstance(side.error, Cancelled):
+                    side_error = side_error or side.error
+            if side_error is not None and isinstance(exc, Cancelled):
+                raise side_error from None  # the sidecar's own failure, not the stop it caused
             raise
-        thread.join()
         if progress is not None:
             progress(Progress(name, raw.size, stored.size, "", time.monotonic() - t0))
         spec = PluginSpec(source.id, source.describe())
@@ -573,23 +621,13 @@ class Engine:
                 extra=dict(result.get("extra") or {}),
             )
         ]
-        for sidecar, fh in sidecars.items():
-            with fh:
-                fh.seek(0)
-                side_raw = Digest()
-                side_key = sink.key_for(tier, f"{stem}.{name}.{sidecar}{exts}", run=run)
-                side_writer = _SinkWriter(sink.open_artifact(side_key, run_id=run.run_id), sink, side_key)
-                try:
-                    side_stored = self._encode(_chunks(fh, side_raw), chain, side_writer, raw=side_raw)
-                except BaseException:
-                    side_writer.abort()
-                    raise
-                committed.append(side_key)
+        for sidecar, side in sidecars.items():
+            assert side.stored is not None
             artifacts.append(
                 Artifact(
-                    name=f"{name}.{sidecar}", source=spec, transforms=transforms, key=side_key,
-                    raw_size=side_raw.size, stored_size=side_stored.size,
-                    raw_sha256=side_raw.hexdigest(), stored_sha256=side_stored.hexdigest(),
+                    name=f"{name}.{sidecar}", source=spec, transforms=transforms, key=side.key,
+                    raw_size=side.raw.size, stored_size=side.stored.size,
+                    raw_sha256=side.raw.hexdigest(), stored_sha256=side.stored.hexdigest(),
                     extra={"sidecar_of": name},
                 )
             )

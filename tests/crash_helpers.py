@@ -5,10 +5,13 @@ registered through the ``backupkit_register_*`` hooks of this module, which the
 tests hand to ``Engine.from_config(..., plugins=[crash_helpers])``.
 
 - ``quota`` sink: the local layout, but its writer raises ``OSError(ENOSPC)`` after
-  ``enospc_after`` bytes of an artifact, and optionally while writing a manifest.
+  ``enospc_after`` bytes of an artifact (of those whose key contains ``enospc_keys``, if
+  given), and optionally while writing a manifest.
 - ``halfway`` source: writes ``size`` bytes, then raises.
 - ``blocks`` source: writes ``total`` bytes in ``block``-sized ``write`` calls.
 - ``diskfill`` source: fills the file system holding ``path`` up to ``leave`` bytes.
+- ``sidecar`` source: writes ``main`` bytes and, interleaved, ``side`` bytes to its sidecar
+  ``index``; optionally fails after ``fail_after_side`` sidecar bytes, or opens it twice.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from __future__ import annotations
 import errno
 import os
 import random
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, BinaryIO, ClassVar
@@ -75,6 +79,7 @@ class QuotaSink(Sink):
 
     root: str
     enospc_after: int | None = None
+    enospc_keys: str = ""
     manifest_enospc: bool = False
     _local: LocalSink = attrs.field(init=False, repr=False, eq=False)
 
@@ -96,7 +101,8 @@ class QuotaSink(Sink):
         self._local.end_run(run_id)
 
     def open_artifact(self, key: str, *, run_id: str) -> ArtifactWriter:
-        return _QuotaWriter(self._local.open_artifact(key, run_id=run_id), self.enospc_after)
+        limit = self.enospc_after if self.enospc_keys in key else None
+        return _QuotaWriter(self._local.open_artifact(key, run_id=run_id), limit)
 
     def put_bytes(self, key: str, data: bytes, *, run_id: str) -> None:
         if not (self.manifest_enospc and key.endswith(MANIFEST_SUFFIX)):
@@ -162,6 +168,49 @@ class BlocksSource(_NoRestore):
 
 
 @attrs.frozen
+class SidecarSource(_NoRestore):
+    """*main* bytes to the stream and *side* bytes to the sidecar ``index``, interleaved in
+    64 KiB writes; fails after *fail_after_side* sidecar bytes, if given."""
+
+    id: ClassVar[str] = "sidecar"
+
+    main: int
+    side: int
+    fail_after_side: int | None = None
+    open_twice: bool = False
+    stored_under: str = ""  # before returning, wait until part of the sidecar is stored there
+
+    def backup(self, out: Writable, ctx: BackupContext) -> Mapping[str, Any] | None:
+        index = ctx.open_sidecar("index")
+        if self.open_twice:
+            ctx.open_sidecar("index")
+        block = incompressible(1 << 16)
+        written_main = written_side = 0
+        while written_main < self.main or written_side < self.side:
+            if written_main < self.main:
+                out.write(block[: self.main - written_main])
+                written_main += min(len(block), self.main - written_main)
+            if written_side < self.side:
+                if self.fail_after_side is not None and written_side >= self.fail_after_side:
+                    raise RuntimeError("the sidecar source crashed")
+                index.write(block[: self.side - written_side])
+                written_side += min(len(block), self.side - written_side)
+        if self.stored_under and not _appears(Path(self.stored_under), "*.index*", timeout=30):
+            raise RuntimeError(f"no part of the sidecar was stored under {self.stored_under}")
+        return None
+
+
+def _appears(root: Path, pattern: str, timeout: float) -> bool:
+    """Whether a non-empty file matching *pattern* shows up under *root* in time."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if any(p.is_file() and p.stat().st_size > 0 for p in root.rglob(pattern)):
+            return True
+        time.sleep(0.01)
+    return False
+
+
+@attrs.frozen
 class DiskFillSource(_NoRestore):
     """Writes nothing, but fills the file system of *path* until *leave* bytes are free."""
 
@@ -187,6 +236,7 @@ def backupkit_register_sources(register: Register) -> None:
     register.source(HalfwaySource)
     register.source(BlocksSource)
     register.source(DiskFillSource)
+    register.source(SidecarSource)
 
 
 # -- lifecycle hooks ----------------------------------------------------------------

@@ -8,6 +8,7 @@ them), and calls ``backupkit_on_failure``. Memory stays bounded by the chunk pip
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import signal
@@ -393,6 +394,72 @@ def test_source_failing_halfway_leaves_catalog_and_calls_on_failure(
     assert catalog_state(sink) == before
     assert tiers(sink) == before_tiers
     assert in_temp(sink) == []
+
+
+def test_a_sidecar_is_stored_beside_its_artifact_and_checks(tmp_path: Path) -> None:
+    sink = tmp_path / "sink"
+    config = set_config(str(sink), {"type": "sidecar", "name": "db", "main": 3 * MIB, "side": 5 * MIB})
+    manifest = Engine.from_config(config, plugins=[crash_helpers]).backup()
+    main, side = manifest.artifacts
+    assert (main.name, side.name) == ("db", "db.index")
+    assert side.extra == {"sidecar_of": "db"} and side.raw_size == 5 * MIB
+    expected = incompressible(1 << 16) * (5 * MIB >> 16)
+    assert side.raw_sha256 == hashlib.sha256(expected).hexdigest()
+    assert Engine(Config.for_sink(str(sink))).verify(manifest.id).ok
+    assert in_temp(sink) == []
+
+
+def test_a_sidecar_is_stored_while_the_source_still_writes(tmp_path: Path) -> None:
+    """Not kept aside until the source returns (in memory or the system's temp directory,
+    which may be RAM): the sink has part of it while the source is still running."""
+    sink = tmp_path / "sink"
+    config = set_config(
+        str(sink), {"type": "sidecar", "name": "db", "main": MIB, "side": 12 * MIB,
+                    "stored_under": str(sink / "temp")},
+    )
+    manifest = Engine.from_config(config, plugins=[crash_helpers]).backup()
+    assert manifest.artifacts[1].raw_size == 12 * MIB
+
+
+def test_a_full_disk_while_storing_a_sidecar_is_reported_and_leaves_nothing(tmp_path: Path) -> None:
+    sink = tmp_path / "sink"
+    baseline(sink, tmp_path)
+    before, before_tiers = catalog_state(sink), tiers(sink)
+    engine = quota_engine(
+        sink, {"type": "sidecar", "name": "db", "main": 3 * MIB, "side": 6 * MIB},
+        enospc_after=MIB, enospc_keys=".index",
+    )
+    with pytest.raises(SinkError, match="disk is full") as failed:
+        engine.backup()
+    assert "db.index" in str(failed.value)  # the sidecar's own error, not the stop it caused
+    assert catalog_state(sink) == before
+    assert tiers(sink) == before_tiers
+    assert in_temp(sink) == []
+
+
+def test_a_source_failing_midway_through_its_sidecar_leaves_nothing(tmp_path: Path) -> None:
+    sink = tmp_path / "sink"
+    baseline(sink, tmp_path)
+    before, before_tiers = catalog_state(sink), tiers(sink)
+    config = set_config(
+        str(sink), {"type": "sidecar", "name": "db", "main": 4 * MIB, "side": 4 * MIB,
+                    "fail_after_side": 2 * MIB},
+    )
+    with pytest.raises(RuntimeError, match="sidecar source crashed"):
+        Engine.from_config(config, plugins=[crash_helpers]).backup()
+    assert catalog_state(sink) == before
+    assert tiers(sink) == before_tiers
+    assert in_temp(sink) == []
+
+
+def test_a_sidecar_opened_twice_is_a_source_error(tmp_path: Path) -> None:
+    sink = tmp_path / "sink"
+    config = set_config(
+        str(sink), {"type": "sidecar", "name": "db", "main": MIB, "side": MIB, "open_twice": True}
+    )
+    with pytest.raises(SourceError, match="opened its sidecar 'index' twice"):
+        Engine.from_config(config, plugins=[crash_helpers]).backup()
+    assert catalog_state(sink)[0] == [] and in_temp(sink) == []
 
 
 def test_before_and_after_run_hooks_see_the_run_and_its_manifest(tmp_path: Path) -> None:
