@@ -229,6 +229,45 @@ class _SidecarStream:
         self._thread.join()
 
 
+class _SidecarFile:
+    """What a source gets from ``open_sidecar``: a write-only file over the sidecar's pipe.
+    ``close`` does nothing: the engine ends the stream once the source returns."""
+
+    def __init__(self, pipe: ChunkPipe) -> None:
+        self._pipe = pipe
+        self.closed = False
+
+    def write(self, data: bytes, /) -> int:
+        return self._pipe.write(data)
+
+    def flush(self) -> None:
+        pass
+
+    def writable(self) -> bool:
+        return True
+
+    def close(self) -> None:
+        self.closed = True
+
+    def __enter__(self) -> _SidecarFile:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _caused_by_cancel(exc: BaseException) -> bool:
+    """Whether *exc* is, or was raised while handling, a pipe's cancellation."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, Cancelled):
+            return True
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return False
+
+
 class _SinkWriter(ArtifactWriter):
     """Wraps a sink's writer so its bare ``OSError`` (a full disk) is a :class:`SinkError`,
     not mistaken for a failing source."""
@@ -538,7 +577,7 @@ class Engine:
             side_key = sink.key_for(tier, f"{stem}.{name}.{sidecar}{exts}", run=run)
             side_writer = _SinkWriter(sink.open_artifact(side_key, run_id=run.run_id), sink, side_key)
             sidecars[sidecar] = _SidecarStream(self._encode, chain, side_key, side_writer)
-            return sidecars[sidecar].pipe
+            return _SidecarFile(sidecars[sidecar].pipe)
 
         def parent_sidecar(sidecar: str) -> Any:
             if parent is None:
@@ -599,15 +638,17 @@ class Engine:
             pipe.cancel()
             thread.join()  # it has finished or failed every sidecar's pipe
             writer.abort()
-            side_error = None
+            side_errors = []
             for side in sidecars.values():
                 side.wait()
                 if side.stored is not None and side.key not in committed:
                     committed.append(side.key)  # stored: deleted with the rest of the run
-                if side.error is not None and not isinstance(side.error, Cancelled):
-                    side_error = side_error or side.error
-            if side_error is not None and isinstance(exc, Cancelled):
-                raise side_error from None  # the sidecar's own failure, not the stop it caused
+                if side.error is not None and side.error is not exc and not _caused_by_cancel(side.error):
+                    side_errors.append(side.error)
+            if side_errors and _caused_by_cancel(exc):
+                raise side_errors[0] from None  # the sidecar's own failure, not the stop it caused
+            for error in side_errors:
+                log.error("storing a sidecar of %s failed too: %s", name, error)
             raise
         if progress is not None:
             progress(Progress(name, raw.size, stored.size, "", time.monotonic() - t0))

@@ -6,7 +6,8 @@ tests hand to ``Engine.from_config(..., plugins=[crash_helpers])``.
 
 - ``quota`` sink: the local layout, but its writer raises ``OSError(ENOSPC)`` after
   ``enospc_after`` bytes of an artifact (of those whose key contains ``enospc_keys``, if
-  given), and optionally while writing a manifest.
+  given), optionally while writing a manifest, and optionally at the commit of an artifact
+  (``fail_commit_of``) once a sidecar has been published.
 - ``halfway`` source: writes ``size`` bytes, then raises.
 - ``blocks`` source: writes ``total`` bytes in ``block``-sized ``write`` calls.
 - ``diskfill`` source: fills the file system holding ``path`` up to ``leave`` bytes.
@@ -52,8 +53,10 @@ def incompressible(size: int, seed: int = 0) -> bytes:
 
 # -- a sink whose disk fills up ------------------------------------------------------
 class _QuotaWriter(ArtifactWriter):
-    def __init__(self, inner: ArtifactWriter, limit: int | None) -> None:
+    def __init__(self, inner: ArtifactWriter, limit: int | None,
+                 fail_commit_once: Callable[[], bool] | None = None) -> None:
         self.inner, self.limit, self.written = inner, limit, 0
+        self.fail_commit_once = fail_commit_once  # waits for it, then the commit fails
 
     def write(self, data: bytes, /) -> int:
         if self.limit is not None and self.written + len(data) > self.limit:
@@ -65,6 +68,9 @@ class _QuotaWriter(ArtifactWriter):
         return self.inner.write(data)
 
     def commit(self) -> None:
+        if self.fail_commit_once is not None:
+            self.fail_commit_once()
+            raise enospc()
         self.inner.commit()
 
     def abort(self) -> None:
@@ -81,6 +87,9 @@ class QuotaSink(Sink):
     enospc_after: int | None = None
     enospc_keys: str = ""
     manifest_enospc: bool = False
+    # the commit of an artifact whose key contains this waits until a sidecar is
+    # published, then fails with ENOSPC
+    fail_commit_of: str = ""
     _local: LocalSink = attrs.field(init=False, repr=False, eq=False)
 
     @_local.default
@@ -102,7 +111,11 @@ class QuotaSink(Sink):
 
     def open_artifact(self, key: str, *, run_id: str) -> ArtifactWriter:
         limit = self.enospc_after if self.enospc_keys in key else None
-        return _QuotaWriter(self._local.open_artifact(key, run_id=run_id), limit)
+        wait = None
+        if self.fail_commit_of and self.fail_commit_of in key:
+            def wait() -> bool:
+                return _appears(Path(self.root), "*.index*", timeout=30, skip="temp")
+        return _QuotaWriter(self._local.open_artifact(key, run_id=run_id), limit, wait)
 
     def put_bytes(self, key: str, data: bytes, *, run_id: str) -> None:
         if not (self.manifest_enospc and key.endswith(MANIFEST_SUFFIX)):
@@ -181,31 +194,36 @@ class SidecarSource(_NoRestore):
     stored_under: str = ""  # before returning, wait until part of the sidecar is stored there
 
     def backup(self, out: Writable, ctx: BackupContext) -> Mapping[str, Any] | None:
-        index = ctx.open_sidecar("index")
-        if self.open_twice:
-            ctx.open_sidecar("index")
-        block = incompressible(1 << 16)
-        written_main = written_side = 0
-        while written_main < self.main or written_side < self.side:
-            if written_main < self.main:
-                out.write(block[: self.main - written_main])
-                written_main += min(len(block), self.main - written_main)
-            if written_side < self.side:
-                if self.fail_after_side is not None and written_side >= self.fail_after_side:
-                    raise RuntimeError("the sidecar source crashed")
-                index.write(block[: self.side - written_side])
-                written_side += min(len(block), self.side - written_side)
+        with ctx.open_sidecar("index") as index:  # as a plugin may: a file it closes
+            if self.open_twice:
+                ctx.open_sidecar("index")
+            block = incompressible(1 << 16)
+            written_main = written_side = 0
+            while written_main < self.main or written_side < self.side:
+                if written_main < self.main:
+                    out.write(block[: self.main - written_main])
+                    written_main += min(len(block), self.main - written_main)
+                if written_side < self.side:
+                    if self.fail_after_side is not None and written_side >= self.fail_after_side:
+                        raise RuntimeError("the sidecar source crashed")
+                    index.write(block[: self.side - written_side])
+                    written_side += min(len(block), self.side - written_side)
+            index.flush()
         if self.stored_under and not _appears(Path(self.stored_under), "*.index*", timeout=30):
             raise RuntimeError(f"no part of the sidecar was stored under {self.stored_under}")
         return None
 
 
-def _appears(root: Path, pattern: str, timeout: float) -> bool:
-    """Whether a non-empty file matching *pattern* shows up under *root* in time."""
+def _appears(root: Path, pattern: str, timeout: float, skip: str = "") -> bool:
+    """Whether a non-empty file matching *pattern* shows up under *root* (not under its
+    directory *skip*) in time."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if any(p.is_file() and p.stat().st_size > 0 for p in root.rglob(pattern)):
-            return True
+        for path in root.rglob(pattern):
+            if skip and path.relative_to(root).parts[0] == skip:
+                continue
+            if path.is_file() and path.stat().st_size > 0:
+                return True
         time.sleep(0.01)
     return False
 

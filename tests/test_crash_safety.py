@@ -437,6 +437,20 @@ def test_a_full_disk_while_storing_a_sidecar_is_reported_and_leaves_nothing(tmp_
     assert in_temp(sink) == []
 
 
+def test_a_sidecar_stored_before_its_artifact_failed_is_deleted_again(tmp_path: Path) -> None:
+    sink = tmp_path / "sink"
+    baseline(sink, tmp_path)
+    before, before_tiers = catalog_state(sink), tiers(sink)
+    engine = quota_engine(
+        sink, {"type": "sidecar", "name": "db", "main": 2 * MIB, "side": MIB},
+        fail_commit_of=".db.bin",
+    )
+    with pytest.raises(SinkError, match="disk is full"):
+        engine.backup()
+    assert catalog_state(sink) == before
+    assert tiers(sink) == before_tiers  # the published sidecar is gone again
+
+
 def test_a_source_failing_midway_through_its_sidecar_leaves_nothing(tmp_path: Path) -> None:
     sink = tmp_path / "sink"
     baseline(sink, tmp_path)

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, BinaryIO, ClassVar, NoReturn
 
@@ -65,6 +66,10 @@ class FsspecSink(Sink):
     storage_options: Mapping[str, Any] = secret(factory=dict)
     publish: str = attrs.field(default="auto", validator=attrs.validators.in_(PUBLISH_MODES))
     _cache: dict[str, Any] = attrs.field(factory=dict, init=False, repr=False, eq=False)
+    # A backup writes a source's sidecar while the main artifact is written, from another
+    # thread; some filesystems are not safe to use from two at once (sftp's one paramiko
+    # client), so every writer's calls into the filesystem take turns.
+    _lock: threading.Lock = attrs.field(factory=threading.Lock, init=False, repr=False, eq=False)
 
     @property
     def location(self) -> str:
@@ -130,15 +135,18 @@ class FsspecSink(Sink):
     def open_artifact(self, key: str, *, run_id: str) -> ArtifactWriter:
         final = self._path(key)
         try:
-            if self.fs.exists(final):
-                raise SinkError(
-                    f"{self._where(key)} already exists; refusing to overwrite a stored artifact"
-                )
-            if self.mode == "transaction":
-                return _TransactionWriter(self.fs.open(final, "wb", autocommit=False), self._where(key))
-            tmp = f"{self.root}/{_TEMP}/{run_id}/{key.replace('/', '__')}"
-            self.fs.makedirs(tmp.rpartition("/")[0], exist_ok=True)
-            return _RenameWriter(self.fs, self.fs.open(tmp, "wb"), tmp, final, self._where(key))
+            with self._lock:
+                if self.fs.exists(final):
+                    raise SinkError(
+                        f"{self._where(key)} already exists; refusing to overwrite a stored artifact"
+                    )
+                if self.mode == "transaction":
+                    fh = self.fs.open(final, "wb", autocommit=False)
+                    return _TransactionWriter(fh, self._where(key), self._lock)
+                tmp = f"{self.root}/{_TEMP}/{run_id}/{key.replace('/', '__')}"
+                self.fs.makedirs(tmp.rpartition("/")[0], exist_ok=True)
+                fh = self.fs.open(tmp, "wb")
+            return _RenameWriter(self.fs, fh, tmp, final, self._where(key), self._lock)
         except Exception as exc:
             self._fail(exc, "write", key)
 
@@ -189,14 +197,17 @@ class FsspecSink(Sink):
 
 
 class _FileHandleWriter(ArtifactWriter):
-    """Writes go to an fsspec file handle ``fh``; errors name ``where``."""
+    """Writes go to an fsspec file handle ``fh``, holding the sink's ``lock``; errors name
+    ``where``."""
 
     fh: Any
     where: str
+    lock: threading.Lock
 
     def write(self, data: bytes, /) -> int:
         try:
-            self.fh.write(data)
+            with self.lock:
+                self.fh.write(data)
         except Exception as exc:
             raise _sink_error(exc, "write", self.where) from None
         return len(data)
@@ -205,14 +216,16 @@ class _FileHandleWriter(ArtifactWriter):
 class _RenameWriter(_FileHandleWriter):
     """Writes a temp file, moved into place on commit."""
 
-    def __init__(self, fs: Any, fh: Any, tmp: str, final: str, where: str) -> None:
+    def __init__(self, fs: Any, fh: Any, tmp: str, final: str, where: str, lock: threading.Lock) -> None:
         self.fs, self.fh, self.tmp, self.final, self.where = fs, fh, tmp, final, where
+        self.lock = lock
 
     def commit(self) -> None:
         try:
-            self.fh.close()
-            self.fs.makedirs(self.final.rpartition("/")[0], exist_ok=True)
-            self.fs.mv(self.tmp, self.final)
+            with self.lock:
+                self.fh.close()
+                self.fs.makedirs(self.final.rpartition("/")[0], exist_ok=True)
+                self.fs.mv(self.tmp, self.final)
         except Exception as exc:
             raise _sink_error(exc, "store", self.where) from None
         self.fh = None
@@ -221,8 +234,9 @@ class _RenameWriter(_FileHandleWriter):
         if self.fh is None:
             return  # committed
         try:
-            self.fh.close()
-            self.fs.rm_file(self.tmp)
+            with self.lock:
+                self.fh.close()
+                self.fs.rm_file(self.tmp)
         except Exception as exc:
             log.debug("could not remove %s: %s", self.tmp, exc)
         self.fh = None
@@ -231,14 +245,15 @@ class _RenameWriter(_FileHandleWriter):
 class _TransactionWriter(_FileHandleWriter):
     """Writes the final path with ``autocommit=False``: visible only on commit."""
 
-    def __init__(self, fh: Any, where: str) -> None:
-        self.fh, self.where = fh, where
+    def __init__(self, fh: Any, where: str, lock: threading.Lock) -> None:
+        self.fh, self.where, self.lock = fh, where, lock
         self.done = False
 
     def commit(self) -> None:
         try:
-            self.fh.close()
-            self.fh.commit()
+            with self.lock:
+                self.fh.close()
+                self.fh.commit()
         except Exception as exc:
             raise _sink_error(exc, "store", self.where) from None
         self.done = True
@@ -248,7 +263,8 @@ class _TransactionWriter(_FileHandleWriter):
             return
         self.done = True
         try:
-            self.fh.discard()
+            with self.lock:
+                self.fh.discard()
             # fsspec's buffered files still flush on close/__del__ after a discard;
             # mark it closed so nothing is uploaded (or fails) later.
             self.fh.closed = True

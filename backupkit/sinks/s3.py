@@ -173,7 +173,8 @@ class S3Sink(Sink):
                     ) from None
                 config = Config(
                     retries={"mode": "standard", "max_attempts": self.max_attempts},
-                    max_pool_connections=max(10, self.concurrency + 2),
+                    # an artifact and its sidecar may upload at once, each with its parts
+                    max_pool_connections=max(10, 2 * self.concurrency + 2),
                     signature_version="s3v4",
                     connect_timeout=10,
                     read_timeout=120,

@@ -32,8 +32,8 @@ class BackupContext:
     ``kind`` is ``full`` or ``incremental``. For an incremental run,
     ``parent_sidecar(name)`` opens a sidecar the same source stored with the parent
     backup (checked and decoded), or returns ``None`` if there is none; the source
-    then writes only what changed. ``open_sidecar(name)`` returns a writable stream
-    (``write`` and ``flush``; no ``seek``) for an extra stream (an index) that the engine
+    then writes only what changed. ``open_sidecar(name)`` returns a write-only file
+    (``write``, ``flush``, ``close``, ``with``; no ``seek``) for an extra stream (an index) that the engine
     stores, transformed like the main stream, as artifact ``<artifact>.<name>``: it is
     compressed and stored while the source writes it, and complete once
     :meth:`Source.backup` returns. Each name can be opened once per backup.
