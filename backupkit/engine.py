@@ -27,7 +27,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import attrs
 
@@ -249,7 +249,7 @@ class _SidecarFile:
     def close(self) -> None:
         self.closed = True
 
-    def __enter__(self) -> _SidecarFile:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -36,7 +36,6 @@ from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
 
-
 from backupkit.errors import ConfigError, KeyMissingError
 
 if TYPE_CHECKING:
