@@ -82,8 +82,8 @@ def test_a_failure_reaches_the_reader_after_the_bytes_before_it() -> None:
     pipe.fail(OSError("disk gone"))
     got = []
     try:
-        for item in pipe:  # noqa: PERF402 - the items before the error are what is checked
-            got.append(item)
+        for item in pipe:  # the items before the error are what is checked
+            got.append(item)  # noqa: PERF402
     except OSError as exc:
         assert str(exc) == "disk gone"
     else:
