@@ -215,7 +215,11 @@ class _SidecarStream:
         self._thread = threading.Thread(
             target=self._run, args=(encode, chain), name=f"backupkit-sidecar-{key}", daemon=True
         )
-        self._thread.start()
+        try:
+            self._thread.start()
+        except BaseException:  # no thread (out of resources): nothing may stay half-written
+            writer.abort()
+            raise
 
     def _run(self, encode: Callable[..., Digest], chain: list[Transform]) -> None:
         try:
