@@ -97,15 +97,7 @@ def header(info: tarfile.TarInfo) -> bytes:
                 fields[0], info.mode & 0o7777, info.uid, info.gid, info.size, mtime, kind,
                 fields[1], fields[2], fields[3],
             )
-            if not pax:
-                return block
-            records = _pax_record(b"mtime", fields[4])
-            return b"".join((
-                _ustar(_PAX_NAME, 0, 0, 0, len(records), 0, tarfile.XHDTYPE, b"", b"", b""),
-                records,
-                bytes(-len(records) % BLOCK),
-                block,
-            ))
+            return _with_mtime_record(block, fields[4]) if pax else block
     return info.tobuf(tarfile.PAX_FORMAT, tarfile.ENCODING, "surrogateescape")
 
 
@@ -124,9 +116,12 @@ def file_header(name: str, st: os.stat_result, uname: str, gname: str) -> bytes 
         name.encode(), st.st_mode & 0o7777, st.st_uid, st.st_gid, st.st_size, seconds,
         tarfile.REGTYPE, b"", uname.encode(), gname.encode(),
     )
-    if not ns:
-        return block
-    records = _pax_record(b"mtime", b"%d.%09d" % (seconds, ns))
+    return _with_mtime_record(block, b"%d.%09d" % (seconds, ns)) if ns else block
+
+
+def _with_mtime_record(block: bytes, mtime: bytes) -> bytes:
+    """*block* after a pax extended header holding only the ``mtime`` record *mtime*."""
+    records = _pax_record(b"mtime", mtime)
     return b"".join((
         _ustar(_PAX_NAME, 0, 0, 0, len(records), 0, tarfile.XHDTYPE, b"", b"", b""),
         records,
