@@ -19,8 +19,6 @@ from backupkit.sources.fsindex import (
     ParentIndex,
     file_line,
     json_bytes,
-    read_index,
-    write_index,
 )
 
 ENTRIES = st.builds(
@@ -33,6 +31,18 @@ ENTRIES = st.builds(
     inode=st.integers(0, 2**63),
     sha256=st.one_of(st.none(), st.text(alphabet="0123456789abcdef", min_size=64, max_size=64)),
 )
+
+
+def write_index(entries: list[IndexEntry], out: io.BytesIO) -> None:
+    for entry in entries:
+        out.write(entry.to_line())
+
+
+def read_index(stream: io.BytesIO, *, label: str) -> dict[str, IndexEntry]:
+    """Every entry of an index by path, parsed through :class:`ParentIndex`."""
+    parent = ParentIndex.read(stream, label=label)
+    entries = (parent.entry(key) for key in parent.keys())
+    return {e.path: e for e in entries if e is not None}
 
 
 @given(st.lists(ENTRIES, unique_by=lambda e: e.path, max_size=30))

@@ -92,11 +92,6 @@ def file_line(key: bytes, st: os.stat_result, sha256: str) -> bytes:
     return b'%s"%s"}\n' % (_file_line_start(key, st), sha256.encode())
 
 
-def write_index(entries: Iterable[IndexEntry], out: BinaryIO) -> None:
-    for entry in entries:
-        out.write(entry.to_line())
-
-
 #: Where the path ends in a line: a quote inside a JSON string is always escaped, so the
 #: first unescaped ``,"t":`` follows the path's closing quote.
 _PATH_END = b',"t":'
@@ -174,13 +169,6 @@ def _loads(key: bytes, label: str) -> str:
     if not isinstance(path, str):
         raise _damaged(label, "a path that is not a string")
     return path
-
-
-def read_index(stream: BinaryIO, *, label: str) -> dict[str, IndexEntry]:
-    """Every entry of an index by path (the parsed form of :class:`ParentIndex`)."""
-    parent = ParentIndex.read(stream, label=label)
-    entries = (parent.entry(key) for key in parent.keys())
-    return {e.path: e for e in entries if e is not None}
 
 
 def _blocks(stream: BinaryIO) -> Iterator[bytes]:
