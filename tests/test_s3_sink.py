@@ -22,11 +22,14 @@ from typing import Any
 import pytest
 from botocore.awsrequest import AWSResponse
 from botocore.exceptions import ClientError, ConnectionClosedError, NoCredentialsError
+from hypothesis import given
+from hypothesis import strategies as st
 
 from backupkit import Engine, RetentionPolicy
 from backupkit.core.manifest import MANIFEST_SUFFIX
 from backupkit.errors import ConfigError, NotFoundError, SinkError
-from backupkit.sinks.s3 import S3Sink, translate_error
+from backupkit.sinks import s3 as s3_module
+from backupkit.sinks.s3 import S3Sink, part_size_for, translate_error
 from backupkit.testing.s3server import S3Server, s3, s3_server  # noqa: F401
 
 pytestmark = pytest.mark.integration
@@ -191,6 +194,70 @@ def test_50mb_artifact_is_uploaded_in_8mib_parts_and_restores(
     restored = tmp_path / "restored"
     engine.restore("latest", to=restored)
     assert (restored / "src" / "big.bin").read_bytes() == payload
+
+
+def test_part_size_doubles_every_thousand_parts_so_big_artifacts_fit(
+    tmp_path: Path, bucket: Any, hooks: Hooks, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Every 2 parts instead of 1,000, so 5 parts show two doublings: 5, 5, 10, 10, 20 MiB.
+    monkeypatch.setattr(s3_module, "PARTS_PER_SIZE", 2)
+    src = tmp_path / "src"
+    src.mkdir()
+    payload = os.urandom(48 * MiB)
+    (src / "big.bin").write_bytes(payload)
+    sizes: dict[int, int] = {}
+
+    def sent(params: dict[str, Any], **kwargs: Any) -> None:
+        with hooks.lock:
+            sizes[params["PartNumber"]] = len(params["Body"])
+
+    hooks.on("before-parameter-build.s3.UploadPart", sent)
+    engine = Engine.from_config(config(src, compress="none", part_size=5 * MiB, concurrency=2))
+
+    manifest = engine.backup("app")
+
+    stored = manifest.artifacts[0].stored_size
+    assert [sizes[n] for n in sorted(sizes)] == [5 * MiB, 5 * MiB, 10 * MiB, 10 * MiB, stored - 30 * MiB]
+    head = bucket.head_object(Bucket=BUCKET, Key=f"app/{manifest.artifacts[0].key}")
+    assert head["ETag"].endswith('-5"') and head["ContentLength"] == stored
+    engine.restore("latest", to=tmp_path / "restored")
+    assert (tmp_path / "restored" / "src" / "big.bin").read_bytes() == payload
+
+
+def test_artifact_needing_more_parts_than_s3_allows_fails_cleanly(
+    tmp_path: Path, bucket: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(s3_module, "MAX_PARTS", 3)  # S3's 10,000, scaled down
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "big.bin").write_bytes(os.urandom(21 * MiB))  # 5 parts of 5 MiB
+    engine = Engine.from_config(config(src, compress="none", part_size=5 * MiB))
+
+    with pytest.raises(SinkError) as caught:
+        engine.backup("app")
+
+    message = one_line(caught.value)
+    assert "3 parts an S3 multipart upload allows" in message and "'part_size'" in message
+    assert not [k for k in keys(bucket) if k.endswith(MANIFEST_SUFFIX)]
+    assert uploads(bucket) == []
+
+
+@given(first=st.integers(5 * MiB, 5 * 1024 * MiB), number=st.integers(1, 10_000))
+def test_part_sizes_stay_within_s3_limits_and_only_grow(first: int, number: int) -> None:
+    size = part_size_for(number, first)
+    assert 5 * MiB <= size <= 5 * 1024 * MiB
+    assert part_size_for(number, first) >= part_size_for(max(1, number - 1), first)
+    if number <= 1_000:
+        assert size == first  # an artifact under 1,000 parts uses the configured size only
+
+
+@given(first=st.integers(5 * MiB, 5 * 1024 * MiB))
+def test_ten_thousand_parts_hold_s3s_largest_object_from_5_13_mib_up(first: int) -> None:
+    capacity = sum(part_size_for(n, first) for n in range(1, 10_001))
+    if first >= 5.13 * MiB:  # what docs/s3.md promises
+        assert capacity >= 5 * (1 << 40)
+    elif first < 5.12 * MiB:
+        assert capacity < 5 * (1 << 40)
 
 
 def test_storage_class_and_encryption_per_object_kind(tmp_path: Path, bucket: Any) -> None:

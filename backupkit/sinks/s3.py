@@ -9,10 +9,14 @@ Layouts (keys under ``<prefix>/``)::
                                  backups/<timestamp>-<reason>-backup-<timestamp>.manifest.json
                                  logs/<set>_<kind>_<id>.log
 
-An artifact streams into a multipart upload of fixed-size parts (``part_size``); at
+An artifact streams into a multipart upload of parts of ``part_size`` bytes; at
 most ``concurrency`` parts are in flight at once, uploaded by a small thread pool,
-so memory stays near ``(concurrency + 1) * part_size`` at any artifact size and no
-local temporary copy is made. Nothing is visible until CompleteMultipartUpload;
+so memory stays near ``(concurrency + 1) * part_size`` and no local temporary copy
+is made. S3 allows 10,000 parts per upload and the artifact's size is not known
+in advance, so the part size doubles every 1,000 parts (:func:`part_size_for`):
+with the default 8 MiB, parts stay 8 MiB up to 7.8 GiB, and 10,000 parts hold
+7.8 TiB, more than S3's 5 TiB object limit. Memory grows with those parts, to
+``(concurrency + 1) * 64 MiB`` for a 100 GiB artifact. Nothing is visible until CompleteMultipartUpload;
 ``abort`` calls AbortMultipartUpload, so no parts are left billing. Each part
 carries a CRC32 that S3 checks (the upload's composite checksum, as boto3's
 transfer manager does). An artifact
@@ -58,6 +62,18 @@ log = logging.getLogger("backupkit.s3")
 
 MiB = 1 << 20
 LAYOUTS = ("tiered", "flat")
+MAX_PARTS = 10_000  # S3's limit for one multipart upload
+MAX_PART_SIZE = 5 * 1024 * MiB  # S3's limit for one part
+PARTS_PER_SIZE = 1_000  # parts uploaded at one size before it doubles
+
+
+def part_size_for(number: int, first: int) -> int:
+    """The size of part *number* (from 1) of an upload whose first parts are *first*
+    bytes: doubled every :data:`PARTS_PER_SIZE` parts, at most S3's 5 GiB. An artifact's
+    size is not known until its end, and this lets the 10,000 parts S3 allows hold
+    ``first * 1000 * 1023`` bytes (7.8 TiB for 8 MiB) while a small artifact's memory
+    stays at *first*-sized parts."""
+    return min(first << ((number - 1) // PARTS_PER_SIZE), MAX_PART_SIZE)
 SSE_CHOICES = ("AES256", "aws:kms", "none")
 MAX_PRESIGN_SECONDS = 7 * 24 * 3600  # SigV4's limit
 DELETE_BATCH = 1000  # DeleteObjects takes at most 1000 keys
@@ -454,7 +470,7 @@ class _MultipartWriter(ArtifactWriter):
         self.key = key
         self.object_key = object_key
         self.args = args
-        self.part_size = sink.part_size
+        self.part_size = part_size_for(1, sink.part_size)  # of the part being filled
         self._buf = bytearray()
         self._upload_id: str | None = None
         self._pool: ThreadPoolExecutor | None = None
@@ -478,8 +494,14 @@ class _MultipartWriter(ArtifactWriter):
         self._check()
         if self._upload_id is None:
             self._start()
-        self._slots.acquire()  # blocks while `concurrency` parts are in flight
         number = len(self._futures) + 1
+        if number > MAX_PARTS:
+            raise SinkError(
+                f"artifact {self.key} needs more than the {MAX_PARTS:,} parts an S3 multipart "
+                f"upload allows; raise the sink's 'part_size' (now {self.sink.part_size:,} bytes)"
+            )
+        self.part_size = part_size_for(number + 1, self.sink.part_size)
+        self._slots.acquire()  # blocks while `concurrency` parts are in flight
         assert self._pool is not None
         future = self._pool.submit(self._upload_part, number, part)
         future.add_done_callback(self._part_done)
