@@ -87,6 +87,15 @@ def test_stream_reads_back_with_tarfile_and_gnu_tar(tmp_path: Path) -> None:
     assert listing.decode().count("\n") == len(contents)
 
 
+@pytest.mark.parametrize("size", [100, 50_000])  # written with its header / read in pieces
+def test_content_ending_early_is_an_error_not_a_short_member(size: int) -> None:
+    writer = TarWriter(io.BytesIO(), bufsize=4096)
+    info = tarfile.TarInfo("f")
+    info.size = size
+    with pytest.raises(OSError, match="ended 10 bytes early"):
+        writer.add(info, io.BytesIO(bytes(size - 10)))
+
+
 def test_common_headers_do_not_go_through_tarfile(monkeypatch) -> None:  # type: ignore[no-untyped-def]
     info = tarfile.TarInfo("src/app/main.py")
     info.size, info.mtime, info.mode, info.uname, info.gname = 1234, 1_700_000_000, 0o644, "app", "app"

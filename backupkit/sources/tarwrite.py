@@ -6,13 +6,15 @@ the nanosecond mtime), and writes each header, file and padding separately throu
 the stored-stream hash and the pipe. Here the common header — ASCII names that fit,
 ordinary numbers, at most an ``mtime`` pax record — is packed in one go, byte for
 byte what ``TarInfo.tobuf(PAX_FORMAT)`` gives (a test compares them), and anything
-else is left to ``tobuf``. Headers, contents and padding are written to *out* as they
-come: the engine's pipe gathers small writes (a second buffer here only copied them
-twice).
+else is left to ``tobuf``. The pax header block of the ``mtime`` record is the same
+for nearly every file and is made once. A small file goes to *out* with its header
+and padding in one write; a bigger one as it is read. The engine's pipe gathers
+small writes (a second buffer here only copied them twice).
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import tarfile
 import zlib
@@ -22,7 +24,8 @@ BLOCK = tarfile.BLOCKSIZE
 RECORD = tarfile.RECORDSIZE
 _MAGIC = tarfile.POSIX_MAGIC  # b"ustar\x0000"
 _PAX_NAME = b"././@PaxHeader"
-_TAIL = bytes(BLOCK - 500)  # the ustar block ends with 12 unused bytes
+_TAIL = bytes(BLOCK - 500)
+SMALL = 64 << 10  # a file up to this size is written with its header in one piece  # the ustar block ends with 12 unused bytes
 
 
 def _field(text: bytes, width: int) -> bytes:
@@ -122,12 +125,14 @@ def file_header(name: str, st: os.stat_result, uname: str, gname: str) -> bytes 
 def _with_mtime_record(block: bytes, mtime: bytes) -> bytes:
     """*block* after a pax extended header holding only the ``mtime`` record *mtime*."""
     records = _pax_record(b"mtime", mtime)
-    return b"".join((
-        _ustar(_PAX_NAME, 0, 0, 0, len(records), 0, tarfile.XHDTYPE, b"", b"", b""),
-        records,
-        bytes(-len(records) % BLOCK),
-        block,
-    ))
+    return b"".join((_pax_head(len(records)), records, bytes(-len(records) % BLOCK), block))
+
+
+@functools.lru_cache(maxsize=64)
+def _pax_head(size: int) -> bytes:
+    """The header block of a pax extended header of *size* bytes: one per size, and nearly
+    every file's mtime record has the same size."""
+    return _ustar(_PAX_NAME, 0, 0, 0, size, 0, tarfile.XHDTYPE, b"", b"", b"")
 
 
 class TarWriter:
@@ -137,6 +142,7 @@ class TarWriter:
     def __init__(self, out: Any, bufsize: int = 1 << 20) -> None:
         self._out = out
         self._bufsize = bufsize
+        self._small = min(SMALL, bufsize)
         self.offset = 0
 
     def _write(self, data: bytes) -> None:
@@ -149,9 +155,18 @@ class TarWriter:
 
     def add_encoded(self, head: bytes, size: int, content: IO[bytes] | None) -> None:
         """One member whose header blocks are *head*; *content* gives exactly *size* bytes."""
-        self._write(head)
         if content is None:
+            self._write(head)
             return
+        if size <= self._small:  # one write, not three: most files are small
+            data = content.read(size)
+            while len(data) < size and (more := content.read(size - len(data))):
+                data += more  # a short read, not yet the end
+            if len(data) != size:
+                raise OSError(f"a member's content ended {size - len(data)} bytes early")
+            self._write(b"".join((head, data, bytes(-size % BLOCK))))
+            return
+        self._write(head)
         left = size
         while left:
             data = content.read(min(left, self._bufsize))
