@@ -9,8 +9,9 @@ A backup run, for one set:
 3. Write the manifest, last. Only now does the backup exist for the catalog.
 4. ``backupkit_after_run``; the run's log goes to ``logs/``.
 
-If anything fails or is interrupted, the artifacts already committed are deleted,
-the one being written is aborted, the temp directory removed, and
+If anything fails or is interrupted, the manifest is deleted if its write had begun
+(it may have become visible before the write failed), then the artifacts already
+committed; the one being written is aborted, the temp directory removed, and
 ``backupkit_on_failure`` is called: the catalog is exactly as before.
 """
 
@@ -198,6 +199,42 @@ def _sink_error(exc: OSError, sink: Sink, key: str) -> BackupkitError:
     err = SinkError(f"cannot store {key} in sink {sink.location}: {hint}")
     err.errno = exc.errno
     return err
+
+
+def _remove_failed_run(
+    sink: Sink, run_id: str, published: tuple[str, bytes] | None, committed: list[str]
+) -> None:
+    """Undo a failed run: its manifest first, if its write began, then its artifacts.
+
+    A manifest write can fail after the manifest became visible (a lost reply, a
+    directory fsync error, a signal after the rename); deleting the artifacts while it
+    stays would leave a catalogued backup without data. A manifest key carrying the
+    run id is this run's; one without it (a layout without run ids) is deleted only if
+    it holds this run's bytes. If the manifest cannot be removed, the artifacts it may
+    name stay too (prune collects them once the manifest is gone).
+    """
+    if published is not None:
+        key, body = published
+        try:
+            if run_id in key or _holds(sink, key, body):
+                sink.delete([key])
+        except (BackupkitError, OSError) as cleanup_error:
+            log.error("could not remove the manifest %s: %s; its artifacts are kept",
+                      key, cleanup_error)
+            return
+    if committed:
+        try:
+            sink.delete(committed)
+        except (BackupkitError, OSError) as cleanup_error:
+            log.error("could not remove %s: %s", committed, cleanup_error)
+
+
+def _holds(sink: Sink, key: str, body: bytes) -> bool:
+    """Whether *key* in *sink* holds exactly *body* (False if it does not exist)."""
+    try:
+        return sink.get_bytes(key) == body
+    except NotFoundError:
+        return False
 
 
 class _SidecarStream:
@@ -430,6 +467,7 @@ class Engine:
         run_log = _RunLog()
         run_log.attach()
         committed: list[str] = []
+        published: tuple[str, bytes] | None = None  # the manifest, once its write began
         began = False
         t0 = time.monotonic()
         try:
@@ -461,16 +499,13 @@ class Engine:
                 body = manifest.to_json()
                 if set_cfg.encrypt_manifest:  # only the format and key id stay in the clear
                     body = seal_manifest(body, self.keyring.writing_key(what=where))
+                published = (manifest_key, body)
                 sink.put_bytes(manifest_key, body, run_id=run.run_id)
             except OSError as exc:
                 raise _sink_error(exc, sink, manifest_key) from None
         except BaseException as exc:
             log.error("backup %s failed: %s", run.run_id, exc)
-            if committed:
-                try:
-                    sink.delete(committed)
-                except (BackupkitError, OSError) as cleanup_error:
-                    log.error("could not remove %s: %s", committed, cleanup_error)
+            _remove_failed_run(sink, run.run_id, published, committed)
             self._finish_run(sink, run, stem, run_log, began)
             try:
                 self.plugins.hook.backupkit_on_failure(run=run, error=exc)

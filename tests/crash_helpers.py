@@ -7,7 +7,10 @@ tests hand to ``Engine.from_config(..., plugins=[crash_helpers])``.
 - ``quota`` sink: the local layout, but its writer raises ``OSError(ENOSPC)`` after
   ``enospc_after`` bytes of an artifact (of those whose key contains ``enospc_keys``, if
   given), optionally while writing a manifest, and optionally at the commit of an artifact
-  (``fail_commit_of``) once a sidecar has been published.
+  (``fail_commit_of``) once a sidecar has been published; ``manifest_fails_after_publish``
+  stores the manifest, then raises ``OSError(EIO)`` (a directory fsync failing after the
+  rename, a reply lost after the object landed); ``manifest_key`` stores every manifest
+  under that one key (a layout whose keys carry no run id).
 - ``halfway`` source: writes ``size`` bytes, then raises.
 - ``blocks`` source: writes ``total`` bytes in ``block``-sized ``write`` calls.
 - ``diskfill`` source: fills the file system holding ``path`` up to ``leave`` bytes.
@@ -90,6 +93,8 @@ class QuotaSink(Sink):
     # the commit of an artifact whose key contains this waits until a sidecar is
     # published, then fails with ENOSPC
     fail_commit_of: str = ""
+    manifest_fails_after_publish: bool = False
+    manifest_key: str = ""
     _local: LocalSink = attrs.field(init=False, repr=False, eq=False)
 
     @_local.default
@@ -102,6 +107,11 @@ class QuotaSink(Sink):
 
     def describe(self) -> dict[str, Any]:
         return {"root": self.root}
+
+    def key_for(self, tier: str, filename: str, *, run: RunInfo | None = None) -> str:
+        if self.manifest_key and filename.endswith(MANIFEST_SUFFIX):
+            return self.manifest_key
+        return super().key_for(tier, filename, run=run)
 
     def begin_run(self, run_id: str) -> None:
         self._local.begin_run(run_id)
@@ -118,6 +128,9 @@ class QuotaSink(Sink):
         return _QuotaWriter(self._local.open_artifact(key, run_id=run_id), limit, wait)
 
     def put_bytes(self, key: str, data: bytes, *, run_id: str) -> None:
+        if self.manifest_fails_after_publish and key.endswith(MANIFEST_SUFFIX):
+            self._local.put_bytes(key, data, run_id=run_id)
+            raise OSError(errno.EIO, os.strerror(errno.EIO))
         if not (self.manifest_enospc and key.endswith(MANIFEST_SUFFIX)):
             self._local.put_bytes(key, data, run_id=run_id)
             return

@@ -362,6 +362,40 @@ def test_enospc_writing_the_manifest_removes_the_stored_artifacts(tmp_path: Path
     assert (name, error, tiers_then) == ("on_failure", failed.value, before_tiers)
 
 
+def test_a_manifest_write_failing_after_it_was_published_leaves_catalog_as_before(
+    tmp_path: Path,
+) -> None:
+    sink = tmp_path / "sink"
+    baseline(sink, tmp_path)
+    before = catalog_state(sink)
+    before_tiers = tiers(sink)
+    engine = quota_engine(sink, fs_source(small_tree(tmp_path / "src")),
+                          manifest_fails_after_publish=True)
+    with pytest.raises(SinkError, match="manifest"):
+        engine.backup()
+    assert catalog_state(sink) == before  # the manifest went first, then its artifacts
+    assert tiers(sink) == before_tiers
+    assert in_temp(sink) == []
+
+
+@pytest.mark.parametrize("someone_elses", [False, True])
+def test_a_failed_manifest_write_removes_a_manifest_without_run_id_only_if_it_is_ours(
+    tmp_path: Path, someone_elses: bool
+) -> None:
+    sink = tmp_path / "sink"
+    shared_key = "daily/app.manifest.json"  # a layout whose manifest keys carry no run id
+    if someone_elses:
+        other = quota_engine(sink, fs_source(small_tree(tmp_path / "other")), manifest_key=shared_key)
+        other.backup()
+    before, before_tiers = catalog_state(sink), tiers(sink)
+    engine = quota_engine(sink, fs_source(small_tree(tmp_path / "src", seed=7)),
+                          manifest_key=shared_key, manifest_fails_after_publish=not someone_elses)
+    with pytest.raises(SinkError, match="manifest" if not someone_elses else "already exists"):
+        engine.backup()
+    assert catalog_state(sink) == before
+    assert tiers(sink) == before_tiers
+
+
 # -- 4. a failing source, and the lifecycle hooks -----------------------------------
 @pytest.mark.parametrize(
     ("fail_with", "expected"), [("eio", SourceError), ("crash", RuntimeError)]
