@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import errno
+import sys
 import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import fsspec
 import pytest
+from fsspec.spec import AbstractFileSystem
+from fsspec.utils import infer_storage_options
 
 from backupkit import Config, Engine
 from backupkit.cli import main
-from backupkit.errors import ConfigError
+from backupkit.errors import ConfigError, SinkError
 from backupkit.plugins import make_plugin_manager
 from backupkit.sinks.fsspec import FsspecSink
 from backupkit.testing.s3server import S3Server, s3, s3_server  # noqa: F401
@@ -25,6 +30,35 @@ def memory_url() -> Iterator[str]:
     memory = fsspec.filesystem("memory")
     if memory.exists(url):
         memory.rm(url, recursive=True)
+
+
+class RefusingSFTP(AbstractFileSystem):  # type: ignore[misc]
+    """An sftp filesystem whose server refuses the connection, as sshfs's does in __init__."""
+
+    protocol = "sftp"
+
+    def __init__(self, host: str, **kwargs: Any) -> None:
+        raise ConnectionRefusedError(errno.ECONNREFUSED, f"Connection refused by {host}:22")
+
+    @classmethod
+    def _get_kwargs_from_urls(cls, path: str) -> dict[str, Any]:
+        options = infer_storage_options(path)
+        options.pop("path", None)
+        options.pop("protocol", None)
+        return options
+
+
+@pytest.fixture
+def refusing_sftp() -> Iterator[None]:
+    """sftp:// goes to :class:`RefusingSFTP` for the test (paramiko need not be installed)."""
+    registry = sys.modules["fsspec.registry"]._registry
+    saved = registry.get("sftp")
+    fsspec.register_implementation("sftp", RefusingSFTP, clobber=True)
+    yield
+    if saved is None:
+        registry.pop("sftp", None)
+    else:
+        registry["sftp"] = saved
 
 
 @pytest.mark.parametrize(
@@ -80,6 +114,28 @@ def test_location_and_describe_keep_credentials_out() -> None:
     assert sink.location == "sftp://nas.local/srv/backups"
     assert sink.describe() == {"url": "sftp://nas.local/srv/backups", "publish": "auto"}
     assert "hunter2" not in repr(sink) and "password" not in repr(sink)
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("simplecache::sftp://bob:s3cret@nas.local/b", "simplecache::sftp://nas.local/b"),
+        ("sftp://bob:s3cr@t@nas.local/b", "sftp://nas.local/b"),  # '@' in the password
+        ("sftp://bob:s3cret@nas.local?x=a@b", "sftp://nas.local?x=a@b"),
+    ],
+)
+def test_passwords_in_chained_urls_and_with_at_signs_never_show(
+    url: str, shown: str, refusing_sftp: None
+) -> None:
+    sink = FsspecSink(url)
+    assert sink.location == shown
+    assert sink.describe()["url"] == shown
+    assert repr(sink) == f"FsspecSink(url={shown!r}, publish='auto')"
+    with pytest.raises(SinkError) as caught:
+        sink.get_bytes("daily/x")
+    message = str(caught.value)
+    assert shown in message and "\n" not in message
+    assert "s3cr" not in message and "bob" not in message
 
 
 def test_object_stores_publish_by_transaction_and_others_by_rename(tmp_path: Path) -> None:

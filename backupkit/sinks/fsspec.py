@@ -42,7 +42,14 @@ OBJECT_STORES = frozenset({"s3", "s3a", "gs", "gcs", "abfs", "abfss", "az", "adl
 #: URL schemes other sinks own (see the module docstring).
 _NOT_OURS = frozenset({"", "file", "local", "s3", "s3a"})
 _TEMP = "temp"
-_USERINFO = re.compile(r"^([A-Za-z][\w+.-]*://)[^/@]*@")
+#: ``user:password@`` after any ``scheme://``, also inside ``a::b://`` chains; up to the last
+#: ``@`` before the path, query or fragment, as urlsplit reads it (a password may hold ``@``).
+_USERINFO = re.compile(r"(://)[^/?#]*@")
+
+
+def _scrub(text: str) -> str:
+    """*text* with the ``user:password@`` of every URL in it removed."""
+    return _USERINFO.sub(r"\1", text)
 
 
 def _sink_error(exc: BaseException, action: str, where: str) -> BackupkitError:
@@ -52,7 +59,7 @@ def _sink_error(exc: BaseException, action: str, where: str) -> BackupkitError:
         return NotFoundError(f"{where} does not exist")
     if isinstance(exc, PermissionError):
         return SinkError(f"cannot {action} {where}: permission denied; grant access or choose another sink")
-    detail = " ".join(str(exc).split()) or type(exc).__name__
+    detail = _scrub(" ".join(str(exc).split())) or type(exc).__name__
     return SinkError(f"cannot {action} {where}: {detail}")
 
 
@@ -62,7 +69,7 @@ class FsspecSink(Sink):
 
     id: ClassVar[str] = "fsspec"
 
-    url: str = attrs.field(repr=lambda url: repr(_USERINFO.sub(r"\1", url)))  # no passwords
+    url: str = attrs.field(repr=lambda url: repr(_scrub(url)))  # no passwords
     storage_options: Mapping[str, Any] = secret(factory=dict)
     publish: str = attrs.field(default="auto", validator=attrs.validators.in_(PUBLISH_MODES))
     _cache: dict[str, Any] = attrs.field(factory=dict, init=False, repr=False, eq=False)
@@ -73,7 +80,7 @@ class FsspecSink(Sink):
 
     @property
     def location(self) -> str:
-        return _USERINFO.sub(r"\1", self.url).rstrip("/")
+        return _scrub(self.url).rstrip("/")
 
     def describe(self) -> dict[str, Any]:
         return {"url": self.location, "publish": self.publish}
@@ -89,7 +96,7 @@ class FsspecSink(Sink):
                 fs, root = fsspec.core.url_to_fs(self.url, **dict(self.storage_options))
             except (ImportError, ValueError) as exc:
                 raise SinkError(
-                    f"cannot open {self.location}: {exc}; install the fsspec implementation "
+                    f"cannot open {self.location}: {_scrub(str(exc))}; install the fsspec implementation "
                     "for this protocol (e.g. pip install s3fs gcsfs adlfs)"
                 ) from None
             self._cache["fs"], self._cache["root"] = fs, root.rstrip("/")
