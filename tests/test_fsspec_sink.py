@@ -138,6 +138,26 @@ def test_passwords_in_chained_urls_and_with_at_signs_never_show(
     assert "s3cr" not in message and "bob" not in message
 
 
+def test_an_sftp_server_that_refuses_is_a_one_line_error_for_list_backup_and_status(
+    source_tree: Path, refusing_sftp: None
+) -> None:
+    url = "sftp://bob:s3cret@nas.local/srv/backups"
+    sink = FsspecSink(url)
+    for attempt in (lambda: sink.fs, lambda: list(sink.list_keys())):
+        with pytest.raises(SinkError) as caught:
+            attempt()
+        message = str(caught.value)
+        assert message.startswith("cannot open sftp://nas.local/srv/backups: ")
+        assert "Connection refused by nas.local:22; check the URL" in message
+        assert "\n" not in message and "s3cret" not in message
+    sink.end_run("20240101T000000Z-aaaaaa")  # after a failed run: must not hide its error
+
+    with pytest.raises(SinkError, match="^cannot open sftp://nas.local/srv/backups: "):
+        Engine(Config.adhoc(sources=[str(source_tree)], sink=url)).backup()
+    with pytest.raises(SinkError, match="^cannot open sftp://nas.local/srv/backups: "):
+        Engine(Config.for_sink(url)).catalog()
+
+
 def test_object_stores_publish_by_transaction_and_others_by_rename(tmp_path: Path) -> None:
     assert FsspecSink(f"file://{tmp_path}").mode == "rename"
     assert FsspecSink("memory://x").mode == "rename"

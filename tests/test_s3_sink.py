@@ -450,6 +450,23 @@ def test_bucket_comes_from_the_seed_variables(monkeypatch: pytest.MonkeyPatch) -
         S3Sink.from_params({})
 
 
+def test_an_endpoint_without_scheme_is_a_config_error_that_shows_the_fix(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    with pytest.raises(ConfigError) as caught:
+        S3Sink.from_params({"bucket": "b", "endpoint_url": "minio:9000"})
+    assert one_line(caught.value) == (
+        "sink 's3': endpoint_url 'minio:9000' has no scheme; write it as 'http://minio:9000' "
+        "(or https://)"
+    )
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "minio:9000")
+    with pytest.raises(ConfigError) as caught:
+        next(S3Sink(bucket="b").list_manifest_keys())
+    message = one_line(caught.value)
+    assert message.startswith("cannot use the S3 endpoint for s3://b (Invalid endpoint: minio:9000)")
+    assert "e.g. http://minio:9000" in message
+
+
 def test_secrets_never_reach_describe_or_repr() -> None:
     sink = S3Sink.from_params(
         {"bucket": "b", "access_key_id": "AKIAEXAMPLE", "secret_access_key": "SeCrEt"}

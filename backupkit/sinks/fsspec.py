@@ -59,8 +59,12 @@ def _sink_error(exc: BaseException, action: str, where: str) -> BackupkitError:
         return NotFoundError(f"{where} does not exist")
     if isinstance(exc, PermissionError):
         return SinkError(f"cannot {action} {where}: permission denied; grant access or choose another sink")
-    detail = _scrub(" ".join(str(exc).split())) or type(exc).__name__
-    return SinkError(f"cannot {action} {where}: {detail}")
+    return SinkError(f"cannot {action} {where}: {_detail(exc)}")
+
+
+def _detail(exc: BaseException) -> str:
+    """*exc* as one line without passwords."""
+    return _scrub(" ".join(str(exc).split())) or type(exc).__name__
 
 
 @attrs.frozen
@@ -96,8 +100,13 @@ class FsspecSink(Sink):
                 fs, root = fsspec.core.url_to_fs(self.url, **dict(self.storage_options))
             except (ImportError, ValueError) as exc:
                 raise SinkError(
-                    f"cannot open {self.location}: {_scrub(str(exc))}; install the fsspec implementation "
+                    f"cannot open {self.location}: {_detail(exc)}; install the fsspec implementation "
                     "for this protocol (e.g. pip install s3fs gcsfs adlfs)"
+                ) from None
+            except Exception as exc:  # sftp connects here: refused, unknown host, bad password
+                raise SinkError(
+                    f"cannot open {self.location}: {_detail(exc)}; check the URL, that the server "
+                    "is up, and the credentials in the URL or storage_options"
                 ) from None
             self._cache["fs"], self._cache["root"] = fs, root.rstrip("/")
         return self._cache["fs"]
@@ -131,12 +140,12 @@ class FsspecSink(Sink):
 
     # -- run lifecycle ------------------------------------------------------------------
     def end_run(self, run_id: str) -> None:
-        if self.mode != "rename":
-            return
+        # Never raises: it runs after a failure too, whose error must not be hidden.
         try:
-            self.fs.rm(f"{self.root}/{_TEMP}/{run_id}", recursive=True)
-        except Exception:  # nothing was written, or it is gone already
-            pass
+            if self.mode == "rename":
+                self.fs.rm(f"{self.root}/{_TEMP}/{run_id}", recursive=True)
+        except Exception as exc:  # nothing was written, or it is gone already
+            log.debug("could not remove the temp data of run %s in %s: %s", run_id, self.location, exc)
 
     # -- primitives -------------------------------------------------------------------
     def open_artifact(self, key: str, *, run_id: str) -> ArtifactWriter:
@@ -172,8 +181,8 @@ class FsspecSink(Sink):
         return fh
 
     def list_keys(self, prefix: str = "") -> Iterator[str]:
-        start = len(self.root) + 1
         try:
+            start = len(self.root) + 1
             paths = sorted(self.fs.find(self.root, withdirs=False))
         except FileNotFoundError:
             return

@@ -108,6 +108,14 @@ def _check_bucket(inst: object, attribute: object, value: str) -> None:
         raise ConfigError(f"sink 's3': {value!r} is not a bucket name; put the path in 'prefix'")
 
 
+def _check_endpoint(inst: object, attribute: object, value: str | None) -> None:
+    if value is not None and "://" not in value:
+        raise ConfigError(
+            f"sink 's3': endpoint_url {value!r} has no scheme; write it as 'http://{value}' "
+            "(or https://)"
+        )
+
+
 def _strip_slashes(value: object) -> str:
     return str(value).strip("/")
 
@@ -145,7 +153,7 @@ class S3Sink(Sink):
     prefix: str = attrs.field(default="", converter=_strip_slashes)
     layout: str = attrs.field(default="tiered", validator=attrs.validators.in_(LAYOUTS))
     region: str | None = attrs.field(factory=_env_region)
-    endpoint_url: str | None = None
+    endpoint_url: str | None = attrs.field(default=None, validator=_check_endpoint)
     profile: str | None = None
     storage_class: str = "STANDARD_IA"
     manifest_storage_class: str = "STANDARD"
@@ -195,9 +203,15 @@ class S3Sink(Sink):
                     connect_timeout=10,
                     read_timeout=120,
                 )
-                self._cache["client"] = session.client(
-                    "s3", endpoint_url=self.endpoint_url, config=config
-                )
+                try:
+                    self._cache["client"] = session.client(
+                        "s3", endpoint_url=self.endpoint_url, config=config
+                    )
+                except ValueError as exc:  # "Invalid endpoint: minio:9000" from AWS_ENDPOINT_URL
+                    raise ConfigError(
+                        f"cannot use the S3 endpoint for {self.location} ({_one_line(exc)}); set "
+                        "endpoint_url or AWS_ENDPOINT_URL to a full URL, e.g. http://minio:9000"
+                    ) from None
             return self._cache["client"]
 
     def _object_key(self, key: str) -> str:
