@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 import zstandard
+from treegen import assert_same_tree, make_tree
 
 import backupkit
-from treegen import assert_same_tree, make_tree
 
 
 def engine_for(src: Path, sink: Path) -> backupkit.Engine:
@@ -243,3 +243,24 @@ def test_the_deletion_list_is_applied_wherever_it_stands_in_the_stream(
     tree = tmp_path / "out/t"
     assert sorted(p.name for p in tree.iterdir()) == ["b", "c"]
     assert (tree / "c").read_bytes() == b"new c"
+
+
+def test_a_directory_renamed_and_replaced_by_a_symlink_keeps_its_contents_on_restore(
+    tmp_path: Path,
+) -> None:
+    src, sink = tmp_path / "src", tmp_path / "sink"
+    (src / "data/deeper").mkdir(parents=True)
+    (src / "data/report.txt").write_text("precious\n")
+    (src / "data/deeper/notes.txt").write_text("also precious\n")
+    engine = engine_for(src, sink)
+    engine.backup("app")
+    (src / "data").rename(src / "data-2024")
+    (src / "data").symlink_to("data-2024")  # the old name now leads to the new place
+    engine.backup("app", kind="incremental")
+
+    engine.restore("latest", to=tmp_path / "out")
+
+    # The deletions of data/report.txt and data/deeper/... must not follow the new symlink.
+    assert_same_tree(src, tmp_path / "out" / "src")
+    assert (tmp_path / "out/src/data-2024/report.txt").read_text() == "precious\n"
+    assert (tmp_path / "out/src/data").is_symlink()

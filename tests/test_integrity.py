@@ -87,7 +87,7 @@ def assert_detected(tmp_path: Path, engine: Engine, manifest: Manifest, cli: Cli
     line = cli.error_line(restored, artifact.key)
     assert restored.returncode == IntegrityError.exit_code, line
     assert not target.exists()
-    assert not list(tmp_path.glob(".backupkit-partial-*")), "a staging directory was left behind"
+    assert not list(tmp_path.rglob(".backupkit-partial-*")), "a staging directory was left behind"
 
 
 @pytest.mark.parametrize("where", ["first-header", "middle", "last"])

@@ -15,6 +15,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import io
+import os
 import tarfile
 from collections.abc import Callable
 from pathlib import Path
@@ -176,7 +177,7 @@ def assert_nothing_written(base: Path, before: dict[str, bytes | None]) -> None:
     after.pop("restore", None)
     assert after == before, "files outside the target changed"
     assert (base / "outside/secret.txt").read_bytes() == SECRET
-    assert not list(base.glob(".backupkit-partial-*")), "a staging directory was left behind"
+    assert not list(base.rglob(".backupkit-partial-*")), "a staging directory was left behind"
 
 
 def test_hostile_archive_is_refused_by_restore_and_writes_nothing(
@@ -249,7 +250,7 @@ def test_restore_into_non_empty_target_is_refused_and_touches_nothing(
         stored_tree.restore("latest", to=target)
 
     assert listing(target) == before
-    assert not list(tmp_path.glob(".backupkit-partial-*"))
+    assert not list(tmp_path.rglob(".backupkit-partial-*"))
 
 
 def test_restore_with_overwrite_replaces_backed_up_entries_and_keeps_others(
@@ -291,3 +292,72 @@ def test_restore_into_a_file_is_refused(tmp_path: Path, stored_tree: Engine) -> 
     with pytest.raises(RestoreError, match="is not a directory"):
         stored_tree.restore("latest", to=target)
     assert target.read_text() == "not a directory\n"
+
+
+def test_restore_into_a_path_below_a_file_is_one_restore_error(tmp_path: Path, stored_tree: Engine) -> None:
+    (tmp_path / "a-file").write_text("x\n")
+    with pytest.raises(RestoreError, match=r"^cannot (use|create) restore target .*a-file/sub \(Not a directory\)"):
+        stored_tree.restore("latest", to=tmp_path / "a-file" / "sub")
+
+
+def test_restore_into_a_symlink_to_an_empty_directory_fills_the_directory(
+    tmp_path: Path, stored_tree: Engine, source_tree: Path
+) -> None:
+    (tmp_path / "real").mkdir()
+    (tmp_path / "link").symlink_to("real")
+    stored_tree.restore("latest", to=tmp_path / "link")
+    treegen.assert_same_tree(source_tree, tmp_path / "real" / "tree")
+    assert (tmp_path / "link").is_symlink()
+
+
+def test_staging_stays_inside_the_target_and_a_stale_one_does_not_make_it_non_empty(
+    tmp_path: Path, stored_tree: Engine, source_tree: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from backupkit.sources import fsrestore
+
+    target = tmp_path / "restore"
+    (target / ".backupkit-partial-killed").mkdir(parents=True)  # left by a restore killed with -9
+    staged_in: list[Path] = []
+    publish = fsrestore._publish
+
+    def watch(staging: Path, dest: Path, artifact: str) -> None:
+        staged_in.append(staging.parent)
+        publish(staging, dest, artifact)
+
+    monkeypatch.setattr(fsrestore, "_publish", watch)
+    stored_tree.restore("latest", to=target)
+
+    assert staged_in == [target]  # the same filesystem as the target: a mount point works
+    treegen.assert_same_tree(source_tree, target / "tree")
+    assert sorted(p.name for p in target.iterdir()) == [".backupkit-partial-killed", "tree"]
+
+
+@pytest.mark.parametrize("failure", [OSError(28, "No space left on device"), KeyboardInterrupt()])
+def test_overwrite_that_fails_while_moving_into_place_keeps_the_old_entries(
+    tmp_path: Path, stored_tree: Engine, monkeypatch: pytest.MonkeyPatch, failure: BaseException
+) -> None:
+    from backupkit.sources import fsrestore
+
+    target = tmp_path / "restore"
+    (target / "tree").mkdir(parents=True)
+    (target / "tree/old.txt").write_text("the only copy\n")
+    (target / "mine.txt").write_text("keep me\n")
+    before = listing(target)
+    rename = os.rename
+    calls = {"n": 0}
+
+    def failing_rename(src: object, dst: object) -> None:
+        calls["n"] += 1
+        if calls["n"] == 2:  # the old entry is aside, the new one not yet in place
+            raise failure
+        rename(src, dst)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(fsrestore.os, "rename", failing_rename)
+    with pytest.raises((RestoreError, KeyboardInterrupt)) as caught:
+        stored_tree.restore("latest", to=target, overwrite=True)
+    monkeypatch.undo()
+
+    if isinstance(failure, OSError):
+        assert "the target was left as it was" in str(caught.value)
+    assert listing(target) == before
+    assert not list(tmp_path.rglob(".backupkit-partial-*"))

@@ -14,7 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from backupkit.sources.filesystem import _parts
+from backupkit.sources.fsrestore import path_parts
 from backupkit.sources.tarread import TarFormatError, TarReader
 
 NAME_PART = st.text(
@@ -118,7 +118,7 @@ def test_sparse_members_are_refused() -> None:
 @given(st.lists(st.sampled_from(["a", "b", ".", "..", "", "ü"]), max_size=6).map("/".join))
 def test_parts_matches_pure_posix_path_for_relative_names(name: str) -> None:
     if not name.startswith("/"):
-        assert _parts(name) == list(PurePosixPath(name).parts)
+        assert path_parts(name) == list(PurePosixPath(name).parts)
 
 
 def test_a_huge_recorded_size_fails_at_end_of_stream_without_allocating_it() -> None:

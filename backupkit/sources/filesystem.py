@@ -9,45 +9,36 @@ The stream is written by :mod:`backupkit.sources.tarwrite` and read back by
 :mod:`backupkit.sources.tarread`, both faster than ``tarfile`` for many small files;
 the bytes are those of ``tarfile``'s pax format, so GNU tar and ``tarfile`` read them.
 
-Restore is safe against hostile archives: absolute names, ``..`` components,
-links pointing outside the target and paths through a symlink the archive made
-are refused (what tarfile's ``data`` filter refuses, checked without touching the
-disk); set-id bits are dropped, device nodes skipped, FIFOs kept. Files are
-extracted into a fresh staging directory next to the target and moved into place
-only after the whole stream has been read and its checksums matched, so a corrupt
-backup writes nothing.
+Restore (:mod:`backupkit.sources.fsrestore`) is safe against hostile archives:
+absolute names, ``..`` components, links pointing outside the target and paths
+through a symlink the archive made are refused (what tarfile's ``data`` filter
+refuses, checked without touching the disk); set-id bits are dropped, device nodes
+skipped, FIFOs kept. Files are extracted into a fresh staging directory inside the
+target and moved into place only after the whole stream has been read and its
+checksums matched, so a corrupt backup writes nothing.
 """
 
 from __future__ import annotations
 
-import decimal
-import errno
 import fnmatch
 import functools
 import grp
 import hashlib
 import io
-import json
 import logging
 import os
-import posixpath
 import pwd
-import secrets
-import shutil
 import stat
 import tarfile
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import IO, Any, BinaryIO, ClassVar, NoReturn, TypeVar, cast
+from typing import IO, Any, BinaryIO, ClassVar, cast
 
 import attrs
 
 from backupkit.errors import (
     ConfigError,
-    IntegrityError,
-    RestoreError,
     SourceError,
-    UnsafeArchiveError,
 )
 from backupkit.plugins import Register, hookimpl
 from backupkit.sources.base import BackupContext, RestoreContext, Source, Writable
@@ -59,19 +50,12 @@ from backupkit.sources.fsindex import (
     json_bytes,
     unchanged,
 )
-from backupkit.sources.tarread import TarReader
+from backupkit.sources.fsrestore import COPY_BUFSIZE, DELETED_MEMBER, restore_tree
 from backupkit.sources.tarwrite import TarWriter, file_header, header
-from backupkit.streaming import ReadAhead
 
 log = logging.getLogger("backupkit.sources.filesystem")
 
-_T = TypeVar("_T")
 
-COPY_BUFSIZE = 1 << 20
-STAGING_PREFIX = ".backupkit-partial-"
-#: Last member of an incremental stream: the paths deleted since the parent. Restore
-#: applies it wherever it stands (early backups have it first).
-DELETED_MEMBER = ".backupkit-deleted.json"
 
 
 def _str_tuple(value: Any) -> tuple[str, ...]:
@@ -310,106 +294,7 @@ class FilesystemSource(Source):
         """Extract the full stream, then apply each incremental in order, then publish."""
         if ctx.target is None:
             raise ConfigError("restoring files needs a target directory; pass --to DIR")
-        target = Path(ctx.target).absolute()
-        if target.exists() and not target.is_dir():
-            raise RestoreError(f"restore target {target} is not a directory")
-        if target.is_dir() and any(target.iterdir()) and not ctx.overwrite:
-            raise RestoreError(
-                f"restore target {target} is not empty; choose an empty directory or "
-                "pass --overwrite to replace what the backup contains"
-            )
-        target.parent.mkdir(parents=True, exist_ok=True)
-        staging = target.parent / f"{STAGING_PREFIX}{target.name}-{secrets.token_hex(4)}"
-        staging.mkdir()
-        try:
-            directories: list[tarfile.TarInfo] = []
-            symlinks: set[str] = set()  # symlinks this restore made: never write through them
-            for position, stream in enumerate(streams):
-                directories = self._extract(
-                    stream, staging, ctx.artifact, replace=position > 0, symlinks=symlinks
-                )
-                while stream.read(COPY_BUFSIZE):  # to EOF: the engine checks checksums there
-                    pass
-            _set_directory_attrs(directories, staging)
-            _publish(staging, target)
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
-
-    def _extract(
-        self, stream: BinaryIO, dest: Path, artifact: str, *, replace: bool, symlinks: set[str]
-    ) -> list[tarfile.TarInfo]:
-        """Extract one stream into *dest*; return its directories (attrs set later)."""
-        dest_str = str(dest)
-        directories: list[tarfile.TarInfo] = []
-
-        def refuse(member: tarfile.TarInfo, problem: str) -> NoReturn:
-            raise UnsafeArchiveError(
-                f"artifact {artifact} holds an unsafe member {member.name!r} ({problem}); "
-                "nothing was restored"
-            )
-
-        def check(member: tarfile.TarInfo) -> None:
-            problem = _lexical_problem(member)
-            if problem:
-                refuse(member, problem)
-            for path in (member.name, member.linkname if member.islnk() else ""):
-                via = _through_symlink(path, symlinks) if path else None
-                if via is not None:
-                    refuse(member, f"a path through the symlink {via!r}")
-
-        def safe(member: tarfile.TarInfo) -> tarfile.TarInfo | None:
-            """The member as it is extracted (None: a device node, skipped).
-
-            What tarfile's ``data`` filter would allow, with its checks done by ours: the
-            lexical ones in ``check``, and a fresh staging directory in which only this
-            restore makes symlinks (``symlinks``), none leading out and none written
-            through, so the filter's ``realpath`` of every member (a fifth of a restore's
-            time) adds nothing. Recorded permission bits are kept, minus set-id.
-            """
-            if member.ischr() or member.isblk():
-                log.warning("%s: device node %s not restored", artifact, member.name)
-                return None
-            if not (
-                member.isreg() or member.isdir() or member.issym() or member.islnk() or member.isfifo()
-            ):
-                refuse(member, f"an entry of unknown type {member.type!r}")
-            if not member.issym():  # owners are not restored: uid and gid go unused
-                member.mode &= 0o1777
-            return member
-
-        made: set[str] = set()  # directories known to exist (only while nothing is removed)
-        try:
-            reader = TarReader(_buffered(stream))
-            while (member := reader.next()) is not None:
-                if member.name == DELETED_MEMBER and member.isreg():
-                    deleted = _delete_paths(json.loads(reader.read_data()), dest, artifact)
-                    symlinks.difference_update(
-                        s for s in list(symlinks) if any(_under(s, d) for d in deleted)
-                    )
-                    continue
-                check(member)
-                name = posixpath.normpath(member.name)
-                if replace:  # clear the way first: the old entry may be a symlink
-                    _make_room(_inside(dest, member.name, artifact), member)
-                    symlinks.discard(name)
-                    made.clear()
-                checked = safe(member)
-                if checked is None:
-                    continue
-                if checked.issym():
-                    symlinks.add(name)
-                _make_entry(reader, checked, dest_str, made, artifact)
-                if checked.isdir():
-                    directories.append(checked)  # attrs after their contents: see restore_chain
-        except tarfile.TarError as exc:
-            # Damaged stored bytes are the likely cause: read on to EOF, where the engine's
-            # checksum check raises the error that names the stored object.
-            while stream.read(COPY_BUFSIZE):
-                pass
-            raise IntegrityError(
-                f"artifact {artifact} is not a valid tar stream ({exc}); restore an older backup"
-            ) from None
-        return directories
+        restore_tree(streams, Path(ctx.target), artifact=ctx.artifact, overwrite=ctx.overwrite)
 
 
 _TAR_TYPES = (
@@ -472,242 +357,12 @@ def _owner_names(uid: int, gid: int) -> tuple[str, str]:
     return uname, gname
 
 
-class _RawReader(io.RawIOBase):
-    """The stream handed to restore, as a raw file ``io.BufferedReader`` can wrap."""
-
-    def __init__(self, stream: BinaryIO) -> None:
-        self.stream = stream
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int:
-        data = self.stream.read(len(buffer))
-        buffer[: len(data)] = data
-        return len(data)
-
-
-def _buffered(stream: BinaryIO) -> BinaryIO:
-    """Read *stream* in big blocks: tarfile's stream mode reads 10 KiB at a time, and
-    each read went through the decompressor and both checksums (100,000 calls per GB).
-    Bytes read ahead are checked like the rest; the caller reads *stream* to its end.
-    The engine's :class:`~backupkit.streaming.ReadAhead` already hands out big blocks.
-    """
-    if isinstance(stream, ReadAhead):
-        return cast(BinaryIO, stream)
-    return io.BufferedReader(_RawReader(stream), buffer_size=COPY_BUFSIZE)
-
-
-def _lexical_problem(member: tarfile.TarInfo) -> str | None:
-    """Our own check of names and link targets, without touching the disk.
-
-    It does not depend on tarfile's ``data`` filter, whose realpath-based checks had
-    bypasses before Python 3.11.13 (CVE-2025-4517 and others): a name must be
-    relative without ``..``; a symlink's target, read from the link's own directory,
-    and a hard link's target must stay inside the archive root.
-    """
-    name = member.name
-    parts = _parts(name)
-    if name.startswith(("/", os.sep)) or (parts and parts[0].endswith(":")):
-        return "an absolute path"
-    if ".." in parts:
-        return "a '..' component"
-    if member.issym() or member.islnk():
-        target = member.linkname
-        if target.startswith("/"):
-            return "a link to an absolute path"
-        target_parts = _parts(target)
-        ups = next((i for i, part in enumerate(target_parts) if part != ".."), len(target_parts))
-        depth = len(parts) - 1 if member.issym() else 0
-        if ups > depth:
-            return "a link leading outside the target"
-        if ".." in target_parts[ups:]:  # '..' after a name may climb out of a symlinked dir
-            return "a link with '..' after a name in its target"
-    return None
-
-
-def _parts(path: str) -> list[str]:
-    """``PurePosixPath(path).parts`` of a relative path, without building a path object."""
-    return [part for part in path.split("/") if part and part != "."]
-
-
-def _through_symlink(name: str, symlinks: set[str]) -> str | None:
-    """The first parent of *name* that this restore created as a symlink, if any."""
-    parts = _parts(name)
-    for i in range(1, len(parts)):
-        prefix = "/".join(parts[:i])
-        if prefix in symlinks:
-            return prefix
-    return None
-
-
-_CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | getattr(os, "O_NOFOLLOW", 0)
-
-
-def _make_entry(
-    reader: TarReader, member: tarfile.TarInfo, dest: str, made: set[str], artifact: str
-) -> None:
-    """Create one checked member below *dest*: its content, mode and mtime (a
-    directory's mode and mtime are set later, after its contents).
-
-    An entry already there under the name (a duplicate member, an incremental's
-    replacement) is replaced, never written through; a directory stays.
-    """
-    path = os.path.join(dest, member.name)
-    try:
-        parent = os.path.dirname(path)
-        if parent not in made:
-            os.makedirs(parent, exist_ok=True)
-            made.add(parent)
-        if member.isdir():
-            try:
-                os.mkdir(path, 0o700)
-            except FileExistsError:
-                if not os.path.isdir(path) or os.path.islink(path):
-                    _replace_with(path, functools.partial(os.mkdir, path, 0o700))
-            made.add(path)
-            return
-        if member.isreg():
-            try:
-                fd = os.open(path, _CREATE, 0o600)
-            except FileExistsError:
-                fd = _replace_with(path, functools.partial(os.open, path, _CREATE, 0o600))
-            try:
-                reader.copy_to(fd)
-                os.fchmod(fd, member.mode)
-                ns = _mtime_ns(member)
-                os.utime(fd, ns=(ns, ns))
-            finally:
-                os.close(fd)
-            return
-        make: Callable[[], None]
-        if member.issym():
-            make = functools.partial(os.symlink, member.linkname, path)
-        elif member.islnk():
-            target = os.path.join(dest, member.linkname)
-            make = functools.partial(os.link, target, path, follow_symlinks=False)
-        else:  # a FIFO: safe() let no other kind through
-            make = functools.partial(os.mkfifo, path, 0o600)
-        try:
-            make()
-        except FileExistsError:
-            _replace_with(path, make)
-        _set_attrs(member, path)
-    except OSError as exc:
-        raise RestoreError(
-            f"artifact {artifact}: cannot restore {member.name!r} ({exc.strerror or exc}); "
-            "check the target's free space and permissions"
-        ) from None
-
-
-def _replace_with(path: str, make: Callable[[], _T]) -> _T:
-    """Remove what is at *path* (not a real directory: that would lose its contents) and
-    run *make* again."""
-    if os.path.isdir(path) and not os.path.islink(path):
-        raise IsADirectoryError(errno.EISDIR, "a directory is in the way", path)
-    os.unlink(path)
-    return make()
-
-
-def _set_directory_attrs(directories: list[tarfile.TarInfo], dest: Path) -> None:
-    """Directory modes and mtimes last, deepest first, as tarfile's extractall does."""
-    for member in sorted(directories, key=lambda m: m.name, reverse=True):
-        _set_attrs(member, os.path.join(dest, member.name))
-
-
 def _exact_mtime(info: tarfile.TarInfo, st: os.stat_result) -> None:
     """Record the mtime to the nanosecond (a pax ``mtime`` record, as GNU tar reads it)."""
     seconds, ns = divmod(st.st_mtime_ns, 1_000_000_000)
     info.mtime = seconds
     if ns:
         info.pax_headers = {**info.pax_headers, "mtime": f"{seconds}.{ns:09d}"}
-
-
-def _set_attrs(member: tarfile.TarInfo, path: str) -> None:
-    """The recorded mode (not for symlinks, which have none) and mtime to the nanosecond
-    (a symlink's own mtime too, as GNU tar does)."""
-    if not member.issym():
-        os.chmod(path, member.mode)
-    ns = _mtime_ns(member)
-    os.utime(path, ns=(ns, ns), follow_symlinks=False)
-
-
-def _mtime_ns(member: tarfile.TarInfo) -> int:
-    """tarfile keeps mtimes as floats; the pax record has the exact nanoseconds."""
-    text = member.pax_headers.get("mtime")
-    if text is not None:
-        try:
-            return int(decimal.Decimal(text).scaleb(9))
-        except decimal.InvalidOperation:
-            pass
-    return round(member.mtime * 1_000_000_000)
-
-
-def _inside(dest: Path, name: str, artifact: str) -> Path:
-    """*dest*/*name*, refusing names that leave *dest* lexically or through a symlinked parent."""
-    path = dest / name
-    root = os.path.realpath(dest)
-    parent = os.path.realpath(path.parent)
-    if (
-        not name
-        or os.path.isabs(name)
-        or ".." in Path(name).parts
-        or os.path.commonpath([root, parent]) != root
-    ):
-        raise UnsafeArchiveError(
-            f"artifact {artifact} holds an unsafe path {name!r}; nothing was restored"
-        )
-    return path
-
-
-def _remove(path: Path) -> None:
-    if path.is_dir() and not path.is_symlink():
-        shutil.rmtree(path)
-    elif path.is_symlink() or path.exists():
-        path.unlink()
-
-
-def _delete_paths(names: Any, dest: Path, artifact: str) -> list[str]:
-    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
-        raise IntegrityError(f"artifact {artifact} has a damaged deletion list")
-    for name in names:
-        _remove(_inside(dest, name, artifact))
-    return [posixpath.normpath(n) for n in names]
-
-
-def _under(path: str, top: str) -> bool:
-    return path == top or path.startswith(top + "/")
-
-
-def _make_room(path: Path, member: tarfile.TarInfo) -> None:
-    """Before applying an incremental member: remove what is in its way.
-
-    A directory stays a directory; anything else (a file that became a directory, a
-    symlink replaced by a file) is removed first, so nothing is written through an
-    old symlink.
-    """
-    if not os.path.lexists(path):
-        return
-    if member.isdir() and path.is_dir() and not path.is_symlink():
-        return
-    _remove(path)
-
-
-def _publish(staging: Path, target: Path) -> None:
-    """Move the staged tree into *target* (created, or merged into with overwrite)."""
-    if not target.exists() or (target.is_dir() and not any(target.iterdir())):
-        if target.exists():
-            target.rmdir()
-        staging.rename(target)
-        staging.mkdir()  # so the caller's cleanup has something to remove
-        return
-    for entry in staging.iterdir():
-        dest = target / entry.name
-        if dest.is_dir() and not dest.is_symlink():
-            shutil.rmtree(dest)
-        elif dest.exists() or dest.is_symlink():
-            dest.unlink()
-        entry.rename(dest)
 
 
 @hookimpl
