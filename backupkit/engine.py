@@ -53,7 +53,7 @@ from backupkit.errors import (
 from backupkit.keys import KeyedTransform, Keyring
 from backupkit.transforms.aes import open_manifest, seal_manifest
 from backupkit.plugins import Plugins, make_plugin_manager
-from backupkit.prune import ORPHAN_GRACE, PruneResult, carry_out, find_orphans
+from backupkit.prune import ORPHAN_GRACE, Layout, PruneResult, carry_out, find_orphans
 from backupkit.run import RunInfo
 from backupkit.sinks.base import ArtifactWriter, Sink
 from backupkit.sources.base import BackupContext, RestoreContext, Source
@@ -720,17 +720,29 @@ class Engine:
         *,
         keys: dict[str, str] | None = None,
         unreadable: list[str] | None = None,
+        foreign: list[str] | None = None,
     ) -> tuple[Catalog, dict[str, Sink]]:
         """The catalog of *sinks* (default: every configured one) and each backup's sink.
 
+        A manifest where its sink would not have written it (one of a backupkit sink
+        nested in this one, or of another host's layout) is not this sink's: it is left
+        out, as its artifact keys are relative to another root.
+
         :param keys: filled with each backup's manifest key.
         :param unreadable: filled with the keys of manifests that could not be read.
+        :param foreign: filled with the keys of manifests that are not the sink's.
         """
         manifests: list[Manifest] = []
         problems: list[CatalogProblem] = []
         owner: dict[str, Sink] = {}
         for sink in sinks if sinks is not None else self._sinks():
+            layout = Layout.of(sink)
             for key in sink.list_manifest_keys():
+                if not layout.fits(key):
+                    log.debug("%s is not a manifest of sink %s; skipped", key, sink.location)
+                    if foreign is not None:
+                        foreign.append(key)
+                    continue
                 origin = f"{sink.location.rstrip('/')}/{key}"
                 try:
                     data = open_manifest(sink.get_bytes(key), self.keyring, origin=origin)
@@ -740,6 +752,11 @@ class Engine:
                     problems.append(CatalogProblem(origin, str(exc)))
                     if unreadable is not None:
                         unreadable.append(key)
+                    continue
+                if not layout.fits(key, hostname=manifest.hostname):
+                    log.debug("%s is not a manifest of sink %s; skipped", key, sink.location)
+                    if foreign is not None:
+                        foreign.append(key)
                     continue
                 if manifest.id in owner:
                     continue
@@ -811,7 +828,8 @@ class Engine:
         for sink, name, chosen in self._prune_groups(set_name, policy):
             keys: dict[str, str] = {}
             unreadable: list[str] = []
-            catalog, _ = self._read_catalog([sink], keys=keys, unreadable=unreadable)
+            foreign: list[str] = []
+            catalog, _ = self._read_catalog([sink], keys=keys, unreadable=unreadable, foreign=foreign)
             plan = plan_retention(catalog.for_set(name), chosen, now=now, tz=self.config.tz)
             deleted, deleted_keys = carry_out(sink, plan, keys, dry_run=dry_run)
             gone = set(deleted)
@@ -823,6 +841,8 @@ class Engine:
                 now=now,
                 active_runs=sink.active_run_ids(),
                 grace=orphan_grace,
+                layout=Layout.of(sink),
+                foreign=foreign,
             )
             orphans = [k for k in orphans if f"{sink.location}/{k}" not in orphans_seen]
             orphans_seen.update(f"{sink.location}/{k}" for k in orphans)

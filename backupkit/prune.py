@@ -6,27 +6,65 @@ on, the **manifest is deleted first** and its artifacts after, so a crash part w
 never leaves a manifest pointing at missing data; artifacts whose manifest is gone
 are orphans that the next prune collects.
 
-An orphan is a stored object in a tier directory that no manifest names, whose name
-carries a backup id (``..._20240101T020000Z-3f2a1c.``) older than the grace period,
-that belongs to no running backup, and that does not share its name stem with a
-manifest the catalog could not read (those artifacts may still be needed).
+An orphan is a stored object that no manifest names, that sits where this sink's
+layout puts a backup's files (:class:`Layout`: ``<tier>/<file>`` for the local sink,
+``<hostname>/<tier>/<file>`` for S3, never inside another backupkit sink nested in
+this one), whose name carries a backup id (``..._20240101T020000Z-3f2a1c.``) older
+than the grace period, that belongs to no running backup, and that does not share its
+name stem with a manifest the catalog could not read or that is not this sink's
+(those artifacts may still be needed).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import posixpath
 import re
 from collections.abc import Iterable, Mapping
 
 import attrs
 
-from backupkit.core.manifest import MANIFEST_SUFFIX, Manifest
+from backupkit.core.manifest import MANIFEST_SUFFIX, Manifest, backup_id
 from backupkit.core.retention import RetentionPlan
+from backupkit.core.tiers import TIERS
+from backupkit.run import RunInfo
 from backupkit.sinks.base import Sink
 
 #: Objects of a backup younger than this are never collected as orphans.
 ORPHAN_GRACE = dt.timedelta(hours=6)
 _RUN_ID = re.compile(r"_(\d{8}T\d{6}Z)-([0-9a-f]{6,32})\.")
+_TIER, _HOST = "bktierslot", "bkhostslot"  # placeholders re.escape leaves alone
+
+
+@attrs.frozen
+class Layout:
+    """Where a sink puts a backup's files, read off its ``key_for``.
+
+    A key fits when it has the same directories as ``key_for`` gives, with any tier
+    in the tier's place and any name in the host's, and a file name last; keys of a
+    backupkit sink nested in this one have more directories and never fit.
+    """
+
+    pattern: re.Pattern[str]
+
+    @classmethod
+    def of(cls, sink: Sink) -> Layout:
+        started = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
+        run = RunInfo(
+            run_id=backup_id(started, "0" * 6), set_name="set", kind="full", reason="manual",
+            started_at=started, sink=sink.location, hostname=_HOST,
+        )
+        directory = posixpath.dirname(sink.key_for(_TIER, "file", run=run))
+        shape = re.escape(directory).replace(_TIER, "(?:{})".format("|".join(TIERS)))
+        shape = shape.replace(_HOST, "(?P<host>[^/]+)", 1).replace(_HOST, "(?P=host)")
+        return cls(re.compile(f"{shape}/[^/]+" if directory else "[^/]+"))
+
+    def fits(self, key: str, *, hostname: str | None = None) -> bool:
+        """Whether this sink would store a file of a backup (made on *hostname*) at *key*."""
+        match = self.pattern.fullmatch(key)
+        if match is None:
+            return False
+        return hostname is None or "host" not in self.pattern.groupindex or match["host"] == hostname
 
 
 @attrs.frozen
@@ -76,23 +114,41 @@ def find_orphans(
     now: dt.datetime,
     active_runs: Iterable[str] = (),
     grace: dt.timedelta = ORPHAN_GRACE,
+    layout: Layout | None = None,
+    foreign: Iterable[str] = (),
 ) -> list[str]:
-    """Stored keys that belong to no backup (see the module docstring for the rules)."""
+    """Stored keys that belong to no backup (see the module docstring for the rules).
+
+    :param keys: every key listed in the sink.
+    :param active_runs: ids of the backups running now.
+    :param layout: where the sink puts a backup's files; other keys are never orphans.
+    :param foreign: keys of manifests that are not this sink's (a nested sink's).
+    """
+    keys = list(keys)
     named = {a.key for m in manifests for a in m.artifacts} | set(manifest_keys)
-    protected_stems = tuple(k[: -len(MANIFEST_SUFFIX)] + "." for k in unreadable)
+    foreign = list(foreign)
+    protected_stems = tuple(k[: -len(MANIFEST_SUFFIX)] + "." for k in [*unreadable, *foreign])
+    nested = tuple(f"{root}/" for k in foreign if (root := posixpath.dirname(posixpath.dirname(k))))
     running = set(active_runs)
     orphans = []
     for key in keys:
         if key in named or key.endswith((MANIFEST_SUFFIX, ".log")) or key.startswith("logs/"):
             continue
-        if protected_stems and key.startswith(protected_stems):
+        if layout is not None and not layout.fits(key):
             continue
-        match = _RUN_ID.search(key.rsplit("/", 1)[-1])
-        if match is None:
+        if key.startswith(protected_stems) or key.startswith(nested):
+            continue
+        run_id = _run_of(key)
+        if run_id is None:
             continue  # not ours: never delete what we cannot date
-        run_id = f"{match.group(1)}-{match.group(2)}"
-        made = dt.datetime.strptime(match.group(1), "%Y%m%dT%H%M%SZ").replace(tzinfo=dt.UTC)
+        made = dt.datetime.strptime(run_id[:16], "%Y%m%dT%H%M%SZ").replace(tzinfo=dt.UTC)
         if run_id in running or now - made < grace:
             continue
         orphans.append(key)
     return orphans
+
+
+def _run_of(key: str) -> str | None:
+    """The backup id in the file name of *key*, if it has one."""
+    match = _RUN_ID.search(key.rsplit("/", 1)[-1])
+    return f"{match.group(1)}-{match.group(2)}" if match else None

@@ -14,7 +14,9 @@ import pytest
 import backupkit
 from backupkit.core.retention import RetentionPolicy
 from backupkit.errors import ConfigError, SinkError
+from backupkit.prune import Layout, find_orphans
 from backupkit.sinks.local import LocalSink
+from backupkit.sinks.s3 import S3Sink
 
 UTC = dt.timezone.utc
 
@@ -210,3 +212,56 @@ def test_api_simulation_uses_catalog_sizes(tmp_path: Path) -> None:
     assert rows[-1].backups == 3 and rows[-1].bytes == 3 * avg
     with pytest.raises(ConfigError):
         engine.simulate(RetentionPolicy(keep_last=3), duration=dt.timedelta(days=1), every=dt.timedelta(0))
+
+
+def test_prune_of_a_sink_holding_another_sink_leaves_the_inner_sink_alone(tmp_path: Path) -> None:
+    clock = Clock(dt.datetime(2024, 1, 1, 2, 0, tzinfo=UTC))
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "f.txt").write_text("data\n")
+    outer, inner = tmp_path / "bk", tmp_path / "bk" / "laptop"
+
+    def engine_for(set_name: str, sink: Path) -> backupkit.Engine:
+        body = {"sources": [{"type": "filesystem", "paths": [str(src)]}], "sink": str(sink)}
+        return backupkit.Engine.from_config({"sets": {set_name: body}}, env={}, clock=clock)
+
+    server, laptop = engine_for("server", outer), engine_for("laptop", inner)
+    for _ in range(3):
+        server.backup()
+        laptop.backup()
+        clock.now += dt.timedelta(days=1)
+    inner_files = {p: p.read_bytes() for p in inner.rglob("*") if p.is_file()}
+    assert {m.set_name for m in server.catalog()} == {"server"}  # not the inner sink's backups
+
+    clock.now += dt.timedelta(days=30)  # past every orphan grace
+    outer_only = backupkit.Engine(backupkit.Config.for_sink(str(outer)), clock=clock)
+    (result,) = outer_only.prune(policy=RetentionPolicy(keep_last=1), dry_run=False)
+    assert len(result.deleted) == 2 and result.orphans == ()
+    assert {p: p.read_bytes() for p in inner.rglob("*") if p.is_file()} == inner_files
+    assert len(laptop.catalog()) == 3
+    laptop.restore("latest", to=tmp_path / "out")
+    (restored,) = (tmp_path / "out").rglob("f.txt")
+    assert restored.read_text() == "data\n"
+
+
+def test_layout_fits_only_keys_where_the_sink_stores_backups() -> None:
+    tiered = Layout.of(S3Sink(bucket="bkt"))  # <hostname>/<tier>/<file>
+    assert tiered.fits("web/daily/app_full_20240101T000000Z-3f2a1c.files.tar.zst")
+    assert not tiered.fits("laptops/web/daily/app_full_20240101T000000Z-3f2a1c.files.tar.zst")
+    assert not tiered.fits("web/notes/app_full_20240101T000000Z-3f2a1c.files.tar.zst")
+    assert not tiered.fits("laptop/daily/x.manifest.json", hostname="web")  # a local layout inside
+    local = Layout.of(LocalSink(Path("/srv/bk")))  # <tier>/<file>
+    assert local.fits("monthly/x.tar.zst") and not local.fits("laptop/monthly/x.tar.zst")
+    assert Layout.of(S3Sink(bucket="bkt", layout="flat")).fits("backups/x.manifest.json")
+
+
+def test_orphans_of_a_nested_sink_are_never_collected() -> None:
+    now = dt.datetime(2024, 3, 1, tzinfo=UTC)
+    nested = "laptop/daily/app_full_20240101T000000Z-3f2a1c.files.tar.zst"  # fits <host>/<tier>/
+    own = "web/daily/app_full_20240101T000000Z-aaaaaa.files.tar.zst"
+    orphans = find_orphans(
+        [nested, own], [], [], [], now=now, layout=Layout.of(S3Sink(bucket="bkt")),
+        foreign=["laptop/daily/app_full_20240102T000000Z-bbbbbb.manifest.json"],
+    )
+    assert orphans == [own]
+
