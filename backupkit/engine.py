@@ -820,7 +820,9 @@ class Engine:
         The policy is *policy*, else the set's ``retention`` table, else
         :func:`backupkit.config.default_policy`. Deletion is crash-safe (manifest first,
         then artifacts); artifacts without a manifest (orphans of crashed runs and
-        prunes) older than *orphan_grace* are collected. Returns one result per set.
+        prunes) older than *orphan_grace* are collected; on a sink that cannot tell which
+        backups are running, those of a run that stored no run log yet wait at least
+        :data:`backupkit.prune.UNTRACKED_RUN_GRACE`. Returns one result per set.
         """
         now = self.clock()
         results = []
@@ -833,13 +835,14 @@ class Engine:
             plan = plan_retention(catalog.for_set(name), chosen, now=now, tz=self.config.tz)
             deleted, deleted_keys = carry_out(sink, plan, keys, dry_run=dry_run)
             gone = set(deleted)
+            tells_runs = type(sink).active_run_ids is not Sink.active_run_ids
             orphans = find_orphans(
                 (k for k in sink.list_keys() if k not in deleted_keys),
                 [m for m in catalog if m.id not in gone],
                 [k for i, k in keys.items() if i not in gone],
                 unreadable,
                 now=now,
-                active_runs=sink.active_run_ids(),
+                active_runs=sink.active_run_ids() if tells_runs else None,
                 grace=orphan_grace,
                 layout=Layout.of(sink),
                 foreign=foreign,

@@ -13,6 +13,11 @@ this one), whose name carries a backup id (``..._20240101T020000Z-3f2a1c.``) old
 than the grace period, that belongs to no running backup, and that does not share its
 name stem with a manifest the catalog could not read or that is not this sink's
 (those artifacts may still be needed).
+
+The grace period protects backups still running. A sink that can tell which backups
+run (the local sink's locks) gets :data:`ORPHAN_GRACE`; on one that cannot (S3,
+fsspec) an orphan gets that only once its run has ended (its run log is stored), and
+:data:`UNTRACKED_RUN_GRACE` otherwise, as a backup may run for many hours.
 """
 
 from __future__ import annotations
@@ -32,6 +37,8 @@ from backupkit.sinks.base import Sink
 
 #: Objects of a backup younger than this are never collected as orphans.
 ORPHAN_GRACE = dt.timedelta(hours=6)
+#: The grace of an orphan whose run may still be going on a sink that cannot tell.
+UNTRACKED_RUN_GRACE = dt.timedelta(days=7)
 _RUN_ID = re.compile(r"_(\d{8}T\d{6}Z)-([0-9a-f]{6,32})\.")
 _TIER, _HOST = "bktierslot", "bkhostslot"  # placeholders re.escape leaves alone
 
@@ -112,15 +119,16 @@ def find_orphans(
     unreadable: Iterable[str],
     *,
     now: dt.datetime,
-    active_runs: Iterable[str] = (),
+    active_runs: Iterable[str] | None = None,
     grace: dt.timedelta = ORPHAN_GRACE,
     layout: Layout | None = None,
     foreign: Iterable[str] = (),
 ) -> list[str]:
     """Stored keys that belong to no backup (see the module docstring for the rules).
 
-    :param keys: every key listed in the sink.
-    :param active_runs: ids of the backups running now.
+    :param keys: every key listed in the sink, run logs included (a run's log says
+        the run has ended).
+    :param active_runs: ids of the backups running now, or None if the sink cannot tell.
     :param layout: where the sink puts a backup's files; other keys are never orphans.
     :param foreign: keys of manifests that are not this sink's (a nested sink's).
     """
@@ -129,7 +137,8 @@ def find_orphans(
     foreign = list(foreign)
     protected_stems = tuple(k[: -len(MANIFEST_SUFFIX)] + "." for k in [*unreadable, *foreign])
     nested = tuple(f"{root}/" for k in foreign if (root := posixpath.dirname(posixpath.dirname(k))))
-    running = set(active_runs)
+    ended = {_run_of(k) for k in keys if k.endswith(".log")}
+    running = set(active_runs or ())
     orphans = []
     for key in keys:
         if key in named or key.endswith((MANIFEST_SUFFIX, ".log")) or key.startswith("logs/"):
@@ -142,7 +151,8 @@ def find_orphans(
         if run_id is None:
             continue  # not ours: never delete what we cannot date
         made = dt.datetime.strptime(run_id[:16], "%Y%m%dT%H%M%SZ").replace(tzinfo=dt.UTC)
-        if run_id in running or now - made < grace:
+        wait = grace if active_runs is not None or run_id in ended else max(grace, UNTRACKED_RUN_GRACE)
+        if run_id in running or now - made < wait:
             continue
         orphans.append(key)
     return orphans

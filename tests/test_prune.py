@@ -14,7 +14,7 @@ import pytest
 import backupkit
 from backupkit.core.retention import RetentionPolicy
 from backupkit.errors import ConfigError, SinkError
-from backupkit.prune import Layout, find_orphans
+from backupkit.prune import ORPHAN_GRACE, UNTRACKED_RUN_GRACE, Layout, find_orphans
 from backupkit.sinks.local import LocalSink
 from backupkit.sinks.s3 import S3Sink
 
@@ -265,3 +265,18 @@ def test_orphans_of_a_nested_sink_are_never_collected() -> None:
     )
     assert orphans == [own]
 
+
+def test_orphans_of_a_run_that_may_still_be_going_wait_a_week_on_sinks_without_locks() -> None:
+    started = dt.datetime(2024, 1, 1, 2, 0, tzinfo=UTC)
+    artifact = "web/daily/db_full_20240101T020000Z-3f2a1c.files.tar.zst"
+    run_log = "logs/web/db_full_20240101T020000Z-3f2a1c.log"
+    later = started + ORPHAN_GRACE + dt.timedelta(hours=1)
+
+    def orphans(keys: list[str], now: dt.datetime, active: set[str] | None = None) -> list[str]:
+        return find_orphans(keys, [], [], [], now=now, active_runs=active)
+
+    assert orphans([artifact], later) == []  # no lock to ask, no run log: it may be running
+    assert orphans([artifact, run_log], later) == [artifact]  # its run has ended
+    assert orphans([artifact], started + UNTRACKED_RUN_GRACE) == [artifact]
+    assert orphans([artifact], later, active=set()) == [artifact]  # the sink says it is not running
+    assert orphans([artifact], later, active={"20240101T020000Z-3f2a1c"}) == []
