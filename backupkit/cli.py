@@ -1,7 +1,9 @@
 """The ``backupkit`` command: a thin layer over :class:`backupkit.Engine`.
 
 Every command takes ``--json``. Errors the user can fix are one line on stderr and
-a non-zero exit code (see :mod:`backupkit.errors`); tracebacks are for bugs only.
+a non-zero exit code (see :mod:`backupkit.errors`). An unexpected system error
+(``OSError``) is one line too; ``--debug`` or ``BACKUPKIT_DEBUG=1`` shows its
+traceback. Other exceptions are bugs and keep their traceback.
 """
 
 from __future__ import annotations
@@ -10,6 +12,8 @@ import argparse
 import datetime as dt
 import json
 import logging
+import os
+import re
 import signal
 import sys
 from collections.abc import Sequence
@@ -50,6 +54,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Back up files and services, verify, list and restore backups.",
     )
     parser.add_argument("--version", action="version", version=f"backupkit {__version__}")
+    parser.add_argument("--debug", action="store_true",
+                        help="show the traceback of an unexpected error (also: BACKUPKIT_DEBUG=1)")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_ArgumentParser)
 
     p = sub.add_parser("backup", help="run a backup")
@@ -205,11 +211,20 @@ def _jsonable(value: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
 
 
+class _OutputClosed(Exception):
+    """Standard output's reader has gone (``backupkit list | head -1``)."""
+
+
 def _emit(args: argparse.Namespace, data: Any, text: str) -> None:
-    if args.json:
-        print(json.dumps(data, default=_jsonable, indent=2))
-    else:
-        print(text)
+    try:
+        print(json.dumps(data, default=_jsonable, indent=2) if args.json else text)
+        sys.stdout.flush()  # a closed pipe shows here, not as a warning at exit
+    except BrokenPipeError:
+        raise _OutputClosed from None
+    except OSError as exc:
+        raise BackupkitError(
+            f"cannot write to standard output: {exc.strerror or exc}; check where it is redirected"
+        ) from None
 
 
 def _cmd_backup(args: argparse.Namespace) -> int:
@@ -425,8 +440,22 @@ def _on_sigterm(signum: int, frame: Any) -> None:
     raise BackupInterrupted("backupkit was terminated (SIGTERM); nothing of this run was kept")
 
 
+_USERINFO = re.compile(r"(://)[^/@\s]*@")
+
+
+def _unexpected(exc: OSError) -> str:
+    """One line for an ``OSError`` no part of backupkit translated (a credential-free URL)."""
+    where = f"{exc.filename}: " if exc.filename is not None else ""
+    line = (
+        f"{where}{exc.strerror or exc} ({type(exc).__name__}); check the path, network or "
+        "disk it names, or rerun with --debug to see where it happened"
+    )
+    return _USERINFO.sub(r"\1", line)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    debug = args.debug or os.environ.get("BACKUPKIT_DEBUG", "") not in ("", "0")
     previous = signal.signal(signal.SIGTERM, _on_sigterm)
     # The commands report problems themselves, once and prefixed; without a handler
     # of its own, the logging module would also print each warning bare on stderr.
@@ -440,6 +469,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("backupkit: interrupted; nothing of this run was kept", file=sys.stderr)
         return 130
+    except _OutputClosed:
+        # Like a tool killed by SIGPIPE, quietly; stdout goes nowhere so that Python's
+        # flush at exit does not complain about the closed pipe again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 128 + signal.SIGPIPE
+    except OSError as exc:
+        if debug:
+            raise
+        print(f"backupkit: error: {_unexpected(exc)}", file=sys.stderr)
+        return 1
     finally:
         logging.getLogger("backupkit").removeHandler(quiet)
         signal.signal(signal.SIGTERM, previous)

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -272,3 +274,94 @@ def test_list_reports_a_truncated_manifest_by_file_and_still_lists_the_others(
 
     # A failing command in a sink with a bad manifest is still exactly one line.
     cli.error_line(cli("restore", "19990101", "--sink", sink, "--to", tmp_path / "r"), "'19990101'")
+
+
+# -- output to a closed pipe, and system errors nothing translated ----------------------
+def run_with_stdout(cli: Cli, stdout: int, *args: str | os.PathLike[str]) -> tuple[int, str]:
+    """Run the CLI with *stdout* as its standard output; return (exit code, stderr)."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "backupkit", *map(os.fspath, args)],
+        cwd=cli.cwd, env=cli.env, stdout=stdout, stderr=subprocess.PIPE, text=True,
+        timeout=120, check=False,
+    )
+    return proc.returncode, proc.stderr
+
+
+def test_list_into_a_closed_pipe_exits_quietly_with_141(
+    tmp_path: Path, source_tree: Path, cli: Cli
+) -> None:
+    assert cli("backup", "--source", source_tree, "--sink", tmp_path / "sink").returncode == 0
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the reader is gone before anything is written, as `| head -0`
+    try:
+        code, stderr = run_with_stdout(cli, write_end, "list", "--sink", tmp_path / "sink")
+    finally:
+        os.close(write_end)
+    assert (code, stderr) == (141, "")
+
+
+def test_output_that_cannot_be_written_is_one_line(
+    tmp_path: Path, source_tree: Path, cli: Cli
+) -> None:
+    assert cli("backup", "--source", source_tree, "--sink", tmp_path / "sink").returncode == 0
+    with open("/dev/full", "w") as full:
+        code, stderr = run_with_stdout(cli, full.fileno(), "list", "--sink", tmp_path / "sink")
+    assert code != 0 and "Traceback" not in stderr
+    assert stderr.splitlines() == [
+        "backupkit: error: cannot write to standard output: No space left on device; "
+        "check where it is redirected"
+    ]
+
+
+RESETTING_SINK = '''
+import errno
+from typing import ClassVar
+
+import attrs
+
+import backupkit
+from backupkit.sinks.local import LocalSink
+
+
+@attrs.frozen
+class ResettingSink(LocalSink):
+    """A third-party sink whose listing fails with an error it does not translate."""
+
+    id: ClassVar[str] = "resetting"
+
+    def list_keys(self, prefix=""):
+        raise ConnectionResetError(errno.ECONNRESET, "Connection reset by peer", "store.example")
+
+
+@backupkit.hookimpl
+def backupkit_register_sinks(register):
+    register.sink(ResettingSink)
+
+
+@backupkit.hookimpl
+def backupkit_sink_for_url(url):
+    if url.startswith("resetting://"):
+        return ("resetting", {"root": url[len("resetting://"):]})
+    return None
+'''
+
+
+def test_an_untranslated_os_error_is_one_line_and_debug_shows_its_traceback(
+    tmp_path: Path, cli: Cli
+) -> None:
+    site = tmp_path / "site-packages"
+    info = site / "resetting_sink-0.1.dist-info"
+    info.mkdir(parents=True)
+    (site / "resetting_sink.py").write_text(RESETTING_SINK)
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: resetting-sink\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text("[backupkit]\nresetting = resetting_sink\n")
+    cli.env["PYTHONPATH"] = str(site)
+    url = f"resetting://{tmp_path / 'sink'}"
+
+    line = cli.error_line(cli("list", "--sink", url), "store.example", "Connection reset by peer")
+    assert "--debug" in line
+    flagged = cli("--debug", "list", "--sink", url)
+    cli.env["BACKUPKIT_DEBUG"] = "1"
+    for debug in (flagged, cli("list", "--sink", url)):
+        assert debug.returncode != 0
+        assert "Traceback" in debug.stderr and "ConnectionResetError" in debug.stderr
