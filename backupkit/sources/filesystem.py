@@ -20,6 +20,7 @@ checksums matched, so a corrupt backup writes nothing.
 
 from __future__ import annotations
 
+import errno
 import fnmatch
 import functools
 import grp
@@ -54,6 +55,9 @@ from backupkit.sources.fsrestore import COPY_BUFSIZE, DELETED_MEMBER, restore_tr
 from backupkit.sources.tarwrite import TarWriter, file_header, header
 
 log = logging.getLogger("backupkit.sources.filesystem")
+
+# A regular file is opened as it is now: never through a symlink, never waiting on a FIFO.
+_OPEN_FILE = os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK
 
 
 
@@ -177,6 +181,9 @@ class FilesystemSource(Source):
             if is_dir:
                 try:
                     names = sorted(os.listdir(path), reverse=True)
+                except (FileNotFoundError, NotADirectoryError):  # removed or replaced meanwhile
+                    log.warning("%s vanished before it could be listed; its contents are skipped", path)
+                    continue
                 except OSError as exc:
                     raise SourceError(f"cannot list {path}: {exc.strerror}; check permissions") from None
                 prefix, arcprefix = os.path.join(path, ""), arcname + "/"
@@ -184,11 +191,20 @@ class FilesystemSource(Source):
 
     def _entries(self) -> Iterator[tuple[str, str, os.stat_result]]:
         for root in self.paths:
-            yield from self._walk(root, _arcname_of(root))
+            walked = root
+            if os.path.islink(root):  # a source path that is a symlink: what it leads to
+                walked = os.path.realpath(root)
+                log.info("source path %s is a symlink; backing up %s under its name", root, walked)
+            yield from self._walk(walked, _arcname_of(root))
 
     def backup(self, out: Writable, ctx: BackupContext) -> Mapping[str, Any] | None:
         for path in self.paths:
-            if not os.path.lexists(path):
+            if not os.path.exists(path):
+                if os.path.islink(path):
+                    raise SourceError(
+                        f"source path {path} is a symlink to {os.readlink(path)}, which does not "
+                        "exist; fix the link or the path"
+                    )
                 raise SourceError(f"source path {path} does not exist; fix the path or remove it")
         parent: ParentIndex | None = None
         if ctx.kind == "incremental":
@@ -203,35 +219,40 @@ class FilesystemSource(Source):
         counts = {"files": 0, "directories": 0, "stored_files": 0, "unchanged_files": 0, "deleted": 0}
         tar = TarWriter(out, COPY_BUFSIZE)
         inodes: dict[tuple[int, int], str] = {}  # files with several links: the first name
-        gone = parent.keys() if parent is not None else set()  # parent's paths not walked yet
+        # The parent's paths not seen yet; what is left at the end was deleted. An entry
+        # that vanishes before it is stored stays here, so it is listed as deleted.
+        gone = parent.keys() if parent is not None else set()
         key = b""
         for path, arcname, st in self._entries():
             ctx.progress(arcname)
             # Hard-linked files are always stored, so the links can be rebuilt.
             if parent is not None:
                 key = json_bytes(arcname)
-                gone.discard(key)
                 if st.st_nlink == 1 and (line := parent.same_line(key, st)) is not None:
+                    gone.discard(key)
                     index_out.write(line)  # the same file: the same line
                     counts["files"] += 1
                     counts["unchanged_files"] += 1
                     continue
-            is_file = stat.S_ISREG(st.st_mode)
-            counts["files"] += is_file
-            counts["directories"] += stat.S_ISDIR(st.st_mode)
-            if parent is not None and st.st_nlink == 1 and is_file:
-                same = unchanged(IndexEntry.from_stat(arcname, st), parent.entry(key), path)
-                if same is not None:
-                    index_out.write(same.to_line())
-                    counts["unchanged_files"] += 1
-                    continue
-            stored = self._add(tar, inodes, path, arcname, st)
-            if stored is None:
+                if st.st_nlink == 1 and stat.S_ISREG(st.st_mode):
+                    same = unchanged(IndexEntry.from_stat(arcname, st), parent.entry(key), path)
+                    if same is not None:
+                        gone.discard(key)
+                        index_out.write(same.to_line())
+                        counts["files"] += 1
+                        counts["unchanged_files"] += 1
+                        continue
+            added = self._add(tar, inodes, path, arcname, st)
+            if added is None:
                 continue
-            if is_file:
+            digest, st = added  # the entry as stored: it may have changed since the walk
+            gone.discard(key)
+            if stat.S_ISREG(st.st_mode):
+                counts["files"] += 1
                 counts["stored_files"] += 1
-                index_out.write(file_line(key if parent is not None else json_bytes(arcname), st, stored))
+                index_out.write(file_line(key if parent is not None else json_bytes(arcname), st, digest))
             else:
+                counts["directories"] += stat.S_ISDIR(st.st_mode)
                 index_out.write(IndexEntry.from_stat(arcname, st).to_line())
         index_out.flush()
         if parent is not None:  # last, so the walk need not be kept in memory
@@ -251,40 +272,92 @@ class FilesystemSource(Source):
         path: str,
         arcname: str,
         st: os.stat_result,
-    ) -> str | None:
-        """Add one entry; return the sha256 of a regular file's content ("" otherwise), or None if skipped."""
-        head = None
-        if st.st_nlink == 1 and stat.S_ISREG(st.st_mode):  # the common case, without tarfile
-            head = file_header(arcname, st, *_owner_names(st.st_uid, st.st_gid))
-        if head is None:
+    ) -> tuple[str, os.stat_result] | None:
+        """Add one entry as it is now; return the sha256 of a regular file's content ("" for
+        other kinds) and the stat it was stored with, or None if it vanished.
+
+        The walk's ``lstat`` may be out of date by now: a regular file is opened without
+        following a symlink and without blocking on a FIFO, and stored as ``fstat`` of
+        the open file says (a file replaced by an atomic rename is stored whole, as the
+        new file); if it is something else by now, it is stored as that.
+        """
+        if stat.S_ISREG(st.st_mode):
+            if st.st_nlink > 1 and (st.st_ino, st.st_dev) in inodes:  # a further name: a link
+                return self._add_other(tar, inodes, path, arcname, st)
             try:
-                info = _tarinfo(inodes, path, arcname, st)
+                fd = os.open(path, _OPEN_FILE)
             except FileNotFoundError:
                 log.warning("%s vanished before it could be read; skipped", path)
                 return None
-            if info is None:
-                log.warning("%s is a socket or similar; skipped", path)
+            except OSError as exc:
+                if exc.errno != errno.ELOOP:
+                    raise SourceError(
+                        f"cannot read {path}: {exc.strerror}; check permissions or exclude it"
+                    ) from None
+            else:
+                try:
+                    now = os.fstat(fd)
+                    if stat.S_ISREG(now.st_mode):
+                        return self._add_file(tar, inodes, fd, path, arcname, now), now
+                finally:
+                    os.close(fd)
+            try:  # a symlink, a FIFO... by now
+                st = os.lstat(path)
+            except FileNotFoundError:
+                log.warning("%s vanished before it could be read; skipped", path)
                 return None
+            if stat.S_ISREG(st.st_mode):
+                log.warning("%s kept being replaced while it was read; skipped", path)
+                return None
+        return self._add_other(tar, inodes, path, arcname, st)
+
+    def _add_file(
+        self,
+        tar: TarWriter,
+        inodes: dict[tuple[int, int], str],
+        fd: int,
+        path: str,
+        arcname: str,
+        st: os.stat_result,
+    ) -> str:
+        """Store the open regular file *fd* whose ``fstat`` is *st*; return its sha256."""
+        head = None
+        if st.st_nlink == 1:  # the common case, without tarfile
+            head = file_header(arcname, st, *_owner_names(st.st_uid, st.st_gid))
+        if head is None:
+            info = _tarinfo(inodes, path, arcname, st)
+            assert info is not None and info.isreg()  # a first name: its inode was not seen
             _exact_mtime(info, st)
-            if not info.isreg():
-                tar.add(info)
-                return ""
             head = header(info)
+        reader = _Exactly(functools.partial(os.read, fd), st.st_size, path)
+        tar.add_encoded(head, st.st_size, cast(IO[bytes], reader))
+        if st.st_size > COPY_BUFSIZE:  # read in several calls: was it written to meanwhile?
+            after = os.fstat(fd)
+            if (after.st_size, after.st_mtime_ns) != (st.st_size, st.st_mtime_ns) and not reader.warned:
+                log.warning("%s changed while it was read; the stored copy may mix old and new", path)
+        return reader.hexdigest()
+
+    def _add_other(
+        self,
+        tar: TarWriter,
+        inodes: dict[tuple[int, int], str],
+        path: str,
+        arcname: str,
+        st: os.stat_result,
+    ) -> tuple[str, os.stat_result] | None:
+        """Store an entry that is not a regular file's content: a directory, symlink,
+        FIFO, device node, or a further name of a hard-linked file."""
         try:
-            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            info = _tarinfo(inodes, path, arcname, st)
         except FileNotFoundError:
             log.warning("%s vanished before it could be read; skipped", path)
             return None
-        except OSError as exc:
-            raise SourceError(
-                f"cannot read {path}: {exc.strerror}; check permissions or exclude it"
-            ) from None
-        try:
-            reader = _Exactly(functools.partial(os.read, fd), st.st_size, path)
-            tar.add_encoded(head, st.st_size, cast(IO[bytes], reader))
-        finally:
-            os.close(fd)
-        return reader.hexdigest()
+        if info is None:
+            log.warning("%s is a socket or similar; skipped", path)
+            return None
+        _exact_mtime(info, st)
+        tar.add(info)
+        return "", st
 
     # -- restore ------------------------------------------------------------------
     def restore(self, stream: BinaryIO, ctx: RestoreContext) -> None:
@@ -358,11 +431,13 @@ def _owner_names(uid: int, gid: int) -> tuple[str, str]:
 
 
 def _exact_mtime(info: tarfile.TarInfo, st: os.stat_result) -> None:
-    """Record the mtime to the nanosecond (a pax ``mtime`` record, as GNU tar reads it)."""
-    seconds, ns = divmod(st.st_mtime_ns, 1_000_000_000)
-    info.mtime = seconds
+    """Record the mtime to the nanosecond (a pax ``mtime`` record, as GNU tar reads it:
+    a decimal number, so ``-1.25`` is a quarter second before -1, not after -2)."""
+    info.mtime = st.st_mtime_ns // 1_000_000_000
+    whole, ns = divmod(abs(st.st_mtime_ns), 1_000_000_000)
     if ns:
-        info.pax_headers = {**info.pax_headers, "mtime": f"{seconds}.{ns:09d}"}
+        sign = "-" if st.st_mtime_ns < 0 else ""
+        info.pax_headers = {**info.pax_headers, "mtime": f"{sign}{whole}.{ns:09d}"}
 
 
 @hookimpl
