@@ -372,6 +372,33 @@ def test_connection_dropped_mid_upload_leaves_no_manifest_and_no_parts(
     assert len(engine.catalog()) == 0
 
 
+def test_abort_sends_abort_multipart_upload_before_waiting_for_parts_in_flight(
+    bucket: Any, hooks: Hooks
+) -> None:
+    part_in_flight, abort_seen = threading.Event(), threading.Event()
+    seen_while_in_flight = []
+
+    def slow_part(**kwargs: Any) -> None:
+        part_in_flight.set()
+        seen_while_in_flight.append(abort_seen.wait(timeout=5))  # held until Abort is sent
+
+    hooks.on("before-send.s3.UploadPart", slow_part)
+    hooks.on("before-send.s3.AbortMultipartUpload", lambda **kwargs: abort_seen.set())
+    aborts = hooks.count("before-send.s3.AbortMultipartUpload")
+    # moto answers a part of an aborted upload with a 500 (S3: 404 NoSuchUpload): no retries
+    sink = S3Sink(bucket=BUCKET, prefix="app", part_size=5 * MiB, concurrency=1, max_attempts=1)
+    writer = sink.open_artifact("host/daily/x.tar", run_id="r")
+    writer.write(os.urandom(6 * MiB))  # part 1 in flight, 1 MiB buffered
+    assert part_in_flight.wait(timeout=5)
+
+    writer.abort()
+
+    assert seen_while_in_flight and all(seen_while_in_flight)  # every send came after Abort
+    assert aborts["n"] == 2  # at once, and again once the part in flight had ended
+    assert uploads(bucket) == []
+    assert keys(bucket) == []
+
+
 @pytest.mark.parametrize("failure", ["503 SlowDown", "connection reset"])
 def test_retries_recover_from_transient_failures(
     tmp_path: Path, bucket: Any, hooks: Hooks, failure: str

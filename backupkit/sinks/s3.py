@@ -395,6 +395,14 @@ def _status(exc: BaseException) -> int | None:
     return status if isinstance(status, int) else None
 
 
+def _code(exc: BaseException) -> str:
+    """The error code of a botocore ClientError (``NoSuchUpload``), else ``""``."""
+    response = getattr(exc, "response", None)
+    if not isinstance(response, dict):
+        return ""
+    return str(response.get("Error", {}).get("Code", ""))
+
+
 def translate_error(
     exc: BaseException, sink: S3Sink, permission: str, key: str | None = None
 ) -> BackupkitError:
@@ -588,12 +596,25 @@ class _MultipartWriter(ArtifactWriter):
         self._buf = bytearray()
 
     def abort(self) -> None:
-        """Stop uploading and abort the multipart upload; never raises."""
+        """Stop uploading and abort the multipart upload; never raises.
+
+        Queued parts are cancelled and AbortMultipartUpload is sent at once, before waiting
+        for the parts in flight (a SIGKILL during that wait must not leave the upload
+        billing); then it is sent again for parts that finished meanwhile, as S3 advises.
+        """
         if self._state != "open":
             return
         self._state = "aborted"
         self._buf = bytearray()
-        self._shutdown()
+        try:
+            if self._pool is not None:
+                self._pool.shutdown(wait=False, cancel_futures=True)
+            self._abort_upload(quiet=True)
+        finally:
+            self._shutdown()
+            self._abort_upload(quiet=False)
+
+    def _abort_upload(self, *, quiet: bool) -> None:
         if self._upload_id is None:
             return
         try:
@@ -601,6 +622,9 @@ class _MultipartWriter(ArtifactWriter):
                 Bucket=self.sink.bucket, Key=self.object_key, UploadId=self._upload_id
             )
         except Exception as exc:  # must not hide the error that made us abort
+            if quiet or _code(exc) == "NoSuchUpload":  # the first abort went through
+                log.debug("abort of %s: %s", self.sink._url(self.key), _one_line(exc))
+                return
             log.warning(
                 "could not abort the multipart upload of %s (%s); the next run or a bucket "
                 "lifecycle rule (AbortIncompleteMultipartUpload) removes it",
