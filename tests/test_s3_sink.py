@@ -529,28 +529,57 @@ def test_errors_are_translated_into_one_line_that_says_what_to_do(
 
 
 # -- reading ----------------------------------------------------------------------------------
+class Dropping:
+    """A response body whose connection drops on read number *at* (once)."""
+
+    def __init__(self, body: Any, at: int) -> None:
+        self.body, self.reads, self.at = body, 0, at
+
+    def read(self, size: int | None = None) -> bytes:
+        self.reads += 1
+        if self.reads == self.at:
+            raise ConnectionResetError("connection reset by peer")
+        return bytes(self.body.read(size))
+
+    def close(self) -> None:
+        self.body.close()
+
+
 def test_reads_resume_after_the_connection_drops(bucket: Any) -> None:
     sink = S3Sink(bucket=BUCKET)
     data = os.urandom(3 * MiB)
     bucket.put_object(Bucket=BUCKET, Key="obj", Body=data)
 
-    class Dropping:
-        def __init__(self, body: Any) -> None:
-            self.body, self.reads = body, 0
-
-        def read(self, size: int | None = None) -> bytes:
-            self.reads += 1
-            if self.reads == 3:
-                raise ConnectionResetError("connection reset by peer")
-            return bytes(self.body.read(size))
-
-        def close(self) -> None:
-            self.body.close()
-
     with sink.open_read("obj") as fh:
-        fh._body = Dropping(fh._body)  # type: ignore[attr-defined]
+        fh._body = Dropping(fh._body, at=3)  # type: ignore[attr-defined]
         got = b"".join(iter(lambda: fh.read(256 * 1024), b""))
     assert got == data
+
+
+def test_a_connection_dropped_after_the_last_byte_is_the_end_of_the_object(bucket: Any) -> None:
+    sink = S3Sink(bucket=BUCKET)
+    data = os.urandom(MiB)
+    bucket.put_object(Bucket=BUCKET, Key="obj", Body=data)
+
+    with sink.open_read("obj") as fh:
+        fh._body = Dropping(fh._body, at=2)  # type: ignore[attr-defined]
+        assert fh.read(MiB) == data
+        assert fh.read(MiB) == b""
+
+
+def test_an_object_replaced_while_being_read_is_reported_as_changed(bucket: Any) -> None:
+    sink = S3Sink(bucket=BUCKET, prefix="p")
+    bucket.put_object(Bucket=BUCKET, Key="p/obj", Body=os.urandom(MiB))
+
+    with sink.open_read("obj") as fh:
+        fh._body = Dropping(fh._body, at=2)  # type: ignore[attr-defined]
+        fh.read(1000)
+        bucket.put_object(Bucket=BUCKET, Key="p/obj", Body=os.urandom(MiB))
+        with pytest.raises(SinkError) as caught:
+            fh.read(1000)
+    assert one_line(caught.value).startswith(
+        "s3://backups/p/obj changed while being read (it was replaced); read it again"
+    )
 
 
 def test_missing_object_is_not_found(bucket: Any) -> None:

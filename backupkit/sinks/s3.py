@@ -469,6 +469,11 @@ def translate_error(
             f"arn:aws:s3:::{sink.bucket}/{sink.prefix + '/' if sink.prefix else ''}* "
             f"to this identity{hint}"
         )
+    if code in ("PreconditionFailed", "412") and permission == "s3:GetObject":  # IfMatch
+        return SinkError(
+            f"{where} changed while being read (it was replaced); read it again, and make sure "
+            "nothing else writes to this prefix"
+        )
     if code in ("PreconditionFailed", "412"):
         return SinkError(f"{where} already exists; refusing to overwrite a stored backup")
     if code == "InvalidStorageClass":
@@ -645,6 +650,7 @@ class _ObjectReader(io.RawIOBase):
         self.key = key
         self._pos = 0
         self._etag: str | None = None
+        self._size: int | None = None  # from the first GET: the end of the object
         self._body = self._get()
 
     def _get(self) -> Any:
@@ -657,6 +663,8 @@ class _ObjectReader(io.RawIOBase):
             )
         except _boto_errors() as exc:
             raise self.sink._error(exc, "s3:GetObject", self.key) from None
+        if self._etag is None:
+            self._size = response.get("ContentLength")
         self._etag = response["ETag"]
         return response["Body"]
 
@@ -673,6 +681,8 @@ class _ObjectReader(io.RawIOBase):
             try:
                 data: bytes = self._body.read(None if size is None or size < 0 else size)
             except _boto_errors() + (OSError,) as exc:
+                if self._pos == self._size:  # dropped after the last byte: nothing to resume
+                    return b""
                 if attempt == _RESUME_ATTEMPTS or isinstance(exc, BackupkitError):
                     raise self.sink._error(exc, "s3:GetObject", self.key) from None
                 log.info("resuming %s at byte %d: %s", self.sink._url(self.key), self._pos, exc)
