@@ -88,6 +88,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="restore only this artifact (repeatable)")
     p.add_argument("--overwrite", action="store_true",
                    help="allow a non-empty target; entries from the backup replace existing ones")
+    p.add_argument("--allow-external-symlinks", action="store_true",
+                   help="restore symlinks that lead out of the target (absolute, or up past its "
+                        "top) as they are; nothing is ever written through them")
 
     p = sub.add_parser("verify", help="re-read a stored backup and check its checksums")
     _common(p)
@@ -287,7 +290,8 @@ def _cmd_restore(args: argparse.Namespace) -> int:
     progress = _ProgressLine(sys.stderr, enabled=not args.json)
     try:
         result = engine.restore(args.backup, to=args.to, set_name=args.set_name,
-                                artifacts=args.artifact, overwrite=args.overwrite, progress=progress)
+                                artifacts=args.artifact, overwrite=args.overwrite,
+                                allow_external_symlinks=args.allow_external_symlinks, progress=progress)
     finally:
         progress.done()
     data = {"backup_id": result.backup_id, "targets": dict(result.targets),
@@ -453,13 +457,32 @@ def _unexpected(exc: OSError) -> str:
     return _USERINFO.sub(r"\1", line)
 
 
+class _WarningLines(logging.Handler):
+    """``backupkit: warning: ...`` on *stream* for each warning (not errors: see main)."""
+
+    def __init__(self, stream: TextIO) -> None:
+        super().__init__(logging.WARNING)
+        self.stream = stream
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.levelno != logging.WARNING:
+            return
+        try:
+            message = " ".join(record.getMessage().split())  # one line, whatever it holds
+            print(f"backupkit: warning: {message}", file=self.stream, flush=True)
+        except Exception:  # noqa: BLE001 - a warning that cannot be shown must not stop a run
+            self.handleError(record)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     debug = args.debug or os.environ.get("BACKUPKIT_DEBUG", "") not in ("", "0")
     previous = signal.signal(signal.SIGTERM, _on_sigterm)
-    # The commands report problems themselves, once and prefixed; without a handler
-    # of its own, the logging module would also print each warning bare on stderr.
-    quiet = logging.NullHandler()
+    # Warnings (a file that vanished or changed while read, links restore will refuse)
+    # are printed as they come, one prefixed line each. Errors are not: the command
+    # reports its error itself, once; and without a handler of its own, the logging
+    # module would print every record bare on stderr.
+    quiet = _WarningLines(sys.stderr)
     logging.getLogger("backupkit").addHandler(quiet)
     try:
         return _COMMANDS[args.command](args)

@@ -35,11 +35,11 @@ import attrs
 from backupkit._version import __version__
 from backupkit.config import Config, PluginRef, SetConfig, default_policy
 from backupkit.core.catalog import Catalog, CatalogProblem
+from backupkit.core.manifest import MANIFEST_SUFFIX, Artifact, Manifest, PluginSpec, backup_id
 from backupkit.core.restore import plan_restore
 from backupkit.core.retention import RetentionPolicy, plan_retention
 from backupkit.core.simulate import DEFAULT_SIZES, SimulationRow, simulate_retention
 from backupkit.core.tiers import assign_tier
-from backupkit.core.manifest import MANIFEST_SUFFIX, Artifact, Manifest, PluginSpec, backup_id
 from backupkit.errors import (
     BackupkitError,
     ConfigError,
@@ -51,7 +51,6 @@ from backupkit.errors import (
     SourceError,
 )
 from backupkit.keys import KeyedTransform, Keyring
-from backupkit.transforms.aes import open_manifest, seal_manifest
 from backupkit.plugins import Plugins, make_plugin_manager
 from backupkit.prune import ORPHAN_GRACE, Layout, PruneResult, carry_out, find_orphans
 from backupkit.run import RunInfo
@@ -66,6 +65,7 @@ from backupkit.streaming import (
     DigestWriter,
     ReadAhead,
 )
+from backupkit.transforms.aes import open_manifest, seal_manifest
 from backupkit.transforms.base import Transform, check_chain
 
 log = logging.getLogger("backupkit")
@@ -748,7 +748,7 @@ class Engine:
                     data = open_manifest(sink.get_bytes(key), self.keyring, origin=origin)
                     manifest = Manifest.from_json(data, origin=origin)
                 except (ManifestError, NotFoundError) as exc:
-                    log.warning("%s", exc)
+                    log.info("%s", exc)  # a catalog problem: `list` and `status` report them
                     problems.append(CatalogProblem(origin, str(exc)))
                     if unreadable is not None:
                         unreadable.append(key)
@@ -992,6 +992,7 @@ class Engine:
         set_name: str | None = None,
         artifacts: Iterable[str] | None = None,
         overwrite: bool = False,
+        allow_external_symlinks: bool = False,
         progress: ProgressCallback | None = None,
     ) -> RestoreResult:
         """Restore backup *ref* (``latest``, an id or a unique prefix) into *to*.
@@ -999,6 +1000,8 @@ class Engine:
         One artifact restores into *to*; several each into ``to/<artifact name>``.
         An incremental backup restores its whole chain, full backup first. Every byte
         is checked against the manifests before anything becomes visible.
+        *allow_external_symlinks* lets symlinks leading out of the target (``/etc/localtime``,
+        a virtualenv's ``bin/python``) be restored as they are, instead of refusing the backup.
         """
         catalog, owner, ref = self._catalog_for(ref)
         links = plan_restore(catalog, target=_restore_target(ref), set_name=set_name).chain
@@ -1024,7 +1027,10 @@ class Engine:
             if target is not None and len(chosen) > 1:
                 target = target / artifact.name
             source = self.plugins.source(artifact.source.id).from_params(artifact.source.params)
-            ctx = RestoreContext(artifact=artifact.name, target=target, overwrite=overwrite)
+            ctx = RestoreContext(
+                artifact=artifact.name, target=target, overwrite=overwrite,
+                allow_external_symlinks=allow_external_symlinks,
+            )
             parts = [(m, m.artifact(artifact.name)) for m in links]
             if len(parts) == 1:
                 checked, fh = self._open_checked(owner[manifest.id], manifest, artifact, on_read)

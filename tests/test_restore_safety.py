@@ -361,3 +361,61 @@ def test_overwrite_that_fails_while_moving_into_place_keeps_the_old_entries(
         assert "the target was left as it was" in str(caught.value)
     assert listing(target) == before
     assert not list(tmp_path.rglob(".backupkit-partial-*"))
+
+
+def test_hostile_archive_writes_nothing_outside_even_with_external_symlinks_allowed(
+    tmp_path: Path, hostile_sink: tuple[Path, str]
+) -> None:
+    sink, _ = hostile_sink
+    before = listing(tmp_path)
+    engine = Engine.from_config(
+        {"sets": {"evil": {"sources": ["filesystem"], "sink": str(sink)}}}, env={}
+    )
+
+    try:
+        engine.restore(BACKUP_ID, to=tmp_path / "restore", allow_external_symlinks=True)
+    except UnsafeArchiveError:
+        assert_nothing_written(tmp_path, before)
+    else:  # only a symlink replaced by a file of the same name gets through: as a new file
+        assert (tmp_path / "restore/tree/secret").read_bytes() == b"overwritten\n"
+    after = listing(tmp_path)
+    assert {k: v for k, v in after.items() if not k.startswith("restore")} == {
+        k: v for k, v in before.items() if not k.startswith("restore")
+    }
+    assert (tmp_path / "outside/secret.txt").read_bytes() == SECRET
+
+
+def test_external_symlinks_are_refused_by_default_and_restored_as_they_are_when_allowed(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, cli: Cli
+) -> None:
+    src = tmp_path / "app"
+    (src / "venv/bin").mkdir(parents=True)
+    (src / "venv/bin/python").symlink_to("/usr/bin/python3")
+    (src / "up").symlink_to("../../shared/config")
+    (src / "inside").symlink_to("venv/bin")
+    (src / "data.txt").write_text("data\n")
+    engine = Engine.from_config(
+        {"sets": {"app": {"sources": [{"type": "filesystem", "paths": [str(src)]}],
+                          "sink": str(tmp_path / "sink")}}},
+        env={},
+    )
+    with caplog.at_level("WARNING", logger="backupkit"):
+        engine.backup()
+    assert any("2 symlink(s) lead out of the backed-up tree" in r.getMessage() for r in caplog.records)
+    by_cli = cli("backup", "--source", src, "--sink", tmp_path / "sink2")
+    assert by_cli.returncode == 0, by_cli.stderr
+    assert by_cli.stderr.startswith("backupkit: warning: 2 symlink(s) lead out of the backed-up "
+                                    "tree (first: app/up -> ../../shared/config)")
+
+    refused = cli("restore", "latest", "--sink", tmp_path / "sink", "--to", tmp_path / "out1")
+    cli.error_line(refused, "app/up", "--allow-external-symlinks")
+    assert not (tmp_path / "out1").exists()
+
+    done = cli("restore", "latest", "--sink", tmp_path / "sink", "--to", tmp_path / "out2",
+               "--allow-external-symlinks")
+    assert done.returncode == 0, done.stderr
+    out = tmp_path / "out2/app"
+    assert os.readlink(out / "venv/bin/python") == "/usr/bin/python3"
+    assert os.readlink(out / "up") == "../../shared/config"
+    assert os.readlink(out / "inside") == "venv/bin"
+    assert (out / "data.txt").read_text() == "data\n"

@@ -53,6 +53,9 @@ class RestoreContext:
     artifact: str
     target: Path | None
     overwrite: bool = False
+    #: Whether symlinks whose targets lead out of the target (absolute, or up past its
+    #: top) may be created as they are. Nothing is ever written through them.
+    allow_external_symlinks: bool = False
     options: Mapping[str, Any] = attrs.field(factory=dict)
 
 

@@ -51,7 +51,7 @@ from backupkit.sources.fsindex import (
     json_bytes,
     unchanged,
 )
-from backupkit.sources.fsrestore import COPY_BUFSIZE, DELETED_MEMBER, restore_tree
+from backupkit.sources.fsrestore import COPY_BUFSIZE, DELETED_MEMBER, lexical_problem, restore_tree
 from backupkit.sources.tarwrite import TarWriter, file_header, header
 
 log = logging.getLogger("backupkit.sources.filesystem")
@@ -219,6 +219,7 @@ class FilesystemSource(Source):
         counts = {"files": 0, "directories": 0, "stored_files": 0, "unchanged_files": 0, "deleted": 0}
         tar = TarWriter(out, COPY_BUFSIZE)
         inodes: dict[tuple[int, int], str] = {}  # files with several links: the first name
+        external: list[str] = []  # symlinks leading out of the tree: restore refuses them
         # The parent's paths not seen yet; what is left at the end was deleted. An entry
         # that vanishes before it is stored stays here, so it is listed as deleted.
         gone = parent.keys() if parent is not None else set()
@@ -242,7 +243,7 @@ class FilesystemSource(Source):
                         counts["files"] += 1
                         counts["unchanged_files"] += 1
                         continue
-            added = self._add(tar, inodes, path, arcname, st)
+            added = self._add(tar, inodes, path, arcname, st, external)
             if added is None:
                 continue
             digest, st = added  # the entry as stored: it may have changed since the walk
@@ -263,6 +264,11 @@ class FilesystemSource(Source):
             tar.add(info, io.BytesIO(data))
             counts["deleted"] = len(deleted)
         tar.close()
+        if external:
+            log.warning(
+                "%d symlink(s) lead out of the backed-up tree (first: %s); restoring them needs "
+                "--allow-external-symlinks", len(external), external[0],
+            )
         return {**counts, "paths": [_arcname_of(p) for p in self.paths]}
 
     def _add(
@@ -272,6 +278,7 @@ class FilesystemSource(Source):
         path: str,
         arcname: str,
         st: os.stat_result,
+        external: list[str],
     ) -> tuple[str, os.stat_result] | None:
         """Add one entry as it is now; return the sha256 of a regular file's content ("" for
         other kinds) and the stat it was stored with, or None if it vanished.
@@ -283,7 +290,7 @@ class FilesystemSource(Source):
         """
         if stat.S_ISREG(st.st_mode):
             if st.st_nlink > 1 and (st.st_ino, st.st_dev) in inodes:  # a further name: a link
-                return self._add_other(tar, inodes, path, arcname, st)
+                return self._add_other(tar, inodes, path, arcname, st, external)
             try:
                 fd = os.open(path, _OPEN_FILE)
             except FileNotFoundError:
@@ -309,7 +316,7 @@ class FilesystemSource(Source):
             if stat.S_ISREG(st.st_mode):
                 log.warning("%s kept being replaced while it was read; skipped", path)
                 return None
-        return self._add_other(tar, inodes, path, arcname, st)
+        return self._add_other(tar, inodes, path, arcname, st, external)
 
     def _add_file(
         self,
@@ -344,9 +351,11 @@ class FilesystemSource(Source):
         path: str,
         arcname: str,
         st: os.stat_result,
+        external: list[str],
     ) -> tuple[str, os.stat_result] | None:
         """Store an entry that is not a regular file's content: a directory, symlink,
-        FIFO, device node, or a further name of a hard-linked file."""
+        FIFO, device node, or a further name of a hard-linked file. A symlink leading
+        out of the tree is noted in *external*."""
         try:
             info = _tarinfo(inodes, path, arcname, st)
         except FileNotFoundError:
@@ -356,6 +365,8 @@ class FilesystemSource(Source):
             log.warning("%s is a socket or similar; skipped", path)
             return None
         _exact_mtime(info, st)
+        if info.issym() and lexical_problem(info) is not None:
+            external.append(f"{arcname} -> {info.linkname}")
         tar.add(info)
         return "", st
 
@@ -367,7 +378,10 @@ class FilesystemSource(Source):
         """Extract the full stream, then apply each incremental in order, then publish."""
         if ctx.target is None:
             raise ConfigError("restoring files needs a target directory; pass --to DIR")
-        restore_tree(streams, Path(ctx.target), artifact=ctx.artifact, overwrite=ctx.overwrite)
+        restore_tree(
+            streams, Path(ctx.target), artifact=ctx.artifact, overwrite=ctx.overwrite,
+            external_symlinks=ctx.allow_external_symlinks,
+        )
 
 
 _TAR_TYPES = (

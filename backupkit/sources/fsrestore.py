@@ -49,8 +49,12 @@ STAGING_PREFIX = ".backupkit-partial-"
 DELETED_MEMBER = ".backupkit-deleted.json"
 
 
-def restore_tree(streams: Iterator[BinaryIO], target: Path, *, artifact: str, overwrite: bool) -> None:
-    """Extract *streams* (a full backup, then its incrementals) into *target*."""
+def restore_tree(
+    streams: Iterator[BinaryIO], target: Path, *, artifact: str, overwrite: bool,
+    external_symlinks: bool = False,
+) -> None:
+    """Extract *streams* (a full backup, then its incrementals) into *target*;
+    *external_symlinks* allows symlinks leading out of it (see :func:`lexical_problem`)."""
     target = target.absolute()
     try:
         st: os.stat_result | None = os.stat(target)  # a symlink to a directory will do
@@ -78,7 +82,10 @@ def restore_tree(streams: Iterator[BinaryIO], target: Path, *, artifact: str, ov
         directories: list[tarfile.TarInfo] = []
         symlinks: set[str] = set()  # symlinks this restore made: never write through them
         for position, stream in enumerate(streams):
-            directories = extract(stream, staging, artifact, replace=position > 0, symlinks=symlinks)
+            directories = extract(
+                stream, staging, artifact, replace=position > 0, symlinks=symlinks,
+                external_symlinks=external_symlinks,
+            )
             while stream.read(COPY_BUFSIZE):  # to EOF: the engine checks checksums there
                 pass
         _set_directory_attrs(directories, staging, artifact)
@@ -98,7 +105,8 @@ def _holds_entries(target: Path) -> bool:
 
 
 def extract(
-    stream: BinaryIO, dest: Path, artifact: str, *, replace: bool, symlinks: set[str]
+    stream: BinaryIO, dest: Path, artifact: str, *, replace: bool, symlinks: set[str],
+    external_symlinks: bool = False,
 ) -> list[tarfile.TarInfo]:
     """Extract one stream into *dest*; return its directories (attrs set later)."""
     dest_str = str(dest)
@@ -111,8 +119,10 @@ def extract(
         )
 
     def check(member: tarfile.TarInfo) -> None:
-        problem = lexical_problem(member)
+        problem = lexical_problem(member, external_symlinks=external_symlinks)
         if problem:
+            if member.issym():
+                problem += "; if you trust this backup, restore with --allow-external-symlinks"
             refuse(member, problem)
         for path in (member.name, member.linkname if member.islnk() else ""):
             via = _through_symlink(path, symlinks) if path else None
@@ -200,13 +210,15 @@ def _buffered(stream: BinaryIO) -> BinaryIO:
     return io.BufferedReader(_RawReader(stream), buffer_size=COPY_BUFSIZE)
 
 
-def lexical_problem(member: tarfile.TarInfo) -> str | None:
+def lexical_problem(member: tarfile.TarInfo, *, external_symlinks: bool = False) -> str | None:
     """Our own check of names and link targets, without touching the disk.
 
     It does not depend on tarfile's ``data`` filter, whose realpath-based checks had
     bypasses before Python 3.11.13 (CVE-2025-4517 and others): a name must be
     relative without ``..``; a symlink's target, read from the link's own directory,
-    and a hard link's target must stay inside the archive root.
+    and a hard link's target must stay inside the archive root. With
+    *external_symlinks*, a symlink's target is not checked: a restore never writes
+    through a symlink, so where one leads harms nothing it writes.
     """
     name = member.name
     parts = path_parts(name)
@@ -214,7 +226,7 @@ def lexical_problem(member: tarfile.TarInfo) -> str | None:
         return "an absolute path"
     if ".." in parts:
         return "a '..' component"
-    if member.issym() or member.islnk():
+    if (member.issym() and not external_symlinks) or member.islnk():
         target = member.linkname
         if target.startswith("/"):
             return "a link to an absolute path"

@@ -24,8 +24,8 @@ BLOCK = tarfile.BLOCKSIZE
 RECORD = tarfile.RECORDSIZE
 _MAGIC = tarfile.POSIX_MAGIC  # b"ustar\x0000"
 _PAX_NAME = b"././@PaxHeader"
-_TAIL = bytes(BLOCK - 500)
-SMALL = 64 << 10  # a file up to this size is written with its header in one piece  # the ustar block ends with 12 unused bytes
+_TAIL = bytes(BLOCK - 500)  # the ustar block ends with 12 unused bytes
+SMALL = 64 << 10  # a file up to this size is written with its header in one piece
 
 
 def _field(text: bytes, width: int) -> bytes:
