@@ -6,8 +6,10 @@
     <root>/temp/<run-id>/                            a run's files while being written
     <root>/logs/                                     one log file per run
 
-Artifacts are written into ``temp/<run-id>/`` and renamed into their tier when
-complete (fsync'ed first), so a reader never sees a partial file. Each running
+Artifacts are written into ``temp/<run-id>/`` and hard-linked into their tier when
+complete (fsync'ed first), so a reader never sees a partial file and a stored file is
+never replaced (where hard links are unsupported: a check, then a rename). Deletes
+fsync their directories, so prune's order (manifest first) survives a power cut. Each running
 backup holds an exclusive ``flock`` on ``temp/<run-id>/.lock``; a run directory
 whose lock can be taken belongs to a dead run and is removed by the next run.
 """
@@ -55,10 +57,21 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+#: os.link's errors where the filesystem has no hard links (FAT, some FUSE and SMB mounts)
+#: or the tier directory is another mount: publish with check-then-rename there.
+_NO_HARD_LINKS = frozenset({errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV, errno.EMLINK, errno.ENOSYS})
+
+
+def _exists_error(path: Path) -> SinkError:
+    return SinkError(f"{path} already exists; refusing to overwrite a stored artifact")
+
+
 class _FileWriter(ArtifactWriter):
     def __init__(self, tmp: Path, final: Path) -> None:
         self.tmp = tmp
         self.final = final
+        self.published = False  # the final file is ours: abort removes it until commit returns
+        self.committed = False
         try:
             self.fh: BinaryIO | None = open(tmp, "xb", buffering=0)  # noqa: SIM115
         except OSError as exc:
@@ -87,15 +100,38 @@ class _FileWriter(ArtifactWriter):
             self.fh.close()
             self.fh = None
             self.final.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(self.tmp, self.final)
+            self._publish()
             _fsync_dir(self.final.parent)
+        except SinkError:
+            raise
         except OSError as exc:
             raise _os_error(exc, "store", self.final) from None
+        self.committed = True
+
+    def _publish(self) -> None:
+        """Move tmp to final, never replacing a file there: a hard link fails if one exists."""
+        try:
+            os.link(self.tmp, self.final)
+        except FileExistsError:
+            raise _exists_error(self.final) from None
+        except OSError as exc:
+            if exc.errno not in _NO_HARD_LINKS:
+                raise
+            if self.final.exists():
+                raise _exists_error(self.final) from None
+            os.replace(self.tmp, self.final)
+            self.published = True
+        else:
+            self.published = True
+            self.tmp.unlink()
 
     def abort(self) -> None:
         if self.fh is not None:
             self.fh.close()
             self.fh = None
+        if self.published and not self.committed:  # commit failed after publishing
+            self.final.unlink(missing_ok=True)
+            self.published = False
         self.tmp.unlink(missing_ok=True)
 
 
@@ -216,7 +252,7 @@ class LocalSink(Sink):
     def open_artifact(self, key: str, *, run_id: str) -> ArtifactWriter:
         final = self._path(key)
         if final.exists():
-            raise SinkError(f"{final} already exists; refusing to overwrite a stored artifact")
+            raise _exists_error(final)
         tmp = self.root / "temp" / run_id / key.replace("/", "__")
         return _FileWriter(tmp, final)
 
@@ -241,7 +277,7 @@ class LocalSink(Sink):
     def list_keys(self, prefix: str = "") -> Iterator[str]:
         if not self.root.is_dir():
             return
-        for dirpath, dirnames, filenames in os.walk(self.root):
+        for dirpath, dirnames, filenames in os.walk(self.root, onerror=self._unlistable):
             rel = os.path.relpath(dirpath, self.root)
             rel = "" if rel == "." else rel.replace(os.sep, "/") + "/"
             if rel.startswith(_HIDDEN):
@@ -253,13 +289,29 @@ class LocalSink(Sink):
                 if key.startswith(prefix):
                     yield key
 
+    def _unlistable(self, exc: OSError) -> None:
+        """A directory os.walk cannot read: a catalog without it would be wrong, so fail."""
+        if isinstance(exc, FileNotFoundError):
+            return  # removed while listing (a run's temp directory)
+        raise _os_error(exc, "list", Path(exc.filename or self.root)) from None
+
     def delete(self, keys: Iterable[str]) -> None:
+        """Delete *keys*, then fsync their directories: prune's order survives a power cut."""
+        directories: dict[Path, None] = {}
         for key in keys:
             path = self._path(key)
             try:
                 path.unlink(missing_ok=True)
             except OSError as exc:
                 raise _os_error(exc, "delete", path) from None
+            directories[path.parent] = None
+        for directory in directories:
+            try:
+                _fsync_dir(directory)
+            except FileNotFoundError:
+                pass
+            except OSError as exc:
+                raise _os_error(exc, "sync", directory) from None
 
     def size_of(self, key: str) -> int:
         return self._path(key).stat().st_size
