@@ -264,3 +264,37 @@ def test_a_directory_renamed_and_replaced_by_a_symlink_keeps_its_contents_on_res
     assert_same_tree(src, tmp_path / "out" / "src")
     assert (tmp_path / "out/src/data-2024/report.txt").read_text() == "precious\n"
     assert (tmp_path / "out/src/data").is_symlink()
+
+
+def test_an_edit_that_puts_the_old_mtime_back_is_still_stored(tmp_path: Path) -> None:
+    src, sink = tmp_path / "src", tmp_path / "sink"
+    src.mkdir()
+    (src / "balance.txt").write_text("balance=100\n")
+    engine = engine_for(src, sink)
+    engine.backup("app")
+    st = (src / "balance.txt").stat()
+    with (src / "balance.txt").open("r+") as fh:  # same size, same inode
+        fh.write("balance=999\n")
+    os.utime(src / "balance.txt", ns=(st.st_atime_ns, st.st_mtime_ns))  # as rsync -t, cp -p do
+
+    incremental = engine.backup("app", kind="incremental")
+
+    assert stored_files(sink, incremental) == {"src/balance.txt"}
+    engine.restore("latest", to=tmp_path / "out")
+    assert (tmp_path / "out/src/balance.txt").read_text() == "balance=999\n"
+
+
+def test_a_file_whose_ctime_alone_changed_is_hashed_not_stored_again(tmp_path: Path) -> None:
+    src, sink = tmp_path / "src", tmp_path / "sink"
+    src.mkdir()
+    (src / "same.bin").write_bytes(os.urandom(10_000))
+    engine = engine_for(src, sink)
+    engine.backup("app")
+    os.chmod(src / "same.bin", 0o600)
+    os.chmod(src / "same.bin", (src / "same.bin").stat().st_mode | 0o044)  # back: only ctime moved
+
+    first = engine.backup("app", kind="incremental")
+    second = engine.backup("app", kind="incremental")  # the new ctime is in the index now
+
+    assert stored_files(sink, first) == set() and stored_files(sink, second) == set()
+    assert first.artifact("files").extra["unchanged_files"] == 1

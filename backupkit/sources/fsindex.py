@@ -3,8 +3,9 @@
 Stored with every filesystem backup as a sidecar artifact (JSON lines, one entry per
 path, transformed like the main stream). An incremental backup compares the tree
 with its parent's index: a regular file counts as unchanged when its size, mtime
-(ns), mode and inode all match; when only the inode differs (a copy, a restore) its
-sha256 decides. Directories and symlinks are always stored (they are headers only),
+(ns), mode, inode and ctime (ns) all match; when only the inode or the ctime differs
+(a copy, a restore, a chown, or an edit that put the old mtime back) its sha256
+decides. Directories and symlinks are always stored (they are headers only),
 and so are files with more than one hard link, so restores can rebuild the links.
 """
 
@@ -36,18 +37,19 @@ class IndexEntry:
     mode: int
     inode: int
     sha256: str | None = None
+    ctime_ns: int | None = None  # None in indexes written before it was recorded
 
     def to_line(self) -> bytes:
         """The entry as a line of the index file."""
         return json_bytes(
             {"p": self.path, "t": self.type, "s": self.size, "m": self.mtime_ns,
-             "o": self.mode, "i": self.inode, "h": self.sha256}
+             "o": self.mode, "i": self.inode, "c": self.ctime_ns, "h": self.sha256}
         ) + b"\n"
 
     @classmethod
     def from_json(cls, line: str | bytes) -> IndexEntry:
         d = json.loads(line)
-        return cls(d["p"], d["t"], d["s"], d["m"], d["o"], d["i"], d.get("h"))
+        return cls(d["p"], d["t"], d["s"], d["m"], d["o"], d["i"], d.get("h"), d.get("c"))
 
     @classmethod
     def from_stat(cls, path: str, st: os.stat_result, sha256: str | None = None) -> IndexEntry:
@@ -60,7 +62,7 @@ class IndexEntry:
         else:
             kind = "o"
         return cls(path, kind, st.st_size if kind == "f" else 0, st.st_mtime_ns,
-                   stat.S_IMODE(st.st_mode), st.st_ino, sha256)
+                   stat.S_IMODE(st.st_mode), st.st_ino, sha256, st.st_ctime_ns)
 
 
 _JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
@@ -81,8 +83,8 @@ def json_bytes(value: object) -> bytes:
 
 
 def _file_line_start(key: bytes, st: os.stat_result) -> bytes:
-    return b'{"p":%s,"t":"f","s":%d,"m":%d,"o":%d,"i":%d,"h":' % (
-        key, st.st_size, st.st_mtime_ns, stat.S_IMODE(st.st_mode), st.st_ino
+    return b'{"p":%s,"t":"f","s":%d,"m":%d,"o":%d,"i":%d,"c":%d,"h":' % (
+        key, st.st_size, st.st_mtime_ns, stat.S_IMODE(st.st_mode), st.st_ino, st.st_ctime_ns
     )
 
 
@@ -137,7 +139,7 @@ class ParentIndex:
 
     def same_line(self, key: bytes, st: os.stat_result) -> bytes | None:
         """The parent's line for *key* if it describes the regular file *st* exactly
-        (size, mtime, mode, inode), else None."""
+        (size, mtime, mode, inode, ctime), else None."""
         line = self._lines.get(key)
         if line is None or not stat.S_ISREG(st.st_mode):
             return None
@@ -209,9 +211,11 @@ def unchanged(now: IndexEntry, before: IndexEntry | None, path: str) -> IndexEnt
         return None
     if (now.size, now.mtime_ns, now.mode) != (before.size, before.mtime_ns, before.mode):
         return None
-    if now.inode == before.inode:
+    if now.inode == before.inode and before.ctime_ns in (None, now.ctime_ns):
         return attrs.evolve(now, sha256=before.sha256)
-    if before.sha256 is not None:  # same metadata, other inode: let the content decide
+    # Same size, mtime and mode, but another inode (a copy, a restore) or another ctime
+    # (a chown, a link, or an edit that put the old mtime back): the content decides.
+    if before.sha256 is not None:
         try:
             digest = file_sha256(path)
         except OSError:
