@@ -229,3 +229,21 @@ def test_fifo_is_restored_and_a_device_node_is_skipped_with_a_warning(
     if device:
         assert not (restored / "null").exists()
         assert "device node src/null not restored" in caplog.text
+
+
+def test_a_sparse_file_restores_sparse(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    with (src / "vm.img").open("wb") as fh:  # 256 MiB, 8 KiB of it written
+        fh.write(b"boot" * 1024)
+        fh.seek(256 << 20)
+        fh.write(b"tail" * 1024)
+    engine = engine_for([src], tmp_path / "sink", "zstd")
+    engine.backup(reason="test")
+
+    engine.restore("latest", to=tmp_path / "out")
+
+    restored = tmp_path / "out/src/vm.img"
+    assert restored.stat().st_size == (src / "vm.img").stat().st_size
+    assert restored.stat().st_blocks * 512 <= 1 << 20
+    assert restored.read_bytes() == (src / "vm.img").read_bytes()

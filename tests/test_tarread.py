@@ -7,6 +7,7 @@ import io
 import os
 import shutil
 import subprocess
+import tempfile
 import tarfile
 from pathlib import Path, PurePosixPath
 
@@ -169,3 +170,49 @@ def test_short_reads_from_the_stream_change_nothing(members, sizes) -> None:  # 
     while (m := reader.next()) is not None:
         got.append((m.name, m.type, m.linkname, m.mode, float(m.mtime), reader.read_data() if m.isreg() else b""))
     assert got == read_tarfile(blob)
+
+
+SEGMENT = st.one_of(
+    st.binary(min_size=1, max_size=5000),
+    st.integers(1, 20_000).map(bytes),  # runs of zeros, some long enough to become holes
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(SEGMENT, max_size=8), st.lists(st.integers(1, 9000), min_size=1, max_size=6))
+def test_files_with_runs_of_zeros_are_written_back_byte_for_byte(segments, sizes) -> None:  # type: ignore[no-untyped-def]
+    content = b"".join(segments)
+    info = tarfile.TarInfo("f")
+    info.size = len(content)
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        tar.addfile(info, io.BytesIO(content))
+    reader = TarReader(Trickle(out.getvalue(), sizes))  # type: ignore[arg-type]
+    assert reader.next() is not None
+    with tempfile.TemporaryFile() as fh:
+        reader.copy_to(fh.fileno())
+        assert os.fstat(fh.fileno()).st_size == len(content)
+        fh.seek(0)
+        assert fh.read() == content
+
+
+def test_blocks_of_zeros_become_holes(tmp_path: Path) -> None:
+    size = 64 << 20
+    content = b"head" * 1024 + bytes(size - 8192) + b"tail" * 1024
+    info = tarfile.TarInfo("disk.img")
+    info.size = size
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        tar.addfile(info, io.BytesIO(content))
+    reader = TarReader(io.BytesIO(out.getvalue()))
+    assert reader.next() is not None
+    fd = os.open(tmp_path / "disk.img", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        reader.copy_to(fd)
+    finally:
+        os.close(fd)
+
+    st_ = os.stat(tmp_path / "disk.img")
+    assert st_.st_size == size
+    assert st_.st_blocks * 512 <= 1 << 20  # 8 KiB of data, not 64 MiB
+    assert (tmp_path / "disk.img").read_bytes() == content

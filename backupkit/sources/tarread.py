@@ -8,8 +8,9 @@ objects, so the checks that judge members stay shared with the rest of the sourc
 
 It reads untrusted bytes (the checksums are compared only at the end of the stream),
 so every length and number is checked and anything malformed raises
-:class:`TarFormatError`, a ``tarfile.ReadError``. Sparse files, which the filesystem
-source never writes, are refused.
+:class:`TarFormatError`, a ``tarfile.ReadError``. Sparse members (GNU's format for
+them), which the filesystem source never writes, are refused; a file's blocks of
+zeros are restored as holes instead (:meth:`TarReader.copy_to`).
 """
 
 from __future__ import annotations
@@ -25,6 +26,47 @@ _COPY = 1 << 20
 _MAX_HEADER_DATA = 16 << 20  # pax and long-name headers: names and a few numbers
 _PAX = (tarfile.XHDTYPE, tarfile.SOLARIS_XHDTYPE)
 _NO_DATA_TYPES = frozenset(tarfile.SUPPORTED_TYPES) - frozenset(tarfile.REGULAR_TYPES)
+
+
+_HOLE = 4096  # the block size of common filesystems: the smallest hole worth making
+_HOLE_ZEROS = bytes(_HOLE)
+
+
+def _write_all(fd: int, view: memoryview) -> None:
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def _write_sparse(fd: int, view: memoryview, pos: int) -> bool:
+    """Write *view*, the bytes at file offset *pos*, seeking over its aligned 4 KiB
+    blocks of zeros, and over zeros at its ends (the rest of a block that the pieces
+    before or after may leave empty too); return whether it ended with zeros skipped."""
+    start = 0  # the data not written yet begins here
+    block = -pos % _HOLE  # the first block boundary in the view
+    skipped = False
+    while block + _HOLE <= len(view):
+        if view[block : block + _HOLE] == _HOLE_ZEROS:
+            end = block + _HOLE
+            while end + _HOLE <= len(view) and view[end : end + _HOLE] == _HOLE_ZEROS:
+                end += _HOLE
+            if start < block:
+                _put(fd, view[start:block])
+            os.lseek(fd, end - block, os.SEEK_CUR)
+            start = block = end
+            skipped = True
+        else:
+            block += _HOLE
+    return _put(fd, view[start:]) if start < len(view) else skipped
+
+
+def _put(fd: int, part: memoryview) -> bool:
+    """Write *part* (less than a block, or data), or seek over it if it is all zeros;
+    return whether it was skipped."""
+    if len(part) <= _HOLE and part == _HOLE_ZEROS[: len(part)]:
+        os.lseek(fd, len(part), os.SEEK_CUR)
+        return True
+    _write_all(fd, part)
+    return False
 
 
 class TarFormatError(tarfile.ReadError):
@@ -196,12 +238,24 @@ class TarReader:
         return data
 
     def copy_to(self, fd: int) -> None:
-        """Write the rest of the current member's content to the file descriptor *fd*."""
+        """Write the rest of the current member's content to the new, empty file *fd*.
+
+        Runs of zeros of at least a filesystem block (4 KiB, aligned) are skipped with
+        ``lseek`` rather than written, so they become holes: a sparse file (a VM image,
+        a database file) is restored taking the room it took, not its full size.
+        """
         left, self._left = self._left, 0
+        pos = 0
+        ends_in_hole = False
         for piece in self._pieces(left):
-            view = memoryview(piece)
-            while view:
-                view = view[os.write(fd, view) :]
+            if piece.find(_HOLE_ZEROS) < 0:  # no block of zeros in it (C speed): all data
+                _write_all(fd, memoryview(piece))
+                ends_in_hole = False
+            else:
+                ends_in_hole = _write_sparse(fd, memoryview(piece), pos)
+            pos += len(piece)
+        if ends_in_hole:
+            os.ftruncate(fd, pos)  # seeking past the end does not make the file longer
 
     def skip(self) -> None:
         """Pass over the rest of the current member and its padding."""
