@@ -36,6 +36,7 @@ boundary, into one-line :mod:`backupkit.errors` that say what to do.
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import functools
 import io
@@ -44,6 +45,7 @@ import os
 import re
 import socket
 import threading
+import zlib
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, BinaryIO, ClassVar, cast
@@ -505,6 +507,7 @@ class _MultipartWriter(ArtifactWriter):
         self._slots = threading.BoundedSemaphore(sink.concurrency)
         self._error: BaseException | None = None
         self._state = "open"
+        self._sent = 0  # bytes handed to parts
 
     def write(self, data: bytes, /) -> int:
         if self._state != "open":
@@ -528,6 +531,7 @@ class _MultipartWriter(ArtifactWriter):
                 f"upload allows; raise the sink's 'part_size' (now {self.sink.part_size:,} bytes)"
             )
         self.part_size = part_size_for(number + 1, self.sink.part_size)
+        self._sent += len(part)
         self._slots.acquire()  # blocks while `concurrency` parts are in flight
         assert self._pool is not None
         future = self._pool.submit(self._upload_part, number, part)
@@ -595,10 +599,41 @@ class _MultipartWriter(ArtifactWriter):
                     IfNoneMatch="*",
                 )
             except _boto_errors() as exc:
-                raise self.sink._error(exc, "s3:PutObject", self.key) from None
+                if not self._completed_before(exc, parts):
+                    raise self.sink._error(exc, "s3:PutObject", self.key) from None
             self._shutdown()
         self._state = "committed"
         self._buf = bytearray()
+
+    def _completed_before(self, exc: BaseException, parts: list[dict[str, Any]]) -> bool:
+        """Whether a CompleteMultipartUpload that failed with *exc* had in fact succeeded.
+
+        botocore resends it after a timeout or a reset even when the first attempt
+        completed the upload; the retry then finds the key taken (412) or the upload gone
+        (NoSuchUpload). The stored object is ours if its size, its number of parts and its
+        composite CRC32 (the CRC32 of the parts' CRC32s) are those we sent.
+        """
+        if _status(exc) != 412 and _code(exc) != "NoSuchUpload":
+            return False
+        try:
+            head = self.sink.client.head_object(
+                Bucket=self.sink.bucket, Key=self.object_key, ChecksumMode="ENABLED"
+            )
+        except _boto_errors():
+            return False
+        if head.get("ContentLength") != self._sent:
+            return False
+        if not str(head.get("ETag", "")).strip('"').endswith(f"-{len(parts)}"):
+            return False
+        stored, expected = head.get("ChecksumCRC32"), _composite_crc32(parts)
+        # S3 appends "-<parts>" to a composite checksum; some stores (moto) do not
+        if stored and expected and stored not in (expected, f"{expected}-{len(parts)}"):
+            return False
+        log.info(
+            "%s was stored by an earlier attempt of CompleteMultipartUpload (%s)",
+            self.sink._url(self.key), _code(exc) or _status(exc),
+        )
+        return True
 
     def abort(self) -> None:
         """Stop uploading and abort the multipart upload; never raises.
@@ -639,6 +674,15 @@ class _MultipartWriter(ArtifactWriter):
     def _shutdown(self) -> None:
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _composite_crc32(parts: list[dict[str, Any]]) -> str | None:
+    """S3's composite CRC32 of a multipart upload (without ``-<parts>``), or None if a part
+    has no CRC32: base64 of the CRC32 of the parts' raw CRC32s, in order."""
+    if not parts or not all("ChecksumCRC32" in part for part in parts):
+        return None
+    raw = b"".join(base64.b64decode(part["ChecksumCRC32"]) for part in parts)
+    return base64.b64encode(zlib.crc32(raw).to_bytes(4, "big")).decode()
 
 
 class _ObjectReader(io.RawIOBase):
