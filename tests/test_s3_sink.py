@@ -241,6 +241,41 @@ def test_part_size_doubles_every_thousand_parts_so_big_artifacts_fit(
     assert (tmp_path / "restored" / "src" / "big.bin").read_bytes() == payload
 
 
+def test_fewer_parts_are_in_flight_as_parts_grow_so_memory_stays_capped(
+    tmp_path: Path, bucket: Any, hooks: Hooks, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Parts of 5, 5, 10, 10, 20 MiB with concurrency 2: at most 10 MiB in flight, so two
+    # parts of 5 MiB at once, then one at a time.
+    monkeypatch.setattr(s3_module, "PARTS_PER_SIZE", 2)
+    src = one_file_tree(tmp_path / "src", 48 * MiB)
+    started = {n: threading.Event() for n in range(1, 7)}
+    in_flight: list[int] = []
+    seen: dict[int, int] = {}  # part size -> most parts of that size in flight at once
+
+    def part_starts(params: dict[str, Any], context: dict[str, Any], **kwargs: Any) -> None:
+        number, size = params["PartNumber"], len(params["Body"])
+        context["part"] = number
+        with hooks.lock:
+            in_flight.append(number)
+            seen[size] = max(seen.get(size, 0), len(in_flight))
+        started[number].set()
+        if number in (1, 3):  # give the next part time to start alongside, if it may
+            started[number + 1].wait(timeout=2)
+
+    def part_ends(context: dict[str, Any], **kwargs: Any) -> None:
+        with hooks.lock:
+            in_flight.remove(context["part"])
+
+    hooks.on("before-parameter-build.s3.UploadPart", part_starts)
+    hooks.on("after-call.s3.UploadPart", part_ends)
+    engine = Engine.from_config(config(src, compress="none", part_size=5 * MiB, concurrency=2))
+
+    engine.backup("app")
+
+    assert sorted(seen.items())[:2] == [(5 * MiB, 2), (10 * MiB, 1)]
+    assert len(seen) == 3 and max(seen.values()) == 2
+
+
 def test_artifact_needing_more_parts_than_s3_allows_fails_cleanly(
     tmp_path: Path, bucket: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -9,18 +9,21 @@ Layouts (keys under ``<prefix>/``)::
                                  backups/<timestamp>-<reason>-backup-<timestamp>.manifest.json
                                  logs/<set>_<kind>_<id>.log
 
-An artifact streams into a multipart upload of parts of ``part_size`` bytes; at
-most ``concurrency`` parts are in flight at once, uploaded by a small thread pool,
-so memory stays near ``(concurrency + 1) * part_size`` and no local temporary copy
-is made. S3 allows 10,000 parts per upload and the artifact's size is not known
-in advance, so the part size doubles every 1,000 parts (:func:`part_size_for`):
-with the default 8 MiB, parts stay 8 MiB up to 7.8 GiB, and 10,000 parts hold
-7.8 TiB, more than S3's 5 TiB object limit. Memory grows with those parts, to
-``(concurrency + 1) * 64 MiB`` for a 100 GiB artifact. Nothing is visible until CompleteMultipartUpload;
-``abort`` calls AbortMultipartUpload, so no parts are left billing. Each part
-carries a CRC32 that S3 checks (the upload's composite checksum, as boto3's
-transfer manager does). An artifact
-smaller than one part is stored with a single PutObject. Every write is
+An artifact streams into a multipart upload of parts of ``part_size`` bytes,
+uploaded by a small thread pool with no local temporary copy: at most
+``concurrency`` parts in flight, so memory stays near ``(concurrency + 1) *
+part_size``. S3 allows 10,000 parts per upload and the artifact's size is not
+known in advance, so the part size doubles every 1,000 parts
+(:func:`part_size_for`): with the default 8 MiB, parts stay 8 MiB up to 7.8 GiB,
+and 10,000 parts hold 7.8 TiB, more than S3's 5 TiB object limit. As parts grow,
+fewer are in flight, at most ``concurrency * part_size`` bytes' worth (at least
+one part), so memory is that plus the part being filled: 48 MiB at 16 MiB parts,
+then two parts once one fills the cap (128 MiB for a 100 GiB artifact, defaults).
+
+Nothing is visible until CompleteMultipartUpload; ``abort`` calls
+AbortMultipartUpload, so no parts are left billing. Each part carries a CRC32 that
+S3 checks (the upload's composite checksum, as boto3's transfer manager does). An
+artifact smaller than one part is stored with a single PutObject. Every write is
 conditional (``If-None-Match: *``): a stored backup is never overwritten.
 
 Artifacts get ``storage_class`` (STANDARD_IA), manifests and run logs
@@ -504,7 +507,8 @@ class _MultipartWriter(ArtifactWriter):
         self._upload_id: str | None = None
         self._pool: ThreadPoolExecutor | None = None
         self._futures: list[Future[dict[str, Any]]] = []
-        self._slots = threading.BoundedSemaphore(sink.concurrency)
+        self._in_flight = 0  # parts being uploaded
+        self._room = threading.Condition()  # notified when a part ends
         self._error: BaseException | None = None
         self._state = "open"
         self._sent = 0  # bytes handed to parts
@@ -532,7 +536,10 @@ class _MultipartWriter(ArtifactWriter):
             )
         self.part_size = part_size_for(number + 1, self.sink.part_size)
         self._sent += len(part)
-        self._slots.acquire()  # blocks while `concurrency` parts are in flight
+        with self._room:
+            while self._in_flight >= self._max_in_flight(len(part)):
+                self._room.wait()
+            self._in_flight += 1
         assert self._pool is not None
         future = self._pool.submit(self._upload_part, number, part)
         future.add_done_callback(self._part_done)
@@ -562,8 +569,16 @@ class _MultipartWriter(ArtifactWriter):
             part["ChecksumCRC32"] = response["ChecksumCRC32"]
         return part
 
+    def _max_in_flight(self, size: int) -> int:
+        """How many parts of *size* bytes may upload at once: ``concurrency`` first parts'
+        worth of bytes, at least one part. Memory is that plus the part being filled, so it
+        grows far slower than the parts (see the module docstring)."""
+        return max(1, self.sink.concurrency * self.sink.part_size // size)
+
     def _part_done(self, future: Future[dict[str, Any]]) -> None:
-        self._slots.release()
+        with self._room:
+            self._in_flight -= 1
+            self._room.notify_all()
         if not future.cancelled() and future.exception() is not None and self._error is None:
             self._error = future.exception()
 
