@@ -556,11 +556,19 @@ def test_retries_recover_from_transient_failures(
 
 def test_persistent_slowdown_ends_in_a_clear_error(tmp_path: Path, bucket: Any, hooks: Hooks) -> None:
     hooks.fail("before-send.s3.PutObject", slow_down)
+    tries: dict[str, int] = {}
+
+    def count(request: Any, **kwargs: Any) -> None:
+        with hooks.lock:
+            tries[request.url] = tries.get(request.url, 0) + 1
+
+    hooks.on("before-send.s3.PutObject", count)
     engine = Engine.from_config(config(small_tree(tmp_path / "src"), max_attempts=2))
     with pytest.raises(SinkError) as caught:
         engine.backup("app")
     message = one_line(caught.value)
     assert "SlowDown" in message and "after 2 attempts" in message and "try again later" in message
+    assert tries and set(tries.values()) == {2}  # max_attempts counts the first try, as said
 
 
 def test_access_denied_on_put_names_the_permission(tmp_path: Path, bucket: Any, hooks: Hooks) -> None:

@@ -201,7 +201,7 @@ class S3Sink(Sink):
                         f"AWS profile {self.profile!r} does not exist; fix 'profile' or ~/.aws/config"
                     ) from None
                 config = Config(
-                    retries={"mode": "standard", "max_attempts": self.max_attempts},
+                    retries={"mode": "standard", "total_max_attempts": self.max_attempts},  # retries included
                     # an artifact and its sidecar may upload at once, each with its parts
                     max_pool_connections=max(10, 2 * self.concurrency + 2),
                     signature_version="s3v4",
