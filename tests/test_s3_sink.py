@@ -754,6 +754,22 @@ def test_presigned_url_downloads_the_artifact(tmp_path: Path, bucket: Any) -> No
         assert response.read() == stored
 
 
+def test_presigned_url_is_signed_for_the_buckets_own_region(tmp_path: Path, s3: S3Server) -> None:  # noqa: F811
+    s3.client().create_bucket(
+        Bucket="eu-backups", CreateBucketConfiguration={"LocationConstraint": "eu-west-1"}
+    )
+    engine = Engine.from_config(config(small_tree(tmp_path / "src"), bucket="eu-backups"))
+    manifest = engine.backup("app")  # the sink's region is us-east-1, from the environment
+
+    url = engine.presigned_url(manifest.id, expires=600)
+
+    # AWS refuses a URL signed for another region than the bucket's; it cannot be redirected.
+    credential = urllib.parse.parse_qs(urllib.parse.urlparse(url).query)["X-Amz-Credential"][0]
+    assert credential.split("/")[2] == "eu-west-1"
+    with urllib.request.urlopen(url, timeout=10) as response:
+        assert len(response.read()) == manifest.artifacts[0].stored_size
+
+
 @pytest.mark.xfail(
     strict=True,
     reason="moto 5.2.5 does not check X-Amz-Expires (verified 2026-11-23: 200 after expiry); "

@@ -185,8 +185,13 @@ class S3Sink(Sink):
     @property
     def client(self) -> Any:
         """The boto3 S3 client (thread-safe; made on first use)."""
+        return self._client_for(self.region)
+
+    def _client_for(self, region: str | None) -> Any:
+        """A client for *region* (None: the AWS configuration's), made once."""
+        name = f"client:{region}"
         with self._lock:
-            if "client" not in self._cache:
+            if name not in self._cache:
                 boto3, Config, exceptions = _import_boto()
                 try:
                     session = boto3.session.Session(
@@ -194,7 +199,7 @@ class S3Sink(Sink):
                         aws_access_key_id=self.access_key_id,
                         aws_secret_access_key=self.secret_access_key,
                         aws_session_token=self.session_token,
-                        region_name=self.region,
+                        region_name=region,
                     )
                 except exceptions.ProfileNotFound:
                     raise ConfigError(
@@ -209,7 +214,7 @@ class S3Sink(Sink):
                     read_timeout=120,
                 )
                 try:
-                    self._cache["client"] = session.client(
+                    self._cache[name] = session.client(
                         "s3", endpoint_url=self.endpoint_url, config=config
                     )
                 except ValueError as exc:  # "Invalid endpoint: minio:9000" from AWS_ENDPOINT_URL
@@ -217,7 +222,7 @@ class S3Sink(Sink):
                         f"cannot use the S3 endpoint for {self.location} ({_one_line(exc)}); set "
                         "endpoint_url or AWS_ENDPOINT_URL to a full URL, e.g. http://minio:9000"
                     ) from None
-            return self._cache["client"]
+            return self._cache[name]
 
     def _object_key(self, key: str) -> str:
         parts = key.split("/")
@@ -366,8 +371,14 @@ class S3Sink(Sink):
             raise ConfigError(
                 f"expires must be from 1 to {MAX_PRESIGN_SECONDS} seconds (7 days), got {expires!r}"
             )
+        client = self.client
+        region = self._bucket_region()
+        if region is not None and region != client.meta.region_name:
+            # Other requests follow S3's redirect to the bucket's region; a URL cannot, and
+            # one signed for the wrong region is refused (AuthorizationQueryParametersError).
+            client = self._client_for(region)
         try:
-            url: str = self.client.generate_presigned_url(
+            url: str = client.generate_presigned_url(
                 "get_object",
                 Params={"Bucket": self.bucket, "Key": self._object_key(key)},
                 ExpiresIn=expires,
@@ -375,6 +386,17 @@ class S3Sink(Sink):
         except _boto_errors() as exc:
             raise self._error(exc, "s3:GetObject", key) from None
         return url
+
+    def _bucket_region(self) -> str | None:
+        """The bucket's region, from HeadBucket (S3 names it even when it refuses the
+        request); None if it cannot be learnt, e.g. from an S3-compatible store."""
+        try:
+            response = self.client.head_bucket(Bucket=self.bucket)
+        except _boto_errors() as exc:
+            response = getattr(exc, "response", None) or {}
+        headers = response.get("ResponseMetadata", {}).get("HTTPHeaders", {})
+        region = response.get("BucketRegion") or headers.get("x-amz-bucket-region")
+        return str(region) if region else None
 
     def head(self, key: str) -> dict[str, Any]:
         """HeadObject of *key*: size, storage class, encryption (for checks and tests)."""
