@@ -57,6 +57,8 @@ def _sink_error(exc: BaseException, action: str, where: str) -> BackupkitError:
         return exc
     if isinstance(exc, FileNotFoundError):
         return NotFoundError(f"{where} does not exist")
+    if isinstance(exc, FileExistsError) or "PreconditionFailed" in str(exc):
+        return SinkError(f"{where} already exists; refusing to overwrite a stored artifact")
     if isinstance(exc, PermissionError):
         return SinkError(f"cannot {action} {where}: permission denied; grant access or choose another sink")
     return SinkError(f"cannot {action} {where}: {_detail(exc)}")
@@ -157,7 +159,10 @@ class FsspecSink(Sink):
                         f"{self._where(key)} already exists; refusing to overwrite a stored artifact"
                     )
                 if self.mode == "transaction":
-                    fh = self.fs.open(final, "wb", autocommit=False)
+                    try:  # exclusive: the store refuses the commit if the key appeared meanwhile
+                        fh = self.fs.open(final, "xb", autocommit=False)
+                    except (ValueError, NotImplementedError, TypeError):  # no such mode there
+                        fh = self.fs.open(final, "wb", autocommit=False)
                     return _TransactionWriter(fh, self._where(key), self._lock)
                 tmp = f"{self.root}/{_TEMP}/{run_id}/{key.replace('/', '__')}"
                 self.fs.makedirs(tmp.rpartition("/")[0], exist_ok=True)
@@ -241,7 +246,14 @@ class _RenameWriter(_FileHandleWriter):
             with self.lock:
                 self.fh.close()
                 self.fs.makedirs(self.final.rpartition("/")[0], exist_ok=True)
+                # checked again here, not only at open: a move replaces what is there
+                if self.fs.exists(self.final):
+                    raise FileExistsError(self.final)
                 self.fs.mv(self.tmp, self.final)
+        except FileExistsError:
+            raise SinkError(
+                f"{self.where} already exists; refusing to overwrite a stored artifact"
+            ) from None
         except Exception as exc:
             raise _sink_error(exc, "store", self.where) from None
         self.fh = None

@@ -134,6 +134,25 @@ class SinkConformance:
             self.store(sink, "daily/a.bin", b"second", run_id)
         assert sink.get_bytes("daily/a.bin") == b"first"
 
+    def test_a_writer_never_replaces_an_artifact_committed_after_it_opened(
+        self, sink: Sink, run_id: str
+    ) -> None:
+        other = "20240101T020000Z-facade"  # a second run, at once (two hosts, two sets)
+        sink.begin_run(other)
+        try:
+            first = sink.open_artifact("daily/a.bin", run_id=run_id)
+            second = sink.open_artifact("daily/a.bin", run_id=other)  # both saw no object
+            first.write(b"first")
+            second.write(b"second")
+            first.commit()
+            with pytest.raises(SinkError):
+                second.commit()
+            second.abort()
+        finally:
+            sink.end_run(other)
+        assert sink.get_bytes("daily/a.bin") == b"first"
+        assert self.keys(sink) == ["daily/a.bin"]
+
     # -- small objects ------------------------------------------------------------------
     def test_put_and_get_bytes(self, sink: Sink, run_id: str) -> None:
         sink.put_bytes("daily/x" + MANIFEST_SUFFIX, b'{"format": 1}\n', run_id=run_id)
