@@ -835,14 +835,13 @@ class Engine:
             plan = plan_retention(catalog.for_set(name), chosen, now=now, tz=self.config.tz)
             deleted, deleted_keys = carry_out(sink, plan, keys, dry_run=dry_run)
             gone = set(deleted)
-            tells_runs = type(sink).active_run_ids is not Sink.active_run_ids
             orphans = find_orphans(
                 (k for k in sink.list_keys() if k not in deleted_keys),
                 [m for m in catalog if m.id not in gone],
                 [k for i, k in keys.items() if i not in gone],
                 unreadable,
                 now=now,
-                active_runs=sink.active_run_ids() if tells_runs else None,
+                active_runs=sink.active_run_ids(),
                 grace=orphan_grace,
                 layout=Layout.of(sink),
                 foreign=foreign,

@@ -94,13 +94,14 @@ class Sink(abc.ABC):
     def end_run(self, run_id: str) -> None:
         """Called when a run ends, successful or not; remove its temporary data."""
 
-    def active_run_ids(self) -> set[str]:
-        """Ids of backups running against this sink now, if the sink can tell.
+    def active_run_ids(self) -> set[str] | None:
+        """Ids of backups running against this sink now, or None if the sink cannot tell.
 
-        Prune never collects their artifacts as orphans. Sinks that cannot tell
-        return an empty set; prune's grace period then protects running backups.
+        Prune never collects their artifacts as orphans. For a sink that cannot tell,
+        prune waits longer before it collects what a run may still be writing (see
+        :mod:`backupkit.prune`).
         """
-        return set()
+        return None
 
     # -- derived ------------------------------------------------------------------
     def key_for(self, tier: str, filename: str, *, run: RunInfo | None = None) -> str:
