@@ -88,6 +88,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="restore only this artifact (repeatable)")
     p.add_argument("--overwrite", action="store_true",
                    help="allow a non-empty target; entries from the backup replace existing ones")
+    p.add_argument("--allow-unencrypted", action="store_true",
+                   help="restore a backup that is not encrypted although its set is configured "
+                        "to encrypt (refused by default: it may have been planted in the sink)")
     p.add_argument("--allow-external-symlinks", action="store_true",
                    help="restore symlinks that lead out of the target (absolute, or up past its "
                         "top) as they are; nothing is ever written through them")
@@ -291,7 +294,8 @@ def _cmd_restore(args: argparse.Namespace) -> int:
     try:
         result = engine.restore(args.backup, to=args.to, set_name=args.set_name,
                                 artifacts=args.artifact, overwrite=args.overwrite,
-                                allow_external_symlinks=args.allow_external_symlinks, progress=progress)
+                                allow_external_symlinks=args.allow_external_symlinks,
+                                allow_unencrypted=args.allow_unencrypted, progress=progress)
     finally:
         progress.done()
     data = {"backup_id": result.backup_id, "targets": dict(result.targets),

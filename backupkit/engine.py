@@ -65,7 +65,7 @@ from backupkit.streaming import (
     DigestWriter,
     ReadAhead,
 )
-from backupkit.transforms.aes import open_manifest, seal_manifest
+from backupkit.transforms.aes import is_sealed_manifest, open_manifest, seal_manifest
 from backupkit.transforms.base import Transform, check_chain
 
 log = logging.getLogger("backupkit")
@@ -721,6 +721,7 @@ class Engine:
         keys: dict[str, str] | None = None,
         unreadable: list[str] | None = None,
         foreign: list[str] | None = None,
+        sealed: set[str] | None = None,
     ) -> tuple[Catalog, dict[str, Sink]]:
         """The catalog of *sinks* (default: every configured one) and each backup's sink.
 
@@ -731,6 +732,7 @@ class Engine:
         :param keys: filled with each backup's manifest key.
         :param unreadable: filled with the keys of manifests that could not be read.
         :param foreign: filled with the keys of manifests that are not the sink's.
+        :param sealed: filled with the ids of backups whose manifest was sealed.
         """
         manifests: list[Manifest] = []
         problems: list[CatalogProblem] = []
@@ -745,7 +747,8 @@ class Engine:
                     continue
                 origin = f"{sink.location.rstrip('/')}/{key}"
                 try:
-                    data = open_manifest(sink.get_bytes(key), self.keyring, origin=origin)
+                    raw = sink.get_bytes(key)
+                    data = open_manifest(raw, self.keyring, origin=origin)
                     manifest = Manifest.from_json(data, origin=origin)
                 except (ManifestError, NotFoundError) as exc:
                     log.info("%s", exc)  # a catalog problem: `list` and `status` report them
@@ -764,6 +767,8 @@ class Engine:
                 owner[manifest.id] = sink
                 if keys is not None:
                     keys[manifest.id] = key
+                if sealed is not None and is_sealed_manifest(raw):
+                    sealed.add(manifest.id)
         return Catalog(manifests, problems), owner
 
     def catalog(self) -> Catalog:
@@ -937,15 +942,53 @@ class Engine:
             directory = directory[: -len(shared) - 1]
         return manifest, self.sink_for(directory)
 
-    def _catalog_for(self, ref: str) -> tuple[Catalog, dict[str, Sink], str]:
+    def _catalog_for(self, ref: str) -> tuple[Catalog, dict[str, Sink], str, set[str]]:
         """The catalog to resolve *ref* in, and *ref* as an id for it: every configured
-        sink's catalog, or for a manifest's URL (:meth:`manifest_at`) its own sink's."""
+        sink's catalog, or for a manifest's URL (:meth:`manifest_at`) its own sink's; and
+        the ids of the backups whose manifests were sealed."""
+        sealed: set[str] = set()
         if not is_location(ref):
-            catalog, owner = self._read_catalog()
-            return catalog, owner, ref
+            catalog, owner = self._read_catalog(sealed=sealed)
+            return catalog, owner, ref, sealed
         manifest, sink = self.manifest_at(ref)
-        catalog, owner = self._read_catalog([sink])
-        return catalog, owner, manifest.id
+        catalog, owner = self._read_catalog([sink], sealed=sealed)
+        return catalog, owner, manifest.id, sealed
+
+    def _refuse_unencrypted(
+        self, manifests: Iterable[Manifest], catalog: Catalog, sealed: set[str]
+    ) -> None:
+        """Refuse a backup of a set configured to encrypt that is not encrypted as the set
+        says, when the set already has backups that are: whoever can write to the sink,
+        without any key, could otherwise plant a plain backup (or rewrite a plain
+        manifest) and have it restored. Backups older than the set's first encrypted one
+        (from before encryption was turned on) are restored as they are.
+        """
+        def as_configured(m: Manifest, set_cfg: SetConfig) -> bool:
+            if any(t.id == "aes" for t in set_cfg.transforms) and not all(
+                any(t.id == "aes" for t in a.transforms) for a in m.artifacts
+            ):
+                return False
+            return m.id in sealed or not set_cfg.encrypt_manifest
+
+        for manifest in manifests:
+            set_cfg = self.config.sets.get(manifest.set_name)
+            if set_cfg is None or as_configured(manifest, set_cfg):
+                continue
+            first = next(
+                (m for m in catalog.for_set(manifest.set_name) if as_configured(m, set_cfg)), None
+            )
+            if first is None or manifest.created_at < first.created_at:
+                continue
+            what = "manifest is not sealed" if all(
+                any(t.id == "aes" for t in a.transforms) for a in manifest.artifacts
+            ) else "artifacts are not encrypted"
+            raise IntegrityError(
+                f"backup {manifest.id} of set {manifest.set_name} is not encrypted as the set is "
+                f"configured ({what}), yet the set's backups have been since {first.id}: it was "
+                "not written by this configuration, and may have been planted by someone who can "
+                "write to the sink; restore an older backup, or pass --allow-unencrypted if you "
+                "know where it comes from"
+            )
 
     def presigned_url(
         self,
@@ -992,6 +1035,7 @@ class Engine:
         artifacts: Iterable[str] | None = None,
         overwrite: bool = False,
         allow_external_symlinks: bool = False,
+        allow_unencrypted: bool = False,
         progress: ProgressCallback | None = None,
     ) -> RestoreResult:
         """Restore backup *ref* (``latest``, an id or a unique prefix) into *to*.
@@ -1001,9 +1045,13 @@ class Engine:
         is checked against the manifests before anything becomes visible.
         *allow_external_symlinks* lets symlinks leading out of the target (``/etc/localtime``,
         a virtualenv's ``bin/python``) be restored as they are, instead of refusing the backup.
+        *allow_unencrypted* restores a backup that is not encrypted although its set is
+        configured to encrypt (see :meth:`_refuse_unencrypted`).
         """
-        catalog, owner, ref = self._catalog_for(ref)
+        catalog, owner, ref, sealed = self._catalog_for(ref)
         links = plan_restore(catalog, target=_restore_target(ref), set_name=set_name).chain
+        if not allow_unencrypted:
+            self._refuse_unencrypted(links, catalog, sealed)
         manifest = links[-1]
         if artifacts is None:
             wanted = [a.name for a in manifest.artifacts if not is_sidecar(a)]
@@ -1056,9 +1104,16 @@ class Engine:
 
     def verify(self, ref: str = "latest", *, set_name: str | None = None) -> VerifyResult:
         """Re-read every stored artifact of a backup and check both checksums."""
-        catalog, owner, ref = self._catalog_for(ref)
+        catalog, owner, ref, sealed = self._catalog_for(ref)
         manifest = catalog.resolve(ref, set_name=set_name)
         sink = owner[manifest.id]
+        try:
+            self._refuse_unencrypted([manifest], catalog, sealed)
+        except IntegrityError as exc:
+            return VerifyResult(
+                manifest.id,
+                tuple(ArtifactCheck(manifest.id, a.name, False, str(exc)) for a in manifest.artifacts),
+            )
         checks = []
         for artifact in manifest.artifacts:
             note = None
