@@ -79,6 +79,7 @@ def test_unknown_format_version_says_to_upgrade() -> None:
         (lambda o: o.update(kind="weekly"), "'kind'"),
         (lambda o: o.update(created_at="yesterday"), "'created_at'"),
         (lambda o: o.update(created_at="2024-01-01T00:00:00"), "'created_at'"),
+        (lambda o: o.update(created_at="0001-01-01T00:30:00+01:00"), "'created_at'"),  # < year 1
         (lambda o: o["artifacts"][0].update(raw_size=-1), "'artifacts[0].raw_size'"),
         (lambda o: o["artifacts"][0].update(raw_size="10"), "'artifacts[0].raw_size'"),
         (lambda o: o["artifacts"][0].update(stored_sha256="XYZ"), "'artifacts[0].stored_sha256'"),

@@ -239,7 +239,10 @@ class _Reader:
             return self.fail(field, f"is not an ISO 8601 timestamp: {text!r}")  # type: ignore[no-any-return]
         if value.tzinfo is None:
             self.fail(field, "must carry a time zone")
-        return value
+        try:
+            return value.astimezone(dt.timezone.utc)
+        except (ValueError, OverflowError):  # 0001-01-01T00:30+01:00 is before year 1 in UTC
+            return self.fail(field, f"is out of range: {text!r}")  # type: ignore[no-any-return]
 
     def spec(self, obj: Any, where: str) -> PluginSpec:
         if not isinstance(obj, dict):
