@@ -175,3 +175,26 @@ def test_every_backup_of_a_valid_history_restores_through_its_own_chain(
         for earlier, later in zip(plan.chain, plan.chain[1:], strict=False):
             assert later.parent_id == earlier.id
         assert [f.backup_id for f in plan.artifacts] == [x.id for x in plan.chain]
+
+
+@given(micro=st.integers(0, 999_999), offset=st.integers(-2, 2))
+def test_a_time_to_the_second_takes_in_the_backup_listed_at_that_second(micro: int, offset: int) -> None:
+    old = make(0, "aaaaaa")
+    new = attrs_evolve_created(make(1, "bbbbbb"), micro)
+    shown = new.created_at.replace(microsecond=0)  # as ids and `backupkit list` show it
+    when = shown + dt.timedelta(seconds=offset)
+    catalog = Catalog([old, new])
+
+    found = plan_restore(catalog, target=when).chain[-1]
+
+    assert found == (new if offset >= 0 else old)
+    assert catalog.at_or_before(when) == found
+    if micro >= 2:  # a time with its own fraction is taken as it is
+        exact = new.created_at - dt.timedelta(microseconds=1)
+        assert plan_restore(catalog, target=exact).chain[-1] == old
+
+
+def attrs_evolve_created(manifest: Manifest, micro: int) -> Manifest:
+    import attrs
+
+    return attrs.evolve(manifest, created_at=manifest.created_at.replace(microsecond=micro))

@@ -25,6 +25,13 @@ class CatalogProblem:
     message: str
 
 
+def made_at_or_before(created_at: dt.datetime, when: dt.datetime) -> bool:
+    """Whether a backup made at *created_at* counts as at or before *when*. A time given
+    to the second (as ids and listings show backups) takes in the whole second: the
+    backup listed at 04:45:12 was made at 04:45:12.558 and is at or before 04:45:12."""
+    return (created_at.replace(microsecond=0) if not when.microsecond else created_at) <= when
+
+
 def _sorted(manifests: Iterable[Manifest]) -> tuple[Manifest, ...]:
     return tuple(sorted(manifests, key=lambda m: (m.created_at, m.id)))
 
@@ -100,7 +107,7 @@ class Catalog:
         """The newest manifest created at or before *when* (timezone-aware)."""
         if when.tzinfo is None or when.utcoffset() is None:
             raise ConfigError(f"time {when.isoformat()} has no time zone; add one, e.g. 'Z'")
-        found = [m for m in self.for_set(set_name).manifests if m.created_at <= when]
+        found = [m for m in self.for_set(set_name).manifests if made_at_or_before(m.created_at, when)]
         if not found:
             raise NotFoundError(f"no backup at or before {when.isoformat()}")
         return found[-1]

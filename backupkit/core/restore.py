@@ -19,7 +19,7 @@ import datetime as dt
 
 import attrs
 
-from backupkit.core.catalog import Catalog
+from backupkit.core.catalog import Catalog, made_at_or_before
 from backupkit.core.manifest import Artifact, Manifest
 from backupkit.errors import ChainError, ConfigError, NotFoundError
 
@@ -86,7 +86,7 @@ def _resolve(catalog: Catalog, target: str | dt.datetime, set_name: str | None) 
         backups = _one_set(catalog, set_name, "a time").manifests
         if not backups:
             raise NotFoundError(f"no backup{_of(set_name)} in the catalog; run a backup first")
-        earlier = [m for m in backups if m.created_at <= target]
+        earlier = [m for m in backups if made_at_or_before(m.created_at, target)]
         if not earlier:
             raise NotFoundError(
                 f"no backup{_of(set_name)} at or before {target.isoformat()}; the first is "
