@@ -9,10 +9,14 @@ A key is written one of three ways, in ``BACKUP_ENCRYPTION_KEY``, in the file
 ``passphrase:<text>``
     a passphrase, stretched with scrypt (the salt is in each artifact's header);
 anything else
-    a key if it is base64 for exactly 32 bytes, otherwise a passphrase of at
-    least 12 characters.
+    a key if it is base64 for exactly 32 bytes; refused if it looks like a damaged
+    key (30 to 50 characters of the base64 or hex alphabet, or a ``#`` after
+    whitespace); otherwise a passphrase of at least 12 characters.
 
-A key file holds one key per line (blank lines and ``#`` comments are skipped).
+A leading byte order mark and surrounding whitespace are ignored. A key file holds
+one key per line (blank lines and ``#`` comments are skipped); a ``base64:`` key may
+be followed by whitespace and a ``# comment`` on its line, any other line with
+one is refused.
 The *writing* key is the first key found in this order: key files given
 explicitly, ``BACKUP_ENCRYPTION_KEY``, ``BACKUP_ENCRYPTION_KEY_FILE``. Every key
 found can *read*, so keys are rotated by putting the new key first and keeping the
@@ -98,7 +102,7 @@ class Key:
     @classmethod
     def parse(cls, text: str, *, origin: str) -> Key:
         """Read a key written as the module docstring says; errors never echo *text*."""
-        text = text.strip()
+        text = _clean(text)
         if text.startswith("base64:"):
             material = _b64_key(text[len("base64:") :])
             if material is None:
@@ -112,6 +116,12 @@ class Key:
         material = _b64_key(text)
         if material is not None:
             return cls("key", material, origin=origin)
+        if _PREFIX_TYPO.match(text) or _DAMAGED_KEY.fullmatch(text) or _COMMENT.search(text):
+            raise ConfigError(
+                f"{origin}: this looks like a damaged key, not a passphrase; check the key "
+                "('base64:' and 44 characters, as 'backupkit keys generate' prints it), or "
+                "write 'passphrase:' in front if a passphrase is meant"
+            )
         return cls._passphrase(text, origin)
 
     @classmethod
@@ -162,6 +172,16 @@ class Key:
 
 _B64_KEY = re.compile(r"[A-Za-z0-9+/]{43}")
 _URLSAFE = str.maketrans("-_", "+/")
+# Unprefixed text refused rather than taken as a passphrase: it is more likely a key that
+# was cut short, mistyped or pasted with a comment, and a wrong passphrase is a new key.
+_DAMAGED_KEY = re.compile(r"[A-Za-z0-9+/_=-]{30,50}")
+_COMMENT = re.compile(r"\s#")
+_PREFIX_TYPO = re.compile(r"(base64|passphrase)\s*[:;=]", re.IGNORECASE)
+
+
+def _clean(text: str) -> str:
+    """*text* without surrounding whitespace and a byte order mark (Notepad, PowerShell)."""
+    return text.strip().removeprefix("\ufeff").strip()
 
 
 def _b64_key(text: str) -> bytes | None:
@@ -265,7 +285,7 @@ def read_key_file(path: str | os.PathLike[str], *, origin: str | None = None) ->
     path = Path(path)
     origin = origin or f"key file {path}"
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")
         mode = path.stat().st_mode
     except FileNotFoundError:
         raise ConfigError(
@@ -277,13 +297,26 @@ def read_key_file(path: str | os.PathLike[str], *, origin: str | None = None) ->
     if mode & (stat.S_IRWXG | stat.S_IRWXO):
         log.warning("%s can be read by other users; chmod 600 it", origin)
     keys = [
-        Key.parse(line, origin=f"{origin} line {n}")
+        _key_line(line, f"{origin} line {n}")
         for n, line in enumerate(text.splitlines(), 1)
         if line.strip() and not line.lstrip().startswith("#")
     ]
     if not keys:
         raise ConfigError(f"{origin} holds no key; put one per line ('backupkit keys generate')")
     return keys
+
+
+def _key_line(line: str, origin: str) -> Key:
+    """The key on one key-file line; a ``# comment`` may follow only a ``base64:`` key."""
+    if not _COMMENT.search(line):
+        return Key.parse(line, origin=origin)
+    first = line.split()[0]
+    if first.startswith("base64:") and _b64_key(first[len("base64:") :]) is not None:
+        return Key.parse(first, origin=origin)
+    raise ConfigError(
+        f"{origin}: a '#' after whitespace is ambiguous here; put comments on a line of their "
+        "own (a comment may follow a 'base64:' key), or check the key if it has been damaged"
+    )
 
 
 @runtime_checkable

@@ -200,3 +200,57 @@ def test_keyring_from_env_reads_the_process_environment_by_default(
     monkeypatch.delenv(KEY_FILE_ENV, raising=False)
     assert Keyring.from_env().ids() == [key.id]
     assert os.environ[KEY_ENV] == key.encode()
+
+
+# -- a slightly wrong key is refused, not taken as a new passphrase -----------------------------
+
+
+def test_byte_order_mark_and_crlf_around_a_key_are_ignored(tmp_path: Path) -> None:
+    key = Key("key", RAW)
+    assert Key.parse(f"\ufeffbase64:{B64}\r\n", origin="test") == key
+    path = tmp_path / "keys"
+    path.write_bytes(b"\xef\xbb\xbf" + f"base64:{B64}\r\n".encode())  # Notepad, PowerShell
+    path.chmod(0o600)
+    assert read_key_file(path) == [key]
+
+
+def test_comment_after_a_prefixed_key_on_a_key_file_line_is_ignored(tmp_path: Path) -> None:
+    path = write_key_file(tmp_path / "keys", f"base64:{B64}   # 2024 key", f"base64:{B64}\t#old")
+    assert read_key_file(path) == [Key("key", RAW), Key("key", RAW)]
+
+
+@pytest.mark.parametrize(
+    "line", [f"{B64}  # 2024 key", f"passphrase:{PASSPHRASE}  # old one", f"base64:{B64[:40]} # x"]
+)
+def test_ambiguous_comment_on_a_key_file_line_is_refused(tmp_path: Path, line: str) -> None:
+    path = write_key_file(tmp_path / "keys", "# keys", line)
+    with pytest.raises(ConfigError, match="line 2") as info:
+        read_key_file(path)
+    message = str(info.value)
+    assert "\n" not in message and B64[:40] not in message and PASSPHRASE not in message
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        B64[:40],  # a paste cut short
+        f"base64:{B64}"[:40],  # prefix and all, cut short: still a base64: error
+        "0123456789abcdef0123456789abcdef",  # hex, 16 bytes
+        f"{B64}   # 2024 key",  # an inline comment
+        f"Base64:{B64}",  # a mistyped prefix
+        f"passphrase = {PASSPHRASE}",
+    ],
+)
+def test_text_that_looks_like_a_damaged_key_is_refused_not_taken_as_a_passphrase(text: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        Key.parse(text, origin=KEY_ENV)
+    message = str(info.value)
+    assert message.startswith(KEY_ENV) and "\n" not in message
+    assert "check the key" in message or "not base64 for a 32-byte key" in message
+    assert B64[:30] not in message and PASSPHRASE not in message
+
+
+def test_damaged_key_message_says_how_to_mean_a_passphrase() -> None:
+    with pytest.raises(ConfigError, match="write 'passphrase:' in front"):
+        Key.parse(B64[:40], origin=KEY_ENV)
+    assert Key.parse(f"passphrase:{B64[:40]}", origin=KEY_ENV).kind == "passphrase"
