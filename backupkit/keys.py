@@ -184,6 +184,20 @@ def _clean(text: str) -> str:
     return text.strip().removeprefix("\ufeff").strip()
 
 
+def looks_like_key(text: str) -> bool:
+    """Whether *text* is written like a key or passphrase rather than a name or an id.
+
+    For messages about a value given in the wrong place: such a value is never echoed.
+    """
+    text = _clean(text)
+    return (
+        _PREFIX_TYPO.match(text) is not None
+        or _b64_key(text) is not None
+        or (_DAMAGED_KEY.fullmatch(text) is not None and not text.startswith("/"))
+        or any(c.isspace() or c == "#" for c in text)
+    )
+
+
 def _b64_key(text: str) -> bytes | None:
     """32 bytes from canonical standard or URL-safe base64 (padding optional), else None."""
     text = text.strip().removesuffix("=").translate(_URLSAFE)
@@ -228,9 +242,7 @@ class Keyring:
         if env.get(KEY_ENV, "").strip():
             keys.append(Key.parse(env[KEY_ENV], origin=KEY_ENV))
         if env.get(KEY_FILE_ENV, "").strip():
-            keys.extend(
-                read_key_file(env[KEY_FILE_ENV], origin=f"{KEY_FILE_ENV} ({env[KEY_FILE_ENV]})")
-            )
+            keys.extend(read_key_file(env[KEY_FILE_ENV], setting=KEY_FILE_ENV))
         return cls(keys)
 
     def __iter__(self) -> Iterator[Key]:
@@ -280,20 +292,19 @@ class Keyring:
     __str__ = __repr__
 
 
-def read_key_file(path: str | os.PathLike[str], *, origin: str | None = None) -> list[Key]:
-    """Every key in a key file, one per line; ``#`` comments and blank lines skipped."""
-    path = Path(path)
-    origin = origin or f"key file {path}"
+def read_key_file(path: str | os.PathLike[str], *, setting: str | None = None) -> list[Key]:
+    """Every key in a key file, one per line; ``#`` comments and blank lines skipped.
+
+    :param setting: what named the file (``BACKUP_ENCRYPTION_KEY_FILE``), for messages.
+    """
+    raw = os.fspath(path)
+    path = Path(raw)
     try:
         text = path.read_text(encoding="utf-8-sig")
         mode = path.stat().st_mode
-    except FileNotFoundError:
-        raise ConfigError(
-            f"{origin} does not exist; create it with 'backupkit keys generate'"
-        ) from None
     except (OSError, UnicodeDecodeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) else "it is not UTF-8 text"
-        raise ConfigError(f"cannot read {origin}: {reason}") from None
+        raise ConfigError(_unreadable(raw, setting, exc)) from None
+    origin = f"{setting} ({path})" if setting else f"key file {path}"
     if mode & (stat.S_IRWXG | stat.S_IRWXO):
         log.warning("%s can be read by other users; chmod 600 it", origin)
     keys = [
@@ -317,6 +328,27 @@ def _key_line(line: str, origin: str) -> Key:
         f"{origin}: a '#' after whitespace is ambiguous here; put comments on a line of their "
         "own (a comment may follow a 'base64:' key), or check the key if it has been damaged"
     )
+
+
+def _unreadable(raw: str, setting: str | None, exc: BaseException) -> str:
+    """The message for a key file that cannot be read; *raw* is named only if it is a path."""
+    named = setting or "a key file given with --key-file or key_file"
+    text = _clean(raw)
+    if text.startswith(("base64:", "passphrase:")) or _b64_key(text) is not None:
+        return (
+            f"{named} holds a key, not a file name; put the key in {KEY_ENV} instead, or "
+            "give the path of a key file here"
+        )
+    if looks_like_key(raw):
+        return (
+            f"{named} names no readable file and looks like a key or passphrase (not shown); "
+            f"put keys in {KEY_ENV} and only the path of a key file here"
+        )
+    where = f"key file {raw}" + (f" ({setting})" if setting else "")
+    if isinstance(exc, FileNotFoundError):
+        return f"{where} does not exist; create it with 'backupkit keys generate'"
+    reason = exc.strerror if isinstance(exc, OSError) else "it is not UTF-8 text"
+    return f"cannot read {where}: {reason}"
 
 
 @runtime_checkable

@@ -454,3 +454,23 @@ def test_order_rule_compress_then_encrypt_is_enforced() -> None:
     for chain in ([aes(), ZstdTransform()], [aes(), GzipTransform()]):
         with pytest.raises(ConfigError, match="put compression before encryption"):
             check_chain(chain, where="set 'app'")
+
+
+@pytest.mark.parametrize(
+    "value, looks_like_a_key",
+    [
+        (KEY.encode(), True),
+        (KEY.encode().removeprefix("base64:"), True),
+        ("passphrase:correct horse battery staple", True),
+        ("9f1c0e8d2b7a4c5", False),  # one digit short: a mistyped id
+    ],
+)
+def test_bad_key_id_never_echoes_the_value_and_spots_a_key_given_as_id(
+    value: str, looks_like_a_key: bool
+) -> None:
+    with pytest.raises(ConfigError, match="not a 16-hex-digit key id") as info:
+        AesTransform.from_params({"key_id": value})
+    message = str(info.value)
+    assert value.split(":", 1)[-1][:12] not in message and "\n" not in message
+    assert ("looks like a key itself" in message) == looks_like_a_key
+    assert "backupkit keys id" in message

@@ -702,3 +702,36 @@ def test_encrypt_manifest_leaves_only_format_and_key_id_in_the_clear(
 def test_encrypt_manifest_needs_encryption(tmp_path: Path, src: Path) -> None:
     with pytest.raises(ConfigError, match="'encrypt_manifest' needs encryption"):
         engine_for(tmp_path / "sink", src, None, transforms=["zstd"], encrypt_manifest=True)
+
+
+# -- key material in the wrong place -------------------------------------------------------------
+
+
+def test_key_given_where_a_key_file_or_key_id_is_expected_is_never_echoed(
+    tmp_path: Path, src: Path, cli: Cli, key: Key
+) -> None:
+    secret = key.encode().removeprefix("base64:")
+    cli.env["BACKUP_ENCRYPTION_KEY_FILE"] = key.encode()
+    result = cli("keys", "id")
+    cli.error_line(result, "BACKUP_ENCRYPTION_KEY_FILE holds a key, not a file name", KEY_ENV)
+    del cli.env["BACKUP_ENCRYPTION_KEY_FILE"]
+    results = [result, cli("keys", "id", "--key-file", secret)]
+    cli.error_line(results[-1], "holds a key, not a file name", KEY_ENV)
+    results.append(cli("keys", "id", "--key-file", PASSPHRASE))
+    cli.error_line(results[-1], "looks like a key or passphrase (not shown)")
+
+    toml = tmp_path / "backupkit.toml"
+    sets = (
+        f'[sets.app]\nsink = "{tmp_path / "sink"}"\n'
+        f'[[sets.app.sources]]\ntype = "filesystem"\npaths = ["{src}"]\n'
+    )
+    toml.write_text(f'key_file = "{key.encode()}"\n{sets}')
+    results.append(cli("backup"))
+    cli.error_line(results[-1], "holds a key, not a file name", KEY_ENV)
+    toml.write_text(f'{sets}[[sets.app.transforms]]\ntype = "aes"\nkey_id = "{key.encode()}"\n')
+    cli.env[KEY_ENV] = key.encode()
+    results.append(cli("backup"))
+    cli.error_line(results[-1], "this looks like a key itself", "backupkit keys id")
+    for result in results:
+        assert secret not in result.stderr and secret[:12] not in result.stderr
+        assert "nobody" not in result.stderr

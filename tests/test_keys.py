@@ -254,3 +254,28 @@ def test_damaged_key_message_says_how_to_mean_a_passphrase() -> None:
     with pytest.raises(ConfigError, match="write 'passphrase:' in front"):
         Key.parse(B64[:40], origin=KEY_ENV)
     assert Key.parse(f"passphrase:{B64[:40]}", origin=KEY_ENV).kind == "passphrase"
+
+
+@pytest.mark.parametrize("setting", ["env", "key_files"])
+@pytest.mark.parametrize(
+    "value, holds_a_key",
+    [
+        (f"base64:{B64}", True),
+        (B64, True),
+        (f"passphrase:{PASSPHRASE}", True),
+        (PASSPHRASE, False),
+        (B64[:40], False),
+    ],
+)
+def test_key_or_passphrase_given_as_a_key_file_is_never_echoed(
+    setting: str, value: str, holds_a_key: bool
+) -> None:
+    env, key_files = ({KEY_FILE_ENV: value}, []) if setting == "env" else ({}, [value])
+    with pytest.raises(ConfigError) as info:
+        Keyring.from_env(env, key_files=key_files)
+    message = str(info.value)
+    secret = value.split(":", 1)[-1]
+    assert secret not in message and secret[:12] not in message and "\n" not in message
+    assert KEY_ENV in message
+    assert ("holds a key, not a file name" in message) == holds_a_key
+    assert (KEY_FILE_ENV in message) == (setting == "env")

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import attrs
 
 from backupkit.errors import IntegrityError, KeyMissingError, ManifestError
-from backupkit.keys import Key, Keyring
+from backupkit.keys import Key, Keyring, looks_like_key
 from backupkit.params import check_range, secret
 from backupkit.plugins import Register, hookimpl
 from backupkit.transforms.base import Encoder, Reader, Stage, Transform, Writer
@@ -55,8 +55,16 @@ _KEY_ID = re.compile(r"^[0-9a-f]{16}$")
 
 
 def _check_key_id(inst: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
-    if value is not None and not (isinstance(value, str) and _KEY_ID.match(value)):
-        raise ValueError(f"key_id must be 16 lowercase hex digits, got {value!r}")
+    if value is None or (isinstance(value, str) and _KEY_ID.match(value)):
+        return
+    if isinstance(value, str) and looks_like_key(value):  # never echo it: it may be the key
+        raise ValueError(
+            "key_id is not a 16-hex-digit key id; this looks like a key itself; key_id takes "
+            "the id shown by `backupkit keys id`"
+        )
+    raise ValueError(
+        "key_id is not a 16-hex-digit key id (lowercase, as `backupkit keys id` shows it)"
+    )
 
 
 def _check_chunk_size(inst: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
