@@ -36,6 +36,7 @@ import attrs
 
 from backupkit.core.retention import TIER_AGES, RetentionPolicy
 from backupkit.errors import ConfigError
+from backupkit.keys import looks_like_key
 
 CONFIG_FILENAME = "backupkit.toml"
 COMPRESS_CHOICES = ("zstd", "gzip", "none")
@@ -125,7 +126,14 @@ class Config:
             data = tomllib.loads(text)
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
-        return cls.from_dict(data, env=env, origin=str(path))
+        config = cls.from_dict(data, env=env, origin=str(path))
+        if config.key_file is None:
+            return config
+        # A relative key_file is next to the config file, wherever cron or systemd runs from.
+        key_file = os.path.abspath(os.path.join(path.parent, config.key_file))
+        if looks_like_key(config.key_file) and not os.path.exists(key_file):
+            return config  # a key, not a path: refused without showing it when keys are read
+        return attrs.evolve(config, key_file=key_file)
 
     @classmethod
     def adhoc(

@@ -344,11 +344,15 @@ def _unreadable(raw: str, setting: str | None, exc: BaseException) -> str:
             f"{named} names no readable file and looks like a key or passphrase (not shown); "
             f"put keys in {KEY_ENV} and only the path of a key file here"
         )
-    where = f"key file {raw}" + (f" ({setting})" if setting else "")
+    where = f"key file {os.path.abspath(raw)}"
     if isinstance(exc, FileNotFoundError):
-        return f"{where} does not exist; create it with 'backupkit keys generate'"
+        return (
+            f"{where} does not exist; point {setting or '--key-file or key_file'} at the key "
+            "file the backups were made with, or create one with 'backupkit keys generate' "
+            "for new backups"
+        )
     reason = exc.strerror if isinstance(exc, OSError) else "it is not UTF-8 text"
-    return f"cannot read {where}: {reason}"
+    return f"cannot read {where}" + (f" ({setting})" if setting else "") + f": {reason}"
 
 
 @runtime_checkable

@@ -100,3 +100,21 @@ def test_get_set_requires_a_name_when_several_sets() -> None:
         cfg.get_set(None)
     with pytest.raises(ConfigError, match="unknown backup set 'web'"):
         cfg.get_set("web")
+
+
+def test_relative_key_file_in_a_toml_file_is_next_to_the_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cfgdir = tmp_path / "cfgdir"
+    cfgdir.mkdir()
+    path = cfgdir / "backupkit.toml"
+    sets = '[sets.app]\nsink = "/b"\nsources = [{type = "filesystem", paths = ["/x"]}]\n'
+    monkeypatch.chdir(tmp_path)  # cron and systemd run from elsewhere
+    for written, expected in [
+        ("keys", cfgdir / "keys"),
+        ("sub/../keys", cfgdir / "keys"),
+        ("/etc/backupkit/keys", Path("/etc/backupkit/keys")),
+    ]:
+        path.write_text(f'key_file = "{written}"\n{sets}')
+        assert Config.from_file(Path("cfgdir/backupkit.toml")).key_file == str(expected)
+    assert Config.from_dict({"key_file": "keys", **base()}, env={}).key_file == "keys"

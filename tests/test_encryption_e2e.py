@@ -735,3 +735,29 @@ def test_key_given_where_a_key_file_or_key_id_is_expected_is_never_echoed(
     for result in results:
         assert secret not in result.stderr and secret[:12] not in result.stderr
         assert "nobody" not in result.stderr
+
+
+def test_relative_key_file_in_a_config_file_works_from_any_working_directory(
+    tmp_path: Path, src: Path, cli: Cli, key: Key
+) -> None:
+    cfgdir = tmp_path / "cfgdir"
+    cfgdir.mkdir()
+    (cfgdir / "keys").write_text(key.encode() + "\n")
+    (cfgdir / "keys").chmod(0o600)
+    toml = cfgdir / "backupkit.toml"
+    toml.write_text(
+        f'key_file = "keys"\n[sets.app]\nsink = "{tmp_path / "sink"}"\nencrypt = true\n'
+        f'[[sets.app.sources]]\ntype = "filesystem"\npaths = ["{src}"]\n'
+    )
+    backup = json_of(cli("backup", "--config", toml, "--json", cwd=Path("/")))
+    assert backup["artifacts"][-1]["transforms"][-1]["params"]["key_id"] == key.id
+    restored = cli("restore", "latest", "--config", toml, "--to", tmp_path / "out", cwd=Path("/"))
+    assert restored.returncode == 0, restored.stderr
+    assert same_tree(src, restored_tree(tmp_path / "out", src))
+
+    (cfgdir / "keys").unlink()
+    line = cli.error_line(
+        cli("restore", "latest", "--config", toml, "--to", tmp_path / "o2", cwd=Path("/")),
+        f"key file {cfgdir / 'keys'} does not exist",
+    )
+    assert "the backups were made with" in line and "keys generate" in line

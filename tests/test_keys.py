@@ -279,3 +279,14 @@ def test_key_or_passphrase_given_as_a_key_file_is_never_echoed(
     assert KEY_ENV in message
     assert ("holds a key, not a file name" in message) == holds_a_key
     assert (KEY_FILE_ENV in message) == (setting == "env")
+
+
+def test_missing_key_file_names_its_absolute_path_and_the_key_backups_need(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError) as info:
+        Keyring.from_env({KEY_FILE_ENV: "keys"})
+    message = str(info.value)
+    assert f"key file {tmp_path / 'keys'} does not exist" in message
+    assert "the backups were made with" in message and "keys generate" in message
