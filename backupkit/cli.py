@@ -307,9 +307,11 @@ def _cmd_restore(args: argparse.Namespace) -> int:
 def _cmd_verify(args: argparse.Namespace) -> int:
     result = _engine(args).verify(args.backup, set_name=args.set_name)
     data = {"backup_id": result.backup_id, "ok": result.ok,
-            "artifacts": [{"name": c.artifact, "ok": c.ok, "error": c.error,
+            "artifacts": [{"backup_id": c.backup_id, "name": c.artifact, "ok": c.ok, "error": c.error,
                            **({"note": c.note} if c.note else {})} for c in result.checks]}
-    lines = [f"{c.artifact}: {'ok' if c.ok else 'FAILED: ' + (c.error or '')}"
+    chain = len({c.backup_id for c in result.checks}) > 1  # an incremental: name each link
+    lines = [(f"{c.backup_id} " if chain else "") + f"{c.artifact}: "
+             + ("ok" if c.ok else "FAILED: " + (c.error or ""))
              + (f" ({c.note})" if c.note else "") for c in result.checks]
     _emit(args, data, f"backup {result.backup_id}\n" + "\n".join(lines))
     if not result.ok:

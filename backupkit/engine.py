@@ -1012,7 +1012,7 @@ class Engine:
             manifest, sink = self.manifest_at(ref)
         else:
             catalog, owner = self._read_catalog()
-            manifest = catalog.resolve(ref, set_name=set_name)
+            manifest = plan_restore(catalog, target=_restore_target(ref), set_name=set_name).chain[-1]
             sink = owner[manifest.id]
         if artifact is None:
             data = [a for a in manifest.artifacts if not is_sidecar(a)]
@@ -1103,19 +1103,21 @@ class Engine:
                 ahead.finish()
 
     def verify(self, ref: str = "latest", *, set_name: str | None = None) -> VerifyResult:
-        """Re-read every stored artifact of a backup and check both checksums."""
+        """Re-read every stored artifact a restore of backup *ref* would read (an
+        incremental's whole chain) and check both checksums."""
         catalog, owner, ref, sealed = self._catalog_for(ref)
-        manifest = catalog.resolve(ref, set_name=set_name)
-        sink = owner[manifest.id]
+        links = plan_restore(catalog, target=_restore_target(ref), set_name=set_name).chain
+        target = links[-1]
         try:
-            self._refuse_unencrypted([manifest], catalog, sealed)
+            self._refuse_unencrypted(links, catalog, sealed)
         except IntegrityError as exc:
             return VerifyResult(
-                manifest.id,
-                tuple(ArtifactCheck(manifest.id, a.name, False, str(exc)) for a in manifest.artifacts),
+                target.id,
+                tuple(ArtifactCheck(m.id, a.name, False, str(exc)) for m in links for a in m.artifacts),
             )
         checks = []
-        for artifact in manifest.artifacts:
+        for manifest, artifact in ((m, a) for m in links for a in m.artifacts):
+            sink = owner[manifest.id]
             note = None
             try:
                 try:
@@ -1133,7 +1135,7 @@ class Engine:
                 checks.append(ArtifactCheck(manifest.id, artifact.name, False, str(exc)))
             else:
                 checks.append(ArtifactCheck(manifest.id, artifact.name, True, note=note))
-        return VerifyResult(manifest.id, tuple(checks))
+        return VerifyResult(target.id, tuple(checks))
 
     def _check_stored(self, sink: Sink, manifest: Manifest, artifact: Artifact) -> None:
         """Compare an artifact's stored bytes with its manifest, without decoding them."""

@@ -268,7 +268,10 @@ def test_list_reports_a_truncated_manifest_by_file_and_still_lists_the_others(
     assert status["sets"]["app"]["latest_id"] == good.id
     assert [bad_file.name in p["key"] for p in status["problems"]] == [True]
 
-    verified = cli("verify", "latest", "--sink", sink)
+    # 'latest' does not quietly fall back to the older backup: the newer one is unreadable.
+    refused = cli("verify", "latest", "--sink", sink)
+    cli.error_line(refused, bad.id, "cannot be read", bad_file.name, f"restore {good.id} by its id")
+    verified = cli("verify", good.id, "--sink", sink)
     assert verified.returncode == 0, verified.stderr
     assert good.id in verified.stdout
 

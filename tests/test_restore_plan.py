@@ -198,3 +198,36 @@ def attrs_evolve_created(manifest: Manifest, micro: int) -> Manifest:
     import attrs
 
     return attrs.evolve(manifest, created_at=manifest.created_at.replace(microsecond=micro))
+
+
+def unreadable(hours: int, token: str, set_name: str = "app") -> CatalogProblem:
+    ident = backup_id(T0 + dt.timedelta(hours=hours), token)
+    return CatalogProblem(
+        f"/srv/backups/daily/{set_name}_full_{ident}.manifest.json",
+        f"manifest /srv/backups/daily/{set_name}_full_{ident}.manifest.json is sealed with key "
+        "0123456789abcdef, which is not configured",
+    )
+
+
+def test_latest_and_times_refuse_to_skip_a_newer_backup_that_cannot_be_read(chain: list[Manifest]) -> None:
+    catalog = Catalog(chain, problems=[unreadable(30, "ffffff")])  # newer than the 24 h full
+    newer = backup_id(T0 + dt.timedelta(hours=30), "ffffff")
+
+    with pytest.raises(NotFoundError, match=rf"newest backup of set 'app', {newer}, cannot be read: .*0123456789abcdef.* restore {chain[4].id} by its id"):
+        plan_restore(catalog, target="latest")
+    with pytest.raises(NotFoundError, match=newer):
+        plan_restore(catalog, target=T0 + dt.timedelta(hours=31))
+
+    assert plan_restore(catalog, target=T0 + dt.timedelta(hours=29)).chain[-1] == chain[4]  # before it
+    assert plan_restore(catalog, target=chain[4].id).chain[-1] == chain[4]  # an id is what it says
+
+
+def test_an_unreadable_backup_that_is_older_or_of_another_set_changes_nothing(chain: list[Manifest]) -> None:
+    catalog = Catalog(chain, problems=[unreadable(3, "ffffff"), unreadable(40, "eeeeee", set_name="db")])
+    assert plan_restore(catalog, target="latest", set_name="app").chain[-1] == chain[4]
+
+
+def test_a_set_whose_only_backups_cannot_be_read_says_why() -> None:
+    catalog = Catalog([], problems=[unreadable(3, "ffffff")])
+    with pytest.raises(NotFoundError, match="cannot be read: .*not configured"):
+        plan_restore(catalog, target="latest")

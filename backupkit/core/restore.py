@@ -16,11 +16,12 @@ the first backup, is a :class:`NotFoundError`.
 from __future__ import annotations
 
 import datetime as dt
+import re
 
 import attrs
 
 from backupkit.core.catalog import Catalog, made_at_or_before
-from backupkit.core.manifest import Artifact, Manifest
+from backupkit.core.manifest import MANIFEST_SUFFIX, Artifact, Manifest
 from backupkit.errors import ChainError, ConfigError, NotFoundError
 
 
@@ -85,6 +86,7 @@ def _resolve(catalog: Catalog, target: str | dt.datetime, set_name: str | None) 
             )
         backups = _one_set(catalog, set_name, "a time").manifests
         if not backups:
+            _refuse_unreadable(catalog, None, set_name, target)
             raise NotFoundError(f"no backup{_of(set_name)} in the catalog; run a backup first")
         earlier = [m for m in backups if made_at_or_before(m.created_at, target)]
         if not earlier:
@@ -92,14 +94,51 @@ def _resolve(catalog: Catalog, target: str | dt.datetime, set_name: str | None) 
                 f"no backup{_of(set_name)} at or before {target.isoformat()}; the first is "
                 f"{backups[0].id} at {backups[0].created_at.isoformat()}"
             )
+        _refuse_unreadable(catalog, earlier[-1], set_name, target)
         return earlier[-1]
     if not isinstance(target, str):
         raise ConfigError(
             f"restore target must be 'latest', a backup id or a datetime, got {target!r}"
         )
     if target == "latest":
-        return _one_set(catalog, set_name, "'latest'").latest(set_name=set_name)
+        one = _one_set(catalog, set_name, "'latest'")
+        if not one.manifests:
+            _refuse_unreadable(catalog, None, set_name, None)
+        newest = one.latest(set_name=set_name)
+        _refuse_unreadable(catalog, newest, set_name, None)
+        return newest
     return catalog.for_set(set_name).get(target)
+
+
+#: A manifest's file name: ``<set>_<kind>_<id>.manifest.json``, as the engine names it.
+_MANIFEST_NAME = re.compile(
+    r"(?:^|/)(?P<set>[^/]+)_(?:full|incremental)_(?P<id>(?P<at>\d{8}T\d{6}Z)-[0-9a-f]{6,32})"
+    + re.escape(MANIFEST_SUFFIX) + "$"
+)
+
+
+def _refuse_unreadable(
+    catalog: Catalog, found: Manifest | None, set_name: str | None, when: dt.datetime | None
+) -> None:
+    """Refuse to settle for *found* (None: nothing) as the newest backup (at or before
+    *when*) when a manifest of the same set that could not be read (damaged, of a newer
+    format, sealed with a key that is not configured) is newer: restoring an older
+    backup in silence is how a restore goes wrong in a disaster."""
+    wanted = set_name or (found.set_name if found is not None else None)
+    for problem in catalog.problems:
+        match = _MANIFEST_NAME.search(problem.key)
+        if match is None or (wanted is not None and match["set"] != wanted):
+            continue
+        made = dt.datetime.strptime(match["at"], "%Y%m%dT%H%M%SZ").replace(tzinfo=dt.UTC)
+        if when is not None and not made_at_or_before(made, when):
+            continue
+        if found is not None and made < found.created_at.replace(microsecond=0):
+            continue  # older; one of the same second may be newer, and is not skipped either
+        instead = f"or restore {found.id} by its id" if found is not None else "or restore another set"
+        raise NotFoundError(
+            f"the newest backup{_of(match['set'])}, {match['id']}, cannot be read: "
+            f"{problem.message}; fix that first, {instead}"
+        )
 
 
 def _one_set(catalog: Catalog, set_name: str | None, what: str) -> Catalog:
