@@ -444,7 +444,10 @@ class Engine:
         sources = self._sources(set_cfg)
         chain = self._transforms(set_cfg.transforms, where)
         sink = self.sink_for(set_cfg.sink)
-        parent = self._parent_for(set_cfg.name, sink, sources) if kind == "incremental" else None
+        parent_keys: dict[str, str] = {}
+        parent = (
+            self._parent_for(set_cfg.name, sink, sources, parent_keys) if kind == "incremental" else None
+        )
         if kind == "incremental" and parent is None:
             kind = "full"
         started = self.clock()
@@ -495,6 +498,8 @@ class Engine:
                 artifacts=tuple(artifacts),
             )
             manifest_key = sink.key_for(tier, stem + MANIFEST_SUFFIX, run=run)
+            if parent is not None:
+                self._check_parent_still_there(sink, parent, parent_keys[parent.id])
             try:
                 body = manifest.to_json()
                 if set_cfg.encrypt_manifest:  # only the format and key id stay in the clear
@@ -533,9 +538,10 @@ class Engine:
             sink.end_run(run.run_id)
 
     def _parent_for(
-        self, set_name: str, sink: Sink, sources: list[tuple[str, Source]]
+        self, set_name: str, sink: Sink, sources: list[tuple[str, Source]], keys: dict[str, str]
     ) -> Manifest | None:
-        """The backup an incremental builds on: the set's newest one in *sink*, if usable."""
+        """The backup an incremental builds on: the set's newest one in *sink*, if usable
+        (with a whole chain to a full backup); *keys* gets the manifest keys."""
         for name, source in sources:
             if not source.supports_incremental:
                 log.warning(
@@ -543,7 +549,7 @@ class Engine:
                     name, source.id,
                 )
                 return None
-        catalog, owner = self._read_catalog(sinks=[sink])
+        catalog, owner = self._read_catalog(sinks=[sink], keys=keys)
         backups = catalog.for_set(set_name)
         if not backups.by_kind("full"):
             log.warning("set %s has no full backup yet; this incremental runs as a full backup", set_name)
@@ -557,7 +563,23 @@ class Engine:
                 parent.id, ", ".join(missing),
             )
             return None
+        try:
+            plan_restore(catalog, target=parent.id)
+        except BackupkitError as exc:  # a broken chain: building on it would break this one too
+            log.warning("the newest backup %s cannot be restored (%s); running a full backup", parent.id, exc)
+            return None
         return parent
+
+    def _check_parent_still_there(self, sink: Sink, parent: Manifest, key: str) -> None:
+        """Fail an incremental whose parent was deleted while it ran (a prune between its
+        start and its manifest): published, it could never be restored."""
+        try:
+            sink.get_bytes(key)
+        except NotFoundError:
+            raise SourceError(
+                f"the parent backup {parent.id} was deleted while this incremental ran (by a "
+                "prune?); nothing of this run was kept: run the backup again"
+            ) from None
 
     def _encode(
         self,

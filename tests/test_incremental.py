@@ -298,3 +298,50 @@ def test_a_file_whose_ctime_alone_changed_is_hashed_not_stored_again(tmp_path: P
 
     assert stored_files(sink, first) == set() and stored_files(sink, second) == set()
     assert first.artifact("files").extra["unchanged_files"] == 1
+
+
+def test_an_incremental_whose_parent_is_deleted_while_it_runs_fails_and_keeps_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    src, sink = tmp_path / "src", tmp_path / "sink"
+    src.mkdir()
+    (src / "a.txt").write_text("a\n")
+    engine = engine_for(src, sink)
+    parent = engine.backup("app")
+    (parent_manifest,) = [p for p in sink.rglob("*.manifest.json") if parent.id in p.name]
+    before = sorted(p.relative_to(sink).as_posix() for p in sink.rglob("*") if p.is_file())
+    real_listdir = os.listdir
+
+    def listdir(path: str) -> list[str]:  # a prune, in the middle of the walk
+        if str(path) == str(src) and parent_manifest.exists():
+            parent_manifest.unlink()
+        return real_listdir(path)
+
+    monkeypatch.setattr(os, "listdir", listdir)
+    with pytest.raises(backupkit.errors.SourceError, match=rf"parent backup {parent.id} was deleted"):
+        engine.backup("app", kind="incremental")
+    monkeypatch.undo()
+
+    after = sorted(p.relative_to(sink).as_posix() for p in sink.rglob("*") if p.is_file())
+    new = [k for k in after if k not in before and not k.startswith("logs/")]
+    assert new == []  # no manifest, no artifacts of the failed run
+
+
+def test_an_incremental_on_a_backup_whose_chain_is_broken_runs_as_a_full_one(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    src, sink = tmp_path / "src", tmp_path / "sink"
+    src.mkdir()
+    (src / "a.txt").write_text("a\n")
+    engine = engine_for(src, sink)
+    engine.backup("app")
+    base = engine.backup("app")
+    engine.backup("app", kind="incremental")
+    (damaged,) = [p for p in sink.rglob("*.manifest.json") if base.id in p.name]
+    damaged.write_bytes(damaged.read_bytes()[:50])  # the incremental's base is unreadable now
+
+    with caplog.at_level(logging.WARNING, logger="backupkit"):
+        manifest = engine.backup("app", kind="incremental")
+
+    assert manifest.kind == "full" and manifest.parent_id is None
+    assert any("cannot be restored" in r.getMessage() for r in caplog.records)
