@@ -37,6 +37,7 @@ import attrs
 from backupkit.core.retention import TIER_AGES, RetentionPolicy
 from backupkit.errors import ConfigError
 from backupkit.keys import looks_like_key
+from backupkit.params import redacted_repr
 
 CONFIG_FILENAME = "backupkit.toml"
 COMPRESS_CHOICES = ("zstd", "gzip", "none")
@@ -51,12 +52,19 @@ _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("", "0", "false", "no", "off")
 
 
+def _key_file_repr(value: str | None) -> str:
+    return repr("***" if value is not None and looks_like_key(value) else value)
+
+
+# The reprs of the classes below hide secrets (hosts log configurations and engines, and
+# tracebacks print locals): parameters whose names look secret, URL passwords, a key given
+# as key_file. Plugins hide their own secret fields once built (params.secret).
 @attrs.frozen
 class PluginRef:
     """A plugin id and the parameters to build it with (checked by the plugin)."""
 
     id: str
-    params: Mapping[str, Any] = attrs.field(factory=dict)
+    params: Mapping[str, Any] = attrs.field(factory=dict, repr=redacted_repr)
     name: str | None = None
 
 
@@ -67,7 +75,7 @@ class SetConfig:
     name: str
     sources: tuple[PluginRef, ...]
     transforms: tuple[PluginRef, ...]
-    sink: PluginRef | str
+    sink: PluginRef | str = attrs.field(repr=redacted_repr)
     hostname: str | None = None
     tags: tuple[str, ...] = ()
     encrypt_manifest: bool = False  # seal the manifest body with the encryption key too
@@ -79,8 +87,8 @@ class Config:
     """Every backup set, and a sink to read when no set is configured."""
 
     sets: Mapping[str, SetConfig] = attrs.field(factory=dict)
-    sink: PluginRef | str | None = None
-    key_file: str | None = None  # encryption keys, one per line; see backupkit.keys
+    sink: PluginRef | str | None = attrs.field(default=None, repr=redacted_repr)
+    key_file: str | None = attrs.field(default=None, repr=_key_file_repr)  # see backupkit.keys
     timezone: str = "UTC"  # calendar buckets and tiers are counted in it
 
     @property

@@ -4,11 +4,14 @@
 validates, and turns every mistake into a one-line :class:`ConfigError` that names
 the plugin and the key. ``public_params(obj)`` returns the fields fit for a
 manifest: fields declared with ``secret()`` never leave the process.
+``redacted_repr`` shows parameters not checked yet (a configuration's) with the
+values of secret-looking names and URL passwords replaced by ``***``.
 """
 
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Mapping
 from typing import Any, TypeVar, cast
 
@@ -64,6 +67,43 @@ def public_params(obj: Any) -> dict[str, Any]:
             value = list(value)
         out[f.alias or f.name] = value
     return out
+
+
+_SECRET_WORDS = (
+    "secret", "password", "passwd", "passphrase", "token", "credential", "access_key", "apikey",
+)
+_URL_PASSWORD = re.compile(r"(://[^/?#@:\s]*):[^/?#\s]*@")
+REDACTED = "***"
+
+
+def secret_name(name: str) -> bool:
+    """Whether a parameter called *name* holds a secret: ``password``, ``api_key``,
+    ``secret_access_key``, ``session_token``, ``credentials``... but not ``key_id``."""
+    name = name.lower()
+    return name == "key" or name.endswith("_key") or any(w in name for w in _SECRET_WORDS)
+
+
+def scrub_url(text: str) -> str:
+    """*text* with the password of any ``scheme://user:password@host`` replaced by ``***``."""
+    return _URL_PASSWORD.sub(rf"\1:{REDACTED}@", text)
+
+
+def redacted(value: Any, name: str = "") -> Any:
+    """*value* (a parameter called *name*) fit to show: secrets in it replaced by ``***``."""
+    if name and secret_name(name) and value is not None:
+        return REDACTED
+    if isinstance(value, str):
+        return scrub_url(value)
+    if isinstance(value, Mapping):
+        return {k: redacted(v, str(k)) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(redacted(v) for v in value)
+    return value
+
+
+def redacted_repr(value: Any) -> str:
+    """For ``attrs.field(repr=redacted_repr)``: the repr of :func:`redacted` *value*."""
+    return repr(redacted(value))
 
 
 def check_range(lo: int, hi: int) -> Any:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import attrs
 import pytest
 
 from backupkit.config import Config, PluginRef, find_config_file
@@ -118,3 +119,34 @@ def test_relative_key_file_in_a_toml_file_is_next_to_the_file(
         path.write_text(f'key_file = "{written}"\n{sets}')
         assert Config.from_file(Path("cfgdir/backupkit.toml")).key_file == str(expected)
     assert Config.from_dict({"key_file": "keys", **base()}, env={}).key_file == "keys"
+
+
+def test_repr_of_config_and_engine_hides_sink_credentials_and_url_passwords() -> None:
+    from backupkit import Engine
+
+    s3 = {
+        "type": "s3",
+        "bucket": "my-bucket",
+        "access_key_id": "AKIAEXAMPLEID",
+        "secret_access_key": "SUPERSECRET",
+        "session_token": "SESSIONTOKEN",
+        "kms_key_id": "alias/backups",
+    }
+    source = {"type": "pg", "dsn": "postgresql://app:pgpass%40x@db:5432/app", "password": "pw1234"}
+    data = {
+        "sets": {
+            "app": base(sink=s3)["sets"]["app"],  # type: ignore[index]
+            "db": base(sink="sftp://bob:hunter2@host/x", sources=[source])["sets"]["app"],  # type: ignore[index]
+        },
+    }
+    cfg = Config.from_dict(data, env={})
+    texts = [repr(cfg), repr(cfg.sets["app"]), repr(cfg.sets["db"]), repr(Engine.from_config(cfg))]
+    texts.append(repr(Config.for_sink("sftp://bob:hunter2@host/x", env={})))
+    texts.append(repr(attrs.evolve(cfg, key_file="base64:" + "A" * 43 + "=")))  # a key as file
+    for text in texts:
+        for secret in ("SUPERSECRET", "SESSIONTOKEN", "AKIAEXAMPLEID", "hunter2", "pgpass", "pw1234"):
+            assert secret not in text
+        assert "A" * 43 not in text
+    assert "my-bucket" in texts[0] and "alias/backups" in texts[0]  # the rest still shows
+    assert "sftp://bob:***@host/x" in texts[0] and "postgresql://app:***@db:5432/app" in texts[0]
+    assert cfg.sets["db"].sink == "sftp://bob:hunter2@host/x"  # only the repr hides it
