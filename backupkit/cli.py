@@ -19,6 +19,8 @@ import sys
 from collections.abc import Sequence
 from typing import Any, NoReturn, TextIO
 
+import attrs
+
 from backupkit._version import __version__
 from backupkit.config import COMPRESS_CHOICES, Config, find_config_file
 from backupkit.core.retention import TIER_AGES, RetentionPolicy, format_duration, parse_duration
@@ -156,8 +158,23 @@ def _engine(args: argparse.Namespace, *, adhoc: bool = False) -> Engine:
             encrypt=args.encrypt,
         )
         return _keyed(args, config)
-    if getattr(args, "sink", None) and not args.config:
-        return _keyed(args, Config.for_sink(args.sink))
+    if getattr(args, "sink", None):
+        if args.config:  # one of the two would be ignored: refuse rather than guess
+            raise ConfigError(
+                "give either --sink or --config, not both (the config file names its sets' sinks)"
+            )
+        config = Config.for_sink(args.sink)
+        implicit = find_config_file(None)  # ./backupkit.toml: its keys and time zone still hold
+        if implicit is not None:
+            found = Config.from_file(implicit)
+            if (args.command == "prune" and _policy_from_flags(args) is None
+                    and any(s.retention is not None for s in found.sets.values())):
+                raise ConfigError(
+                    f"{implicit} sets retention rules, which --sink does not use; pass --config "
+                    f"{implicit} to prune with them, or give rule flags (--keep-last N, ...)"
+                )
+            config = attrs.evolve(config, key_file=found.key_file, timezone=found.timezone)
+        return _keyed(args, config)
     path = find_config_file(args.config)
     if path is not None:
         config = Config.from_file(path)

@@ -368,3 +368,39 @@ def test_an_untranslated_os_error_is_one_line_and_debug_shows_its_traceback(
     for debug in (flagged, cli("list", "--sink", url)):
         assert debug.returncode != 0
         assert "Traceback" in debug.stderr and "ConnectionResetError" in debug.stderr
+
+
+# -- --sink and a config file ------------------------------------------------------------
+def test_sink_and_config_together_are_refused_rather_than_one_ignored(tmp_path: Path, cli: Cli) -> None:
+    (tmp_path / "other.toml").write_text('[sets.app]\nsources = ["filesystem"]\nsink = "/nowhere"\n')
+    result = cli("list", "--config", tmp_path / "other.toml", "--sink", tmp_path / "sink")
+    cli.error_line(result, "either --sink or --config")
+
+
+def test_sink_in_a_directory_with_a_config_file_keeps_its_key_and_retention(
+    tmp_path: Path, source_tree: Path, cli: Cli
+) -> None:
+    from backupkit.keys import Key
+
+    (tmp_path / "keys").write_text(Key.generate().encode() + "\n")
+    (tmp_path / "keys").chmod(0o600)
+    sink = tmp_path / "sink"
+    (tmp_path / "backupkit.toml").write_text(
+        f'key_file = "{tmp_path / "keys"}"\n'
+        f'[sets.app]\nsources = [{{ type = "filesystem", paths = ["{source_tree}"] }}]\n'
+        f'sink = "{sink}"\nencrypt = true\nencrypt_manifest = true\n'
+        '[sets.app.retention]\nkeep_last = 100\n'
+    )
+    for _ in range(2):
+        assert cli("backup").returncode == 0
+
+    # The sealed manifests open with the config's key, though --sink names the sink.
+    listed = cli("list", "--sink", sink, "--json")
+    assert listed.returncode == 0 and len(json.loads(listed.stdout)["backups"]) == 2
+    restored = cli("restore", "latest", "--sink", sink, "--to", tmp_path / "out")
+    assert restored.returncode == 0, restored.stderr
+    # Pruning with the default policy instead of the file's keep_last = 100 is refused.
+    refused = cli("prune", "--sink", sink, "--yes")
+    cli.error_line(refused, "backupkit.toml", "retention", "--config")
+    assert len(json.loads(cli("list", "--sink", sink, "--json").stdout)["backups"]) == 2
+    assert cli("prune", "--sink", sink, "--keep-last", "1", "--yes").returncode == 0

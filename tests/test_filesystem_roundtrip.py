@@ -185,7 +185,8 @@ def test_cli_round_trip_with_json_output_of_every_command(
     verified = parse_json(cli("verify", backup["id"], "--sink", sink, "--json").stdout)
     assert verified["backup_id"] == backup["id"] and verified["ok"] is True
     assert verified["artifacts"] == [
-        {"name": a["name"], "ok": True, "error": None} for a in backup["artifacts"]
+        {"backup_id": backup["id"], "name": a["name"], "ok": True, "error": None}
+        for a in backup["artifacts"]
     ]
 
     done = cli("restore", "latest", "--sink", sink, "--to", target, "--json")
