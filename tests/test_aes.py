@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import io
+import json
 import random
 import struct
+import time
 import tracemalloc
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -15,7 +18,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from backupkit.errors import ConfigError, IntegrityError, KeyMissingError
+from backupkit.errors import ConfigError, IntegrityError, KeyMissingError, ManifestError
 from backupkit.keys import Key, Keyring
 from backupkit.params import public_params
 from backupkit.transforms.aes import (
@@ -24,6 +27,8 @@ from backupkit.transforms.aes import (
     MAGIC,
     TAG_SIZE,
     AesTransform,
+    open_manifest,
+    seal_manifest,
 )
 from backupkit.transforms.base import check_chain
 from backupkit.transforms.gzip import GzipTransform
@@ -474,3 +479,29 @@ def test_bad_key_id_never_echoes_the_value_and_spots_a_key_given_as_id(
     assert value.split(":", 1)[-1][:12] not in message and "\n" not in message
     assert ("looks like a key itself" in message) == looks_like_a_key
     assert "backupkit keys id" in message
+
+
+@pytest.mark.parametrize("offset, value", [(10, 20), (11, 9), (12, 2)])  # log2 N, r, p
+def test_scrypt_parameters_unlike_the_manifests_are_refused_before_deriving(
+    passphrase_ring: Keyring, offset: int, value: int
+) -> None:
+    t = aes(keyring=passphrase_ring, scrypt_log_n=10)
+    blob = bytearray(encrypt(t, b"x"))
+    blob[offset] = value  # within the 1 GiB cap, so only the manifest can tell
+    start = time.perf_counter()
+    with pytest.raises(IntegrityError, match="but the manifest records") as info:
+        decrypt(t, bytes(blob))
+    assert time.perf_counter() - start < 0.5  # scrypt at log2 N = 20 alone takes about 1 s
+    assert "\n" not in str(info.value)
+
+
+def test_sealed_manifest_with_other_scrypt_parameters_is_refused_before_deriving(
+    passphrase_ring: Keyring,
+) -> None:
+    (key,) = passphrase_ring
+    envelope = json.loads(seal_manifest(b'{"id": "x"}', key))
+    body = bytearray(base64.b64decode(envelope["body"]))
+    body[10] = 20  # log2 N: 1 GiB of scrypt, within the cap
+    envelope["body"] = base64.b64encode(bytes(body)).decode()
+    with pytest.raises(ManifestError, match="but the manifest records"):
+        open_manifest(json.dumps(envelope).encode(), passphrase_ring, origin="m.json")

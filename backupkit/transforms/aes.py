@@ -234,12 +234,19 @@ class AesDecoder:
     """
 
     def __init__(
-        self, inp: Reader, keyring: Keyring, *, key_id: str | None, chunk_size: int | None
+        self,
+        inp: Reader,
+        keyring: Keyring,
+        *,
+        key_id: str | None,
+        chunk_size: int | None,
+        scrypt_log_n: int,
     ) -> None:
         self._inp = inp
         self._keyring = keyring
         self._expect_key_id = key_id
         self._expect_chunk = chunk_size
+        self._expect_scrypt = (scrypt_log_n, SCRYPT_R, SCRYPT_P)  # what the encoder writes
         self._aead: AESGCM | None = None
         self._ad = b""
         self._prefix = b""
@@ -274,6 +281,12 @@ class AesDecoder:
             raise IntegrityError(
                 f"encrypted stream header has chunk size {header.chunk_size} but the manifest "
                 f"records {self._expect_chunk}; the header was modified"
+            )
+        scrypt = (header.scrypt_log_n, header.scrypt_r, header.scrypt_p)
+        if header.kdf == KDF_PASSPHRASE and scrypt != self._expect_scrypt:  # before running it
+            raise IntegrityError(
+                f"encrypted stream header has scrypt parameters (log2 N, r, p) {scrypt} but the "
+                f"manifest records {self._expect_scrypt}; the header was modified"
             )
         key = self._keyring.find(header.key_id, what="this stream")
         from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -384,7 +397,11 @@ class AesTransform(Transform):
 
     def decoder(self, inp: Reader) -> Reader:
         return AesDecoder(
-            inp, self.keyring or Keyring(), key_id=self.key_id, chunk_size=self.chunk_size
+            inp,
+            self.keyring or Keyring(),
+            key_id=self.key_id,
+            chunk_size=self.chunk_size,
+            scrypt_log_n=self.scrypt_log_n,
         )
 
 
@@ -393,12 +410,13 @@ class AesTransform(Transform):
 # manifest, in the stream format above, as base64. It reveals nothing but its size.
 SEALED_FORMAT = 1
 _SEALED_START = b'{"sealed_manifest": '
+_SEALED_SCRYPT_LOG_N = 17  # the cost of a manifest sealed with a passphrase, always
 
 
 def seal_manifest(data: bytes, key: Key) -> bytes:
     """*data* (a manifest's JSON) encrypted with *key*, wrapped in a small JSON envelope."""
     out = io.BytesIO()
-    encoder = AesEncoder(out, key, chunk_size=DEFAULT_CHUNK, scrypt_log_n=17)
+    encoder = AesEncoder(out, key, chunk_size=DEFAULT_CHUNK, scrypt_log_n=_SEALED_SCRYPT_LOG_N)
     encoder.write(data)
     encoder.close()
     envelope = {
@@ -440,7 +458,13 @@ def open_manifest(data: bytes, keyring: Keyring, *, origin: str) -> bytes:
     except KeyMissingError as exc:
         raise ManifestError(str(exc)) from None
     try:
-        return AesDecoder(io.BytesIO(body), keyring, key_id=key_id, chunk_size=None).read()
+        return AesDecoder(
+            io.BytesIO(body),
+            keyring,
+            key_id=key_id,
+            chunk_size=None,
+            scrypt_log_n=_SEALED_SCRYPT_LOG_N,
+        ).read()
     except IntegrityError as exc:
         raise ManifestError(f"manifest {origin} cannot be decrypted: {exc}") from None
 
