@@ -25,7 +25,13 @@ from backupkit._version import __version__
 from backupkit.config import COMPRESS_CHOICES, Config, find_config_file
 from backupkit.core.retention import TIER_AGES, RetentionPolicy, format_duration, parse_duration
 from backupkit.engine import Engine, Progress, is_location
-from backupkit.errors import BackupInterrupted, BackupkitError, ConfigError, KeyMissingError
+from backupkit.errors import (
+    BackupInterrupted,
+    BackupkitError,
+    ConfigError,
+    KeyMissingError,
+    NotFoundError,
+)
 from backupkit.keys import Key, Keyring
 
 
@@ -162,6 +168,10 @@ def _engine(args: argparse.Namespace, *, adhoc: bool = False) -> Engine:
         if args.config:  # one of the two would be ignored: refuse rather than guess
             raise ConfigError(
                 "give either --sink or --config, not both (the config file names its sets' sinks)"
+            )
+        if args.command != "backup" and "://" not in args.sink and not os.path.exists(args.sink):
+            raise NotFoundError(  # not "no backups": a typo in a cron job must not look fine
+                f"sink {args.sink} does not exist; check the path"
             )
         config = Config.for_sink(args.sink)
         implicit = find_config_file(None)  # ./backupkit.toml: its keys and time zone still hold

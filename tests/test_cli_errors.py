@@ -404,3 +404,12 @@ def test_sink_in_a_directory_with_a_config_file_keeps_its_key_and_retention(
     cli.error_line(refused, "backupkit.toml", "retention", "--config")
     assert len(json.loads(cli("list", "--sink", sink, "--json").stdout)["backups"]) == 2
     assert cli("prune", "--sink", sink, "--keep-last", "1", "--yes").returncode == 0
+
+
+@pytest.mark.parametrize("command", [["list"], ["status"], ["verify", "latest"], ["prune", "--keep-last", "1"]])
+def test_a_sink_directory_that_does_not_exist_is_an_error_not_an_empty_sink(
+    tmp_path: Path, cli: Cli, command: list[str]
+) -> None:
+    result = cli(*command, "--sink", tmp_path / "typo")
+    cli.error_line(result, "typo does not exist")
+    assert result.returncode == 6
