@@ -10,13 +10,14 @@ A key is written one of three ways, in ``BACKUP_ENCRYPTION_KEY``, in the file
     a passphrase, stretched with scrypt (the salt is in each artifact's header);
 anything else
     a key if it is base64 for exactly 32 bytes; refused if it looks like a damaged
-    key (30 to 50 characters of the base64 or hex alphabet, or a ``#`` after
-    whitespace); otherwise a passphrase of at least 12 characters.
+    key (30 to 50 characters of the base64 or hex alphabet, a ``#`` after
+    whitespace, a mistyped prefix); otherwise a passphrase of at least 12 characters.
 
 A leading byte order mark and surrounding whitespace are ignored. A key file holds
 one key per line (blank lines and ``#`` comments are skipped); a ``base64:`` key may
 be followed by whitespace and a ``# comment`` on its line, any other line with
 one is refused.
+
 The *writing* key is the first key found in this order: key files given
 explicitly, ``BACKUP_ENCRYPTION_KEY``, ``BACKUP_ENCRYPTION_KEY_FILE``. Every key
 found can *read*, so keys are rotated by putting the new key first and keeping the
