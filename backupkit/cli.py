@@ -169,7 +169,8 @@ def _engine(args: argparse.Namespace, *, adhoc: bool = False) -> Engine:
             raise ConfigError(
                 "give either --sink or --config, not both (the config file names its sets' sinks)"
             )
-        if args.command != "backup" and "://" not in args.sink and not os.path.exists(args.sink):
+        reads = args.command != "backup" and not getattr(args, "simulate", None)
+        if reads and "://" not in args.sink and not os.path.exists(args.sink):
             raise NotFoundError(  # not "no backups": a typo in a cron job must not look fine
                 f"sink {args.sink} does not exist; check the path"
             )
