@@ -51,6 +51,7 @@ from backupkit.errors import (
     SourceError,
 )
 from backupkit.keys import KeyedTransform, Keyring
+from backupkit.params import scrub_url
 from backupkit.plugins import Plugins, make_plugin_manager
 from backupkit.prune import ORPHAN_GRACE, Layout, PruneResult, carry_out, find_orphans
 from backupkit.run import RunInfo
@@ -395,7 +396,9 @@ class Engine:
         if isinstance(ref, str):
             found = self.plugins.hook.backupkit_sink_for_url(url=ref)
             if found is None:
-                raise ConfigError(f"no sink plugin handles {ref!r}; is the plugin installed?")
+                raise ConfigError(
+                    f"no sink plugin handles {scrub_url(ref)!r}; is the plugin installed?"
+                )
             ref = PluginRef(id=found[0], params=found[1])
         return self.plugins.sink(ref.id).from_params(ref.params)
 

@@ -413,3 +413,9 @@ def test_a_sink_directory_that_does_not_exist_is_an_error_not_an_empty_sink(
     result = cli(*command, "--sink", tmp_path / "typo")
     cli.error_line(result, "typo does not exist")
     assert result.returncode == 6
+
+
+def test_an_unknown_sink_url_is_named_without_its_password(cli: Cli) -> None:
+    result = cli("list", "--sink", "sftpx://bob:hunter2@host/backups")
+    line = cli.error_line(result, "no sink plugin handles", "sftpx://bob:")
+    assert "hunter2" not in line + result.stdout
