@@ -121,16 +121,27 @@ class RestoreResult:
     seconds: float
 
 
-class _RunLog(logging.Handler):
-    """Collects a run's log records for its log file in ``logs/``."""
+#: The run a thread works for (set by the engine in the threads of a backup): a run's
+#: log takes only its own records, not those of another run in the same process.
+_thread_run = threading.local()
 
-    def __init__(self) -> None:
+
+def _working_for(run_id: str | None) -> None:
+    _thread_run.id = run_id
+
+
+class _RunLog(logging.Handler):
+    """Collects a run's log records for its log file in ``logs/``: those of the threads
+    working for the run (see :func:`_working_for`)."""
+
+    def __init__(self, run_id: str) -> None:
         super().__init__(logging.INFO)
+        self.run_id = run_id
         self.lines: list[str] = []
         self.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
 
     def emit(self, record: logging.LogRecord) -> None:
-        if len(self.lines) < 100_000:
+        if getattr(_thread_run, "id", None) == self.run_id and len(self.lines) < 100_000:
             self.lines.append(self.format(record))
 
     # The ``backupkit`` logger's effective level is WARNING unless the host app says
@@ -244,8 +255,8 @@ class _SidecarStream:
     flat however big the sidecar gets and its compression overlaps the main stream."""
 
     def __init__(self, encode: Callable[..., Digest], chain: list[Transform], key: str,
-                 writer: ArtifactWriter) -> None:
-        self.key, self.writer = key, writer
+                 writer: ArtifactWriter, run_id: str) -> None:
+        self.key, self.writer, self.run_id = key, writer, run_id
         self.raw = Digest()
         self.pipe = ChunkPipe(digest=self.raw)
         self.stored: Digest | None = None  # set once the artifact is committed
@@ -260,6 +271,7 @@ class _SidecarStream:
             raise
 
     def _run(self, encode: Callable[..., Digest], chain: list[Transform]) -> None:
+        _working_for(self.run_id)
         try:
             self.stored = encode(self.pipe, chain, self.writer, raw=self.raw)
         except BaseException as exc:  # noqa: BLE001 - the engine's thread raises it
@@ -470,7 +482,8 @@ class Engine:
                 created_at=started, tz=self.config.tz,
             )
         stem = f"{set_cfg.name}_{kind}_{run.run_id}"
-        run_log = _RunLog()
+        run_log = _RunLog(run.run_id)
+        _working_for(run.run_id)
         run_log.attach()
         committed: list[str] = []
         published: tuple[str, bytes] | None = None  # the manifest, once its write began
@@ -514,7 +527,7 @@ class Engine:
         except BaseException as exc:
             log.error("backup %s failed: %s", run.run_id, exc)
             _remove_failed_run(sink, run.run_id, published, committed)
-            self._finish_run(sink, run, stem, run_log, began)
+            self._finish_run(sink, run, stem, run_log, began, seal=set_cfg.encrypt_manifest)
             try:
                 self.plugins.hook.backupkit_on_failure(run=run, error=exc)
             except Exception as hook_error:  # a failing notifier must not hide the real error
@@ -524,16 +537,23 @@ class Engine:
             "backup %s stored %d bytes (%d raw) in %.1fs",
             run.run_id, manifest.stored_size, manifest.raw_size, manifest.duration_seconds,
         )
-        self._finish_run(sink, run, stem, run_log, began)
+        self._finish_run(sink, run, stem, run_log, began, seal=set_cfg.encrypt_manifest)
         self.plugins.hook.backupkit_after_run(run=run, manifest=manifest)
         return manifest
 
-    def _finish_run(self, sink: Sink, run: RunInfo, stem: str, run_log: _RunLog, began: bool) -> None:
+    def _finish_run(
+        self, sink: Sink, run: RunInfo, stem: str, run_log: _RunLog, began: bool, *, seal: bool
+    ) -> None:
+        """Store the run's log (sealed like the manifest when the set seals manifests: it
+        names files), and end the run in the sink."""
         run_log.detach()
+        _working_for(None)
         if not began:
             return
         try:
             text = ("\n".join(run_log.lines) + "\n").encode()
+            if seal:
+                text = seal_manifest(text, self.keyring.writing_key(what=f"the log of run {run.run_id}"))
             sink.put_bytes(sink.log_key(stem + ".log", run=run), text, run_id=run.run_id)
         except (BackupkitError, OSError) as exc:  # a full disk must not hide the real outcome
             log.warning("could not write the run log: %s", exc)
@@ -640,7 +660,7 @@ class Engine:
                 raise SourceError(f"source {name!r} opened its sidecar {sidecar!r} twice")
             side_key = sink.key_for(tier, f"{stem}.{name}.{sidecar}{exts}", run=run)
             side_writer = _SinkWriter(sink.open_artifact(side_key, run_id=run.run_id), sink, side_key)
-            sidecars[sidecar] = _SidecarStream(self._encode, chain, side_key, side_writer)
+            sidecars[sidecar] = _SidecarStream(self._encode, chain, side_key, side_writer, run.run_id)
             return _SidecarFile(sidecars[sidecar].pipe)
 
         def parent_sidecar(sidecar: str) -> Any:
@@ -662,6 +682,7 @@ class Engine:
         )
 
         def produce() -> None:
+            _working_for(run.run_id)
             try:
                 result["extra"] = source.backup(pipe, ctx)
                 for side in list(sidecars.values()):
