@@ -300,14 +300,17 @@ def _cmd_list(args: argparse.Namespace) -> int:
 
 def _cmd_status(args: argparse.Namespace) -> int:
     status = _engine(args).status()
+    if args.set_name:  # the JSON too, not only the text
+        status["sets"] = {k: v for k, v in status["sets"].items() if k == args.set_name}
     lines = [f"sink: {', '.join(status['sinks'])}"]
     for name, s in status["sets"].items():
         if args.set_name and name != args.set_name:
             continue
         if s["latest_id"]:
             age = s["latest_age_seconds"] / 3600
+            when = f"{age:.1f} h ago" if age >= 0 else f"{-age:.1f} h in the future: check clocks"
             lines.append(f"set {name}: {s['backups']} backup(s), {_human(s['stored_bytes'])}; "
-                         f"latest {s['latest_id']} ({age:.1f} h ago)")
+                         f"latest {s['latest_id']} ({when})")
         else:
             lines.append(f"set {name}: no backups yet")
     for p in status["problems"]:
@@ -387,6 +390,7 @@ def _cmd_prune(args: argparse.Namespace) -> int:
     results = engine.prune(args.set_name, policy=policy, dry_run=not args.yes)
     lines = []
     for result in results:
+        lines.append(f"set {result.set_name or '(every set)'} in {result.sink}")
         lines.append(f"policy: {result.plan.policy.describe()}")
         lines.append(f"{'ID':<24} {'CREATED':<20} {'KIND':<11} {'TIER':<11} {'STORED':>10}  "
                      f"{'ACTION':<6}  REASON")
@@ -404,6 +408,8 @@ def _cmd_prune(args: argparse.Namespace) -> int:
         "dry_run": not args.yes,
         "sets": [
             {
+                "set": r.set_name,
+                "sink": r.sink,
                 "policy": r.plan.policy.to_dict(),
                 "backups": r.plan.to_records(),
                 "deleted": list(r.deleted),

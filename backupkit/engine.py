@@ -904,7 +904,9 @@ class Engine:
             for manifest in plan.delete:
                 log.info("%s backup %s: %s", "would delete" if dry_run else "deleted",
                          manifest.id, plan.decision(manifest.id).explanation)
-            results.append(PruneResult(plan, dry_run, deleted, deleted_keys, tuple(orphans)))
+            results.append(PruneResult(
+                plan, dry_run, deleted, deleted_keys, tuple(orphans), set_name=name, sink=sink.location
+            ))
         return results
 
     def simulate(
@@ -923,7 +925,13 @@ class Engine:
         Sizes default to the average stored size per kind in the set's catalog when it
         has backups, else :data:`backupkit.core.simulate.DEFAULT_SIZES`.
         """
-        sink, name, chosen = self._prune_groups(set_name, policy)[0]
+        groups = self._prune_groups(set_name, policy)
+        if len(groups) > 1:
+            raise ConfigError(
+                f"{len(groups)} backup sets are configured ({', '.join(str(g[1]) for g in groups)}); "
+                "name the one to simulate with --set"
+            )
+        sink, name, chosen = groups[0]
         if sizes is None:
             catalog = self._read_catalog([sink])[0].for_set(name)
             sizes = dict(DEFAULT_SIZES)

@@ -83,6 +83,8 @@ class PruneResult:
     deleted: tuple[str, ...] = ()  # backup ids
     deleted_keys: tuple[str, ...] = ()
     orphans: tuple[str, ...] = ()  # keys collected (or, in a dry run, that would be)
+    set_name: str | None = None  # None: every set in a sink with no configured sets
+    sink: str = ""  # where, for people
 
     @property
     def freed_bytes(self) -> int:

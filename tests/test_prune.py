@@ -280,3 +280,26 @@ def test_orphans_of_a_run_that_may_still_be_going_wait_a_week_on_sinks_without_l
     assert orphans([artifact], started + UNTRACKED_RUN_GRACE) == [artifact]
     assert orphans([artifact], later, active=set()) == [artifact]  # the sink says it is not running
     assert orphans([artifact], later, active={"20240101T020000Z-3f2a1c"}) == []
+
+
+def test_cli_prune_and_status_json_name_their_sets_and_simulate_wants_one(tmp_path: Path, cli: Any) -> None:
+    sources = {}
+    for name in ("app", "db"):
+        sources[name] = tmp_path / name
+        sources[name].mkdir()
+        (sources[name] / "f").write_text(name)
+    config = tmp_path / "two.toml"
+    config.write_text("".join(
+        f'[sets.{n}]\nsources = [{{ type = "filesystem", paths = ["{p}"] }}]\nsink = "{tmp_path / "sink"}"\n'
+        for n, p in sources.items()
+    ))
+    for name in sources:
+        assert cli("backup", "--config", config, "--set", name).returncode == 0
+
+    pruned = json.loads(cli("prune", "--config", config, "--keep-last", "5", "--json").stdout)
+    assert [s["set"] for s in pruned["sets"]] == ["app", "db"]
+    assert all(s["sink"] == str(tmp_path / "sink") for s in pruned["sets"])
+    status = json.loads(cli("status", "--config", config, "--set", "db", "--json").stdout)
+    assert list(status["sets"]) == ["db"]
+    simulated = cli("prune", "--config", config, "--simulate", "30d")
+    cli.error_line(simulated, "name the one to simulate with --set")
