@@ -312,6 +312,34 @@ def test_ten_thousand_parts_hold_s3s_largest_object_from_5_13_mib_up(first: int)
         assert capacity < 5 * (1 << 40)
 
 
+@pytest.mark.parametrize("checksums", [True, False])
+def test_checksums_can_be_turned_off_for_stores_that_refuse_them(
+    tmp_path: Path, bucket: Any, hooks: Hooks, checksums: bool
+) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "big.bin").write_bytes(os.urandom(12 * MiB))  # parts, and small objects after them
+    sent: list[tuple[str, bool]] = []
+
+    def record(request: Any, event_name: str, **kwargs: Any) -> None:
+        headers = {k.lower() for k in request.headers}
+        with hooks.lock:
+            sent.append((event_name.rsplit(".", 1)[-1], any("checksum" in h for h in headers)))
+
+    hooks.on("before-send.s3", record)
+    engine = Engine.from_config(
+        config(src, compress="none", part_size=5 * MiB, checksums=checksums)
+    )
+    manifest = engine.backup("app")
+
+    writes = [(op, has) for op, has in sent if op in ("UploadPart", "PutObject")]
+    assert {op for op, _ in writes} == {"UploadPart", "PutObject"}
+    assert all(has == checksums for _, has in writes), writes
+    engine.restore("latest", to=tmp_path / "out")  # the manifest's sha256 still checks every byte
+    assert (tmp_path / "out/src/big.bin").read_bytes() == (src / "big.bin").read_bytes()
+    assert manifest.artifacts[0].stored_size > 12 * MiB
+
+
 def test_storage_class_and_encryption_per_object_kind(tmp_path: Path, bucket: Any) -> None:
     engine = Engine.from_config(config(small_tree(tmp_path / "src")))
     manifest = engine.backup("app")

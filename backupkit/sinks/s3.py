@@ -167,6 +167,9 @@ class S3Sink(Sink):
     part_size: int = attrs.field(default=8 * MiB, validator=check_range(5 * MiB, 5 * 1024 * MiB))
     concurrency: int = attrs.field(default=4, validator=check_range(1, 64))
     max_attempts: int = attrs.field(default=5, validator=check_range(1, 20))
+    #: CRC32 checksums on uploads, which S3 checks; off for S3-compatible stores that
+    #: refuse them (the stored sha256 in the manifest still checks every byte on restore).
+    checksums: bool = True
     access_key_id: str | None = secret(default=None)
     secret_access_key: str | None = secret(default=None)
     session_token: str | None = secret(default=None)
@@ -210,6 +213,8 @@ class S3Sink(Sink):
                     # an artifact and its sidecar may upload at once, each with its parts
                     max_pool_connections=max(10, 2 * self.concurrency + 2),
                     signature_version="s3v4",
+                    # without checksums, none at all: botocore would add its own CRC32
+                    request_checksum_calculation="when_supported" if self.checksums else "when_required",
                     connect_timeout=10,
                     read_timeout=120,
                 )
@@ -570,12 +575,16 @@ class _MultipartWriter(ArtifactWriter):
     def _start(self) -> None:
         try:
             response = self.sink.client.create_multipart_upload(
-                Bucket=self.sink.bucket, Key=self.object_key, ChecksumAlgorithm="CRC32", **self.args
+                Bucket=self.sink.bucket, Key=self.object_key, **self._checksum, **self.args
             )
         except _boto_errors() as exc:
             raise self.sink._error(exc, "s3:PutObject", self.key) from None
         self._upload_id = response["UploadId"]
         self._pool = ThreadPoolExecutor(self.sink.concurrency, thread_name_prefix="backupkit-s3")
+
+    @property
+    def _checksum(self) -> dict[str, str]:
+        return {"ChecksumAlgorithm": "CRC32"} if self.sink.checksums else {}
 
     def _upload_part(self, number: int, data: bytes | bytearray) -> dict[str, Any]:
         response = self.sink.client.upload_part(
@@ -584,7 +593,7 @@ class _MultipartWriter(ArtifactWriter):
             UploadId=self._upload_id,
             PartNumber=number,
             Body=data,
-            ChecksumAlgorithm="CRC32",
+            **self._checksum,
         )
         part = {"PartNumber": number, "ETag": response["ETag"]}
         if "ChecksumCRC32" in response:  # S3-compatible stores may not return checksums
