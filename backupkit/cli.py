@@ -105,7 +105,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("verify", help="re-read a stored backup and check its checksums")
     _common(p)
-    p.add_argument("backup", metavar="ID|latest", nargs="?", default="latest")
+    p.add_argument("backup", metavar="ID|latest|URL", nargs="?", default="latest",
+                   help="backup id, unique id prefix, 'latest' (default), a time with a zone, "
+                        "or a manifest's URL/path")
 
     p = sub.add_parser(
         "prune", help="apply the retention policy: print the plan; delete with --yes",
@@ -250,6 +252,8 @@ class _OutputClosed(Exception):
 
 
 def _emit(args: argparse.Namespace, data: Any, text: str) -> None:
+    if sys.stdout is None:  # started with stdout closed (`>&-`)
+        raise BackupkitError("cannot write to standard output: it is closed; redirect it to a file")
     try:
         print(json.dumps(data, default=_jsonable, indent=2) if args.json else text)
         sys.stdout.flush()  # a closed pipe shows here, not as a warning at exit
@@ -452,7 +456,11 @@ def _cmd_keys(args: argparse.Namespace) -> int:
         _emit(args, {"key": key.encode(), "key_id": key.id}, key.encode())
         return 0
     path = find_config_file(args.config)
-    config_key_file = Config.from_file(path).key_file if path is not None else None
+    # The sets need not be complete (a sink from BACKUP_DIR) to read the key file's name.
+    config_key_file = (
+        Config.from_file(path, env={**os.environ, "BACKUP_DIR": os.environ.get("BACKUP_DIR") or "."}).key_file
+        if path is not None else None
+    )
     keyring = Keyring.from_env(key_files=[f for f in (args.key_file, config_key_file) if f])
     if not keyring:
         raise KeyMissingError(

@@ -9,6 +9,7 @@ to skip entry points (built-ins still load unless blocked).
 
 from __future__ import annotations
 
+import difflib
 import importlib
 import os
 from collections.abc import Iterable
@@ -79,8 +80,10 @@ def _lookup(table: dict[str, type[P]], plugin_id: str, kind: str) -> type[P]:
         return table[plugin_id]
     except KeyError:
         known = ", ".join(sorted(table)) or "none"
+        close = difflib.get_close_matches(plugin_id, table, n=1)
+        hint = f"did you mean {close[0]!r}? " if close else ""
         raise PluginError(
-            f"unknown {kind} plugin {plugin_id!r}; known {kind}s: {known} "
+            f"unknown {kind} plugin {plugin_id!r}; {hint}known {kind}s: {known} "
             "(is the plugin package installed?)"
         ) from None
 
@@ -134,7 +137,7 @@ def make_plugin_manager(
             continue
         pm.register(importlib.import_module(name), name=name)
     if autoload is None:
-        autoload = not os.environ.get(AUTOLOAD_ENV)
+        autoload = os.environ.get(AUTOLOAD_ENV, "").strip().lower() in ("", "0", "false", "no")
     if autoload:
         try:
             pm.load_setuptools_entrypoints(ENTRY_POINT_GROUP)

@@ -419,3 +419,31 @@ def test_an_unknown_sink_url_is_named_without_its_password(cli: Cli) -> None:
     result = cli("list", "--sink", "sftpx://bob:hunter2@host/backups")
     line = cli.error_line(result, "no sink plugin handles", "sftpx://bob:")
     assert "hunter2" not in line + result.stdout
+
+
+def test_a_closed_stdout_is_one_line_not_a_traceback(tmp_path: Path, cli: Cli) -> None:
+    (tmp_path / "sink").mkdir()
+    proc = subprocess.run(
+        [sys.executable, "-m", "backupkit", "list", "--sink", str(tmp_path / "sink")],
+        cwd=cli.cwd, env=cli.env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        timeout=120, check=False, pass_fds=(), close_fds=True,
+        preexec_fn=lambda: os.close(1),
+    )
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip() == "backupkit: error: cannot write to standard output: it is closed; redirect it to a file"
+
+
+def test_keys_id_needs_no_sink_from_the_config_file(tmp_path: Path, cli: Cli) -> None:
+    from backupkit.keys import Key
+
+    key = Key.generate()
+    (tmp_path / "kf").write_text(key.encode() + "\n")
+    (tmp_path / "kf").chmod(0o600)
+    (tmp_path / "backupkit.toml").write_text(  # the set's sink would come from BACKUP_DIR
+        'key_file = "kf"\n[sets.app]\nsources = [{ type = "filesystem", paths = ["/srv"] }]\n'
+    )
+    env_without = {k: v for k, v in cli.env.items() if k != "BACKUP_DIR"}
+    proc = subprocess.run([sys.executable, "-m", "backupkit", "keys", "id"], cwd=cli.cwd,
+                          env=env_without, capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith(key.id)

@@ -800,3 +800,18 @@ def test_each_engine_has_its_own_plugin_manager(tmp_path: Path) -> None:
     assert with_recorder.plugins.manager is not without.plugins.manager
     without.backup()
     assert recorder.calls == []
+
+
+def test_autoload_off_only_for_a_true_value_and_unknown_ids_get_a_suggestion(monkeypatch: pytest.MonkeyPatch) -> None:
+    from backupkit.errors import PluginError
+    from backupkit.plugins import AUTOLOAD_ENV, make_plugin_manager
+
+    for value, loaded in (("0", True), ("false", True), ("1", False), ("yes", False)):
+        monkeypatch.setenv(AUTOLOAD_ENV, value)
+        assert ("sqlite" in make_plugin_manager().registry.sources) is loaded, value
+    monkeypatch.delenv(AUTOLOAD_ENV)
+    engine = backupkit.Engine.from_config(
+        {"sets": {"a": {"sources": [{"type": "filesytem", "paths": ["/srv"]}], "sink": "/tmp/x"}}}, env={}
+    )
+    with pytest.raises(PluginError, match="did you mean 'filesystem'"):
+        engine.backup("a")

@@ -213,9 +213,9 @@ def test_latest_and_times_refuse_to_skip_a_newer_backup_that_cannot_be_read(chai
     catalog = Catalog(chain, problems=[unreadable(30, "ffffff")])  # newer than the 24 h full
     newer = backup_id(T0 + dt.timedelta(hours=30), "ffffff")
 
-    with pytest.raises(NotFoundError, match=rf"newest backup of set 'app', {newer}, cannot be read: .*0123456789abcdef.* restore {chain[4].id} by its id"):
+    with pytest.raises(ManifestError, match=rf"newest backup of set 'app', {newer}, cannot be read: .*0123456789abcdef.* restore {chain[4].id} by its id"):
         plan_restore(catalog, target="latest")
-    with pytest.raises(NotFoundError, match=newer):
+    with pytest.raises(ManifestError, match=newer):
         plan_restore(catalog, target=T0 + dt.timedelta(hours=31))
 
     assert plan_restore(catalog, target=T0 + dt.timedelta(hours=29)).chain[-1] == chain[4]  # before it
@@ -229,5 +229,5 @@ def test_an_unreadable_backup_that_is_older_or_of_another_set_changes_nothing(ch
 
 def test_a_set_whose_only_backups_cannot_be_read_says_why() -> None:
     catalog = Catalog([], problems=[unreadable(3, "ffffff")])
-    with pytest.raises(NotFoundError, match="cannot be read: .*not configured"):
+    with pytest.raises(ManifestError, match="cannot be read: .*not configured"):
         plan_restore(catalog, target="latest")

@@ -11,7 +11,7 @@ import pytest
 
 from backupkit import Engine
 from backupkit.core.manifest import MANIFEST_SUFFIX
-from backupkit.errors import ConfigError, NotFoundError
+from backupkit.errors import ConfigError, ManifestError
 
 if TYPE_CHECKING:
     from conftest import Cli
@@ -77,12 +77,26 @@ def test_restore_and_verify_refuse_to_skip_a_newer_backup_they_cannot_read(
     data = json.loads(newest.read_bytes())
     newest.write_text(json.dumps({**data, "format": 99}))  # written by a newer backupkit
 
-    with pytest.raises(NotFoundError, match=rf"newest backup of set 'app', {new.id}, cannot be read"):
+    with pytest.raises(ManifestError, match=rf"newest backup of set 'app', {new.id}, cannot be read"):
         engine.restore("latest", to=tmp_path / "out")
-    with pytest.raises(NotFoundError, match=new.id):
+    with pytest.raises(ManifestError, match=new.id):
         engine.verify("latest")
     refused = cli("restore", "latest", "--sink", sink, "--to", tmp_path / "out")
     cli.error_line(refused, new.id, "format", f"restore {old.id} by its id")
 
     engine.restore(old.id, to=tmp_path / "out")  # asked for by id: restored
     assert (tmp_path / "out/src/file.txt").read_text() == "old\n"
+
+
+def test_an_id_whose_manifest_cannot_be_read_says_so_with_exit_5(tmp_path: Path, cli: Cli) -> None:
+    sink = tmp_path / "sink"
+    engine = engine_for(sink, {"app": tree(tmp_path / "src", "x\n")})
+    made = engine.backup("app")
+    (manifest,) = sink.rglob(f"*{MANIFEST_SUFFIX}")
+    manifest.write_bytes(b"{not json")
+
+    with pytest.raises(ManifestError, match=rf"backup {made.id} cannot be read: .*not valid JSON"):
+        engine.verify(made.id)
+    result = cli("verify", made.id, "--sink", sink)
+    assert result.returncode == 5
+    cli.error_line(result, made.id, "cannot be read")

@@ -14,7 +14,7 @@ from typing import Any
 import attrs
 
 from backupkit.core.manifest import Manifest
-from backupkit.errors import ConfigError, NotFoundError
+from backupkit.errors import ConfigError, ManifestError, NotFoundError
 
 
 @attrs.frozen
@@ -96,6 +96,9 @@ class Catalog:
         if len(matches) == 1:
             return matches[0]
         if not matches:
+            unreadable = [p for p in self.problems if f"_{ref}" in p.key.rsplit("/", 1)[-1]]
+            if len(unreadable) == 1:  # it is there, but its manifest cannot be read
+                raise ManifestError(f"backup {ref} cannot be read: {unreadable[0].message}")
             raise NotFoundError(
                 f"no backup with id or prefix {ref!r}; 'backupkit list' shows the ids"
             )

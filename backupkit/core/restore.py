@@ -22,7 +22,7 @@ import attrs
 
 from backupkit.core.catalog import Catalog, made_at_or_before
 from backupkit.core.manifest import MANIFEST_SUFFIX, Artifact, Manifest
-from backupkit.errors import ChainError, ConfigError, NotFoundError
+from backupkit.errors import ChainError, ConfigError, ManifestError, NotFoundError
 
 
 @attrs.frozen
@@ -135,7 +135,7 @@ def _refuse_unreadable(
         if found is not None and made < found.created_at.replace(microsecond=0):
             continue  # older; one of the same second may be newer, and is not skipped either
         instead = f"or restore {found.id} by its id" if found is not None else "or restore another set"
-        raise NotFoundError(
+        raise ManifestError(
             f"the newest backup{_of(match['set'])}, {match['id']}, cannot be read: "
             f"{problem.message}; fix that first, {instead}"
         )
