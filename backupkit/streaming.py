@@ -133,13 +133,15 @@ class ReadAhead:
     extraction instead of between its reads (zstd, the AEAD and hashlib release the
     GIL). The end of the stream reaches the reader only after *inp* has returned its
     end, so a check *inp* makes there (:class:`CheckedReader`) happens first; its
-    errors are raised in the reader's thread.
+    errors are raised in the reader's thread, and again by every later read and
+    :meth:`finish`, never followed by what looks like a clean end of stream.
     """
 
     def __init__(self, inp: Any, *, name: str, chunk: int = CHUNK, depth: int = DEPTH) -> None:
         self._pipe = ChunkPipe(chunk, depth)
         self._chunks = iter(self._pipe)
         self._data, self._pos = b"", 0  # the chunk being read, and how far
+        self._error: BaseException | None = None  # raised again by every later read
         self._thread = threading.Thread(target=self._produce, args=(inp,), name=name, daemon=True)
         self._thread.start()
 
@@ -157,10 +159,16 @@ class ReadAhead:
         return True
 
     def read(self, size: int = -1) -> bytes:
+        if self._error is not None:
+            raise self._error
         if size is None or size < 0:
             return b"".join(iter(lambda: self.read(CHUNK), b""))
         while self._pos >= len(self._data):
-            data = next(self._chunks, None)
+            try:
+                data = next(self._chunks, None)
+            except BaseException as exc:  # the stream is broken: never an end of stream after it
+                self._error = exc
+                raise
             if data is None:
                 return b""
             self._data, self._pos = data, 0
@@ -276,12 +284,29 @@ class CheckedReader:
         self.expect_stored = expect_stored
         self.label = label
         self.on_read = on_read
-        self.checked = False
+        self.checked = False  # both checksums compared, and they matched
+        self._error: BaseException | None = None  # raised again by every later read or check
 
     def readable(self) -> bool:
         return True
 
     def read(self, size: int = -1) -> bytes:
+        if self._error is not None:
+            raise self._error
+        try:
+            data = self._decode(size)
+        except BaseException as exc:
+            self._error = exc
+            raise
+        if data:
+            self.raw.update(data)
+            if self.on_read is not None:
+                self.on_read(len(data))
+        elif size != 0:
+            self.check()
+        return data
+
+    def _decode(self, size: int) -> bytes:
         try:
             data: bytes = self.decoded.read(size)
         except IntegrityError as exc:  # a decoder's own check (AEAD): say which artifact
@@ -293,21 +318,28 @@ class CheckedReader:
                 f"{self.label} is corrupt and cannot be decoded ({type(exc).__name__}: {exc}); "
                 "restore an older backup"
             ) from None
-        if data:
-            self.raw.update(data)
-            if self.on_read is not None:
-                self.on_read(len(data))
-        elif size != 0:
-            self.check()
         return data
 
     def check(self) -> None:
-        """Compare checksums; reads any stored bytes the decoders left over."""
+        """Compare checksums; reads any stored bytes the decoders left over.
+
+        A failed check (or read) fails again each time it is repeated: a source that
+        catches the error and reads or checks on must not see a clean end of stream.
+        """
+        if self._error is not None:
+            raise self._error
         if self.checked:
             return
+        try:
+            self._compare()
+        except BaseException as exc:
+            self._error = exc
+            raise
+        self.checked = True
+
+    def _compare(self) -> None:
         while self.stored.read(CHUNK):
             pass
-        self.checked = True
         if (self.stored.digest.size, self.stored.digest.hexdigest()) != self.expect_stored:
             raise IntegrityError(
                 f"{self.label} does not match its manifest checksum (stored bytes changed: "

@@ -1,7 +1,10 @@
-"""ReadAhead: restore's reader thread hands over the same bytes, its errors, and stops."""
+"""ReadAhead and CheckedReader: restore's reader thread hands over the same bytes, its
+errors (again each time it is read), and stops."""
 
 from __future__ import annotations
 
+import gzip
+import hashlib
 import io
 import threading
 import time
@@ -9,7 +12,8 @@ import time
 import pytest
 
 from backupkit.errors import IntegrityError
-from backupkit.streaming import ReadAhead
+from backupkit.streaming import CheckedReader, Digest, DigestReader, ReadAhead
+from backupkit.transforms.gzip import GzipTransform
 
 
 class Source(io.RawIOBase):
@@ -76,3 +80,53 @@ def test_the_thread_stays_at_most_depth_chunks_ahead_and_close_stops_it() -> Non
     ahead.close()
     assert not any(t.name == "backupkit-read-test" for t in threading.enumerate())
     assert source.pos < 1_000_000
+
+
+def checked_reader(stored: bytes, expected: bytes) -> CheckedReader:
+    """The reader restore hands on: *stored* bytes, no transforms, checked against *expected*."""
+    reader = DigestReader(io.BytesIO(stored))
+    digest = (len(expected), hashlib.sha256(expected).hexdigest())
+    return CheckedReader(reader, Digest(), reader, expect_raw=digest, expect_stored=digest, label="artifact x")
+
+
+def test_an_error_is_raised_again_by_every_later_read_and_finish() -> None:
+    good = b"a" * 100_000
+    with ReadAhead(checked_reader(good[:-1] + b"b", good), name="t", chunk=1024, depth=2) as ahead:
+        with pytest.raises(IntegrityError, match="artifact x") as first:
+            while ahead.read(4096):
+                pass
+        for again in (lambda: ahead.read(10), lambda: ahead.read(), ahead.finish):
+            with pytest.raises(IntegrityError) as later:
+                again()
+            assert later.value is first.value
+
+
+def test_a_failed_check_fails_again_and_never_counts_as_checked() -> None:
+    good = b"a" * 5000
+    reader = checked_reader(good[:-1] + b"b", good)
+    with pytest.raises(IntegrityError, match="does not match") as first:
+        while reader.read(1000):
+            pass
+    assert not reader.checked
+    for again in (lambda: reader.read(10), reader.check):
+        with pytest.raises(IntegrityError) as later:
+            again()
+        assert later.value is first.value
+    assert not reader.checked
+
+
+def test_a_decoding_error_is_raised_again_not_read_past() -> None:
+    raw = bytes(range(256)) * 200
+    good = gzip.compress(raw, mtime=0)
+    stored = DigestReader(io.BytesIO(good[:100] + bytes(50) + good[150:]))
+    digest = (len(raw), hashlib.sha256(raw).hexdigest())
+    reader = CheckedReader(
+        GzipTransform().decoder(stored), Digest(), stored, expect_raw=digest,
+        expect_stored=(len(good), hashlib.sha256(good).hexdigest()), label="artifact x",
+    )
+    with pytest.raises(IntegrityError, match="cannot be decoded") as first:
+        while reader.read(1000):
+            pass
+    with pytest.raises(IntegrityError) as later:
+        reader.read(1000)
+    assert later.value is first.value
