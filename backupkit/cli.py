@@ -550,6 +550,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"backupkit: error: {_unexpected(exc)}", file=sys.stderr)
         return 1
+    except Exception as exc:  # a bug, most likely in a plugin: one line, the traceback on request
+        if debug:
+            raise
+        line = _USERINFO.sub(r"\1", " ".join(f"{type(exc).__name__}: {exc}".split()))
+        print(
+            f"backupkit: error: {line} (not an error backupkit knows: a bug in a plugin or in "
+            "backupkit; rerun with --debug for the traceback)",
+            file=sys.stderr,
+        )
+        return 1
     finally:
         logging.getLogger("backupkit").removeHandler(quiet)
         signal.signal(signal.SIGTERM, previous)

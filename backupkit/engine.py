@@ -17,6 +17,7 @@ committed; the one being written is aborted, the temp directory removed, and
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import errno
 import logging
@@ -26,7 +27,7 @@ import secrets
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, Self
 
@@ -47,6 +48,8 @@ from backupkit.errors import (
     KeyMissingError,
     ManifestError,
     NotFoundError,
+    PluginError,
+    RestoreError,
     SinkError,
     SourceError,
 )
@@ -170,6 +173,10 @@ class _RunLog(logging.Handler):
                 _RunLog._saved_level = None
 
 
+#: Seconds a failed or interrupted backup waits for its source thread to stop.
+_SOURCE_GRACE = 10
+
+
 def _chunks(fh: Any, digest: Digest, size: int = 1 << 20) -> Iterator[bytes]:
     """*fh*'s bytes in chunks, each added to *digest* as it passes."""
     for chunk in iter(lambda: fh.read(size), b""):
@@ -190,13 +197,22 @@ class _Closing:
         return True
 
     def close(self) -> None:
-        self.fh.close()
+        """Read what the source left (so the checksums are compared: a source that
+        reads only a header must not build on a damaged sidecar), then close."""
+        try:
+            while self.reader.read(1 << 20):
+                pass
+        finally:
+            self.fh.close()
 
     def __enter__(self) -> _Closing:
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def __exit__(self, exc_type: object, *exc: object) -> None:
+        if exc_type is None:
+            self.close()
+        else:  # the source failed: its error, not a check of the rest, is what counts
+            self.fh.close()
 
 
 def _sink_error(exc: OSError, sink: Sink, key: str) -> BackupkitError:
@@ -528,18 +544,44 @@ class Engine:
             log.error("backup %s failed: %s", run.run_id, exc)
             _remove_failed_run(sink, run.run_id, published, committed)
             self._finish_run(sink, run, stem, run_log, began, seal=set_cfg.encrypt_manifest)
-            try:
-                self.plugins.hook.backupkit_on_failure(run=run, error=exc)
-            except Exception as hook_error:  # a failing notifier must not hide the real error
-                log.error("a backupkit_on_failure hook failed: %s", hook_error)
+            self._notify("backupkit_on_failure", run=run, error=exc)  # never raises
             raise
         log.info(
             "backup %s stored %d bytes (%d raw) in %.1fs",
             run.run_id, manifest.stored_size, manifest.raw_size, manifest.duration_seconds,
         )
         self._finish_run(sink, run, stem, run_log, began, seal=set_cfg.encrypt_manifest)
-        self.plugins.hook.backupkit_after_run(run=run, manifest=manifest)
+        failed = self._notify("backupkit_after_run", run=run, manifest=manifest)
+        if failed:
+            plugin, error = failed[0]
+            raise PluginError(
+                f"backup {manifest.id} was stored, but the backupkit_after_run hook of plugin "
+                f"{plugin} failed: {type(error).__name__}: {error}"
+            ) from error
         return manifest
+
+    def _notify(self, hook_name: str, **kwargs: Any) -> list[tuple[str, Exception]]:
+        """Call every implementation of a notification hook, each on its own: one that
+        raises must not keep the others (another team's notifier) from running. Failures
+        are logged as warnings naming the plugin, and returned."""
+        hook = getattr(self.plugins.hook, hook_name)
+        impls = hook.get_hookimpls()
+        if any(i.hookwrapper or getattr(i, "wrapper", False) for i in impls):
+            try:  # wrappers need pluggy's own call
+                hook(**kwargs)
+            except Exception as exc:
+                log.warning("a %s hook failed: %s", hook_name, exc)
+                return [("?", exc)]
+            return []
+        failed = []
+        for impl in reversed(impls):  # pluggy's order: the last registered first
+            try:
+                impl.function(*[kwargs[name] for name in impl.argnames])
+            except Exception as exc:
+                log.warning("the %s hook of plugin %s failed: %s: %s", hook_name, impl.plugin_name,
+                            type(exc).__name__, exc)
+                failed.append((impl.plugin_name, exc))
+        return failed
 
     def _finish_run(
         self, sink: Sink, run: RunInfo, stem: str, run_log: _RunLog, began: bool, *, seal: bool
@@ -712,6 +754,7 @@ class Engine:
                 if isinstance(exc, BackupkitError):
                     raise
                 raise SourceError(f"source {name!r} failed: {exc}") from None
+
             committed.append(key)
             thread.join()
             for side in sidecars.values():
@@ -721,8 +764,15 @@ class Engine:
                 committed.append(side.key)
         except BaseException as exc:
             pipe.cancel()
-            thread.join()  # it has finished or failed every sidecar's pipe
-            writer.abort()
+            writer.abort()  # first: a source that does not write again is not waited for
+            thread.join(timeout=_SOURCE_GRACE)
+            if thread.is_alive():  # stuck in a read that does not come back
+                log.warning(
+                    "source %s did not stop within %d s; left behind (it stops at its next write)",
+                    name, _SOURCE_GRACE,
+                )
+                for side in sidecars.values():
+                    side.pipe.fail(Cancelled("backup cancelled"))
             side_errors = []
             for side in sidecars.values():
                 side.wait()
@@ -1139,7 +1189,14 @@ class Engine:
                     source.restore(ahead, ctx)  # type: ignore[arg-type]
                     ahead.finish()  # in case the source stopped before end of stream
             else:
-                source.restore_chain(self._chain_streams(owner, parts, on_read), ctx)
+                streams = self._chain_streams(owner, parts, on_read)
+                with contextlib.closing(streams):
+                    source.restore_chain(streams, ctx)
+                    if next(streams, None) is not None:  # also checks the last stream's end
+                        raise RestoreError(
+                            f"source {source.id!r} did not restore every backup of the chain of "
+                            f"{manifest.id}; this is a bug in the plugin"
+                        )
             targets[artifact.name] = str(target) if target else ""
             log.info("restored %s of backup %s to %s", artifact.name, manifest.id, target)
         return RestoreResult(manifest.id, targets, total[0], time.monotonic() - t0)
@@ -1149,7 +1206,7 @@ class Engine:
         owner: Mapping[str, Sink],
         parts: list[tuple[Manifest, Artifact]],
         on_read: Callable[[int], None],
-    ) -> Iterator[Any]:
+    ) -> Generator[Any, None, None]:
         for manifest, artifact in parts:
             checked, fh = self._open_checked(owner[manifest.id], manifest, artifact, on_read)
             with fh, ReadAhead(checked, name=f"backupkit-read-{artifact.name}") as ahead:

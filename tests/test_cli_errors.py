@@ -447,3 +447,43 @@ def test_keys_id_needs_no_sink_from_the_config_file(tmp_path: Path, cli: Cli) ->
                           env=env_without, capture_output=True, text=True, timeout=120, check=False)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith(key.id)
+
+
+def test_an_exception_nothing_translated_is_one_line_and_debug_shows_it(tmp_path: Path, cli: Cli) -> None:
+    plugin = tmp_path / "site" / "crashing_source.py"
+    plugin.parent.mkdir()
+    plugin.write_text(
+        "import attrs, backupkit\n"
+        "from typing import ClassVar\n"
+        "@attrs.frozen\n"
+        "class Crash(backupkit.Source):\n"
+        "    id: ClassVar[str] = 'crash'\n"
+        "    def backup(self, out, ctx):\n"
+        "        raise RuntimeError('driver exploded')\n"
+        "    def restore(self, stream, ctx):\n"
+        "        pass\n"
+        "@backupkit.hookimpl\n"
+        "def backupkit_register_sources(register):\n"
+        "    register.source(Crash)\n"
+    )
+    (tmp_path / "c.toml").write_text(
+        f'[sets.app]\nsources = ["crash"]\nsink = "{tmp_path / "sink"}"\n'
+    )
+    code = (
+        "import sys, crashing_source, backupkit.engine as e\n"
+        "orig = e.Engine.from_config.__func__\n"
+        "e.Engine.from_config = classmethod(lambda cls, c, **kw: orig(cls, c, plugins=[crashing_source], **kw))\n"
+        "from backupkit.cli import main\n"
+        "sys.exit(main(sys.argv[1:]))\n"
+    )
+    env = {**cli.env, "PYTHONPATH": str(plugin.parent)}
+    run = [sys.executable, "-c", code]
+    plain = subprocess.run([*run, "backup", "--config", str(tmp_path / "c.toml")], cwd=cli.cwd,
+                           env=env, capture_output=True, text=True, timeout=120, check=False)
+    assert plain.returncode == 1 and "Traceback" not in plain.stderr
+    assert plain.stderr.strip().endswith("RuntimeError: driver exploded (not an error backupkit "
+                                         "knows: a bug in a plugin or in backupkit; rerun with "
+                                         "--debug for the traceback)")
+    debug = subprocess.run([*run, "--debug", "backup", "--config", str(tmp_path / "c.toml")],
+                           cwd=cli.cwd, env=env, capture_output=True, text=True, timeout=120, check=False)
+    assert "Traceback" in debug.stderr and "driver exploded" in debug.stderr

@@ -1,0 +1,205 @@
+"""What the engine guarantees a third-party source, whatever the source does.
+
+The plugins here are written as an outside package would write them and handed to
+``Engine.from_config(..., plugins=[this module])``.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, BinaryIO, ClassVar
+
+import attrs
+import pytest
+
+import backupkit
+from backupkit import BackupContext, Register, RestoreContext, Source
+from backupkit.errors import BackupkitError, IntegrityError, RestoreError
+from backupkit.sources.base import Writable
+
+HEADER = b"HEADER-16-BYTES!"
+
+
+@attrs.frozen
+class HeaderOnly(Source):
+    """An incremental source that reads only the first 16 bytes of its parent's index."""
+
+    id: ClassVar[str] = "headeronly"
+    supports_incremental: ClassVar[bool] = True
+    seen: ClassVar[list[bytes]] = []
+
+    def backup(self, out: Writable, ctx: BackupContext) -> Mapping[str, Any] | None:
+        parent = ctx.parent_sidecar("index")
+        if parent is not None:
+            with parent:
+                HeaderOnly.seen.append(parent.read(16))
+        with ctx.open_sidecar("index") as index:
+            index.write(HEADER + b"x" * 100_000)
+        out.write(b"data")
+        return None
+
+    def restore(self, stream: BinaryIO, ctx: RestoreContext) -> None:
+        stream.read()
+
+
+@attrs.frozen
+class Stuck(Source):
+    """Writes a little, then waits on something that does not come (a stalled read)."""
+
+    id: ClassVar[str] = "stuck"
+    release: ClassVar[threading.Event] = threading.Event()
+
+    def backup(self, out: Writable, ctx: BackupContext) -> Mapping[str, Any] | None:
+        out.write(b"x" * (1 << 20))  # one whole chunk: handed on at once, then nothing
+        Stuck.release.wait(120)
+        return None
+
+    def restore(self, stream: BinaryIO, ctx: RestoreContext) -> None:
+        stream.read()
+
+
+@attrs.frozen
+class TakesOnlyTheFull(Source):
+    """A chain restore that stops after the first stream: a bug the engine must catch."""
+
+    id: ClassVar[str] = "fullonly"
+    supports_incremental: ClassVar[bool] = True
+
+    def backup(self, out: Writable, ctx: BackupContext) -> Mapping[str, Any] | None:
+        parent = ctx.parent_sidecar("index")
+        if parent is not None:
+            with parent:
+                parent.read()
+        with ctx.open_sidecar("index") as index:
+            index.write(b"i")
+        out.write(ctx.kind.encode())
+        return None
+
+    def restore(self, stream: BinaryIO, ctx: RestoreContext) -> None:
+        stream.read()
+
+    def restore_chain(self, streams: Any, ctx: RestoreContext) -> None:
+        next(streams).read()  # the full backup only
+
+
+@backupkit.hookimpl
+def backupkit_register_sources(register: Register) -> None:
+    register.source(HeaderOnly)
+    register.source(Stuck)
+    register.source(TakesOnlyTheFull)
+
+
+def engine_for(tmp_path: Path, source: str, **sink: Any) -> backupkit.Engine:
+    return backupkit.Engine.from_config(
+        {"sets": {"app": {"sources": [{"type": source, "name": "db"}], "compress": "none",
+                          "sink": sink or str(tmp_path / "sink")}}},
+        plugins=[sys.modules[__name__]], env={},
+    )
+
+
+def test_a_parent_sidecar_read_in_part_is_still_checked(tmp_path: Path) -> None:
+    engine = engine_for(tmp_path, "headeronly")
+    engine.backup("app")
+    (index,) = (tmp_path / "sink").rglob("*.db.index")
+    index.write_bytes(b"TAMPERED-HEADER!" + index.read_bytes()[16:])  # what the source reads
+
+    with pytest.raises(IntegrityError, match="db.index"):
+        engine.backup("app", kind="incremental")
+
+
+def test_a_failed_backup_does_not_wait_for_a_source_that_never_writes_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import crash_helpers
+
+    from backupkit import engine as engine_module
+
+    monkeypatch.setattr(engine_module, "_SOURCE_GRACE", 1)
+    Stuck.release.clear()
+    engine = backupkit.Engine.from_config(
+        {"sets": {"app": {"sources": [{"type": "stuck", "name": "db"}], "compress": "none",
+                          "sink": {"type": "quota", "root": str(tmp_path / "sink"), "enospc_after": 0}}}},
+        plugins=[sys.modules[__name__], crash_helpers], env={},
+    )
+    outcome: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            engine.backup("app")
+        except BaseException as exc:  # noqa: BLE001 - handed to the test's thread
+            outcome.append(exc)
+
+    worker = threading.Thread(target=run, daemon=True)
+    worker.start()
+    worker.join(timeout=60)  # a hang guard, far above the 1 s grace
+    hung = worker.is_alive()
+    Stuck.release.set()  # let the source thread end either way
+    assert not hung, "the failed backup waited for its source"
+    assert outcome and isinstance(outcome[0], BackupkitError)
+    assert "the disk is full" in str(outcome[0])
+
+
+def test_a_chain_restore_that_skips_backups_is_an_error(tmp_path: Path) -> None:
+    engine = engine_for(tmp_path, "fullonly")
+    engine.backup("app")
+    engine.backup("app", kind="incremental")
+
+    with pytest.raises(RestoreError, match="did not restore every backup of the chain"):
+        engine.restore("latest", to=tmp_path / "out")
+
+
+class Notifier:
+    """Another team's plugin: records every notification."""
+
+    calls: ClassVar[list[str]] = []
+
+    @backupkit.hookimpl
+    def backupkit_after_run(self, manifest: Any) -> None:
+        Notifier.calls.append(f"after {manifest.id}")
+
+    @backupkit.hookimpl
+    def backupkit_on_failure(self, error: BaseException) -> None:
+        Notifier.calls.append(f"failure {type(error).__name__}")
+
+
+class Broken:
+    """A plugin whose notifications raise."""
+
+    @backupkit.hookimpl
+    def backupkit_after_run(self) -> None:
+        raise RuntimeError("webhook down")
+
+    @backupkit.hookimpl
+    def backupkit_on_failure(self) -> None:
+        raise RuntimeError("webhook down")
+
+
+def test_a_failing_notification_hook_does_not_silence_the_others(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from backupkit.errors import PluginError, SourceError
+
+    Notifier.calls.clear()
+    engine = backupkit.Engine.from_config(  # Broken registered last: pluggy calls it first
+        {"sets": {"app": {"sources": [{"type": "headeronly", "name": "db"}], "compress": "none",
+                          "sink": str(tmp_path / "sink")}}},
+        plugins=[sys.modules[__name__], Notifier(), Broken()], env={},
+    )
+    with caplog.at_level("WARNING", logger="backupkit"):
+        with pytest.raises(PluginError, match=r"was stored, but the backupkit_after_run hook .* failed: RuntimeError: webhook down"):
+            engine.backup("app")
+    assert len(Notifier.calls) == 1 and Notifier.calls[0].startswith("after ")
+    assert len(engine.catalog()) == 1  # stored all the same
+
+    broken_source = backupkit.Engine.from_config(
+        {"sets": {"app": {"sources": [{"type": "filesystem", "paths": [str(tmp_path / "missing")]}],
+                          "sink": str(tmp_path / "sink2")}}},
+        plugins=[Notifier(), Broken()], env={},
+    )
+    with pytest.raises(SourceError):
+        broken_source.backup("app")
+    assert Notifier.calls[-1] == "failure SourceError"
+    assert any("backupkit_on_failure hook of plugin" in r.getMessage() for r in caplog.records)
