@@ -427,6 +427,13 @@ class Engine:
                 raise ConfigError(
                     f"no sink plugin handles {scrub_url(ref)!r}; is the plugin installed?"
                 )
+            if not (isinstance(found, tuple) and len(found) == 2 and isinstance(found[0], str)
+                    and isinstance(found[1], Mapping)):
+                raise PluginError(
+                    f"a backupkit_sink_for_url hook answered {scrub_url(ref)!r} with "
+                    f"{type(found).__name__} {scrub_url(repr(found))[:80]}; it must return "
+                    "(sink id, params) or None: fix or block that plugin"
+                )
             ref = PluginRef(id=found[0], params=found[1])
         return self.plugins.sink(ref.id).from_params(ref.params)
 

@@ -203,3 +203,17 @@ def test_a_failing_notification_hook_does_not_silence_the_others(
         broken_source.backup("app")
     assert Notifier.calls[-1] == "failure SourceError"
     assert any("backupkit_on_failure hook of plugin" in r.getMessage() for r in caplog.records)
+
+
+class BadUrlAnswer:
+    @backupkit.hookimpl(tryfirst=True)
+    def backupkit_sink_for_url(self, url: str) -> Any:
+        return "memory" if url.startswith("odd://") else None
+
+
+def test_a_sink_for_url_hook_with_a_malformed_answer_is_a_plugin_error(tmp_path: Path) -> None:
+    from backupkit.errors import PluginError
+
+    engine = backupkit.Engine.from_config({}, plugins=[BadUrlAnswer()], env={})
+    with pytest.raises(PluginError, match=r"answered 'odd://x' with str 'memory'; it must return"):
+        engine.sink_for("odd://x")
