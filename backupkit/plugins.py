@@ -4,13 +4,16 @@ Built-in plugins are modules named in :data:`DEFAULT_PLUGINS`, registered by nam
 exactly like third-party plugins found in the ``backupkit`` entry-point group. Each
 :class:`backupkit.Engine` builds its own manager with :func:`make_plugin_manager`;
 importing backupkit registers nothing. Set ``BACKUPKIT_DISABLE_PLUGIN_AUTOLOAD=1``
-to skip entry points (built-ins still load unless blocked).
+to skip entry points (built-ins still load unless blocked), and
+``BACKUPKIT_BLOCK_PLUGINS=name,...`` to skip single plugins by the name
+``backupkit plugins`` lists (a built-in's module name or an entry-point name).
 """
 
 from __future__ import annotations
 
 import difflib
 import importlib
+import importlib.metadata
 import os
 from collections.abc import Iterable
 from typing import Any, TypeVar
@@ -27,6 +30,7 @@ from backupkit.transforms.base import Transform
 PROJECT = "backupkit"
 ENTRY_POINT_GROUP = "backupkit"
 AUTOLOAD_ENV = "BACKUPKIT_DISABLE_PLUGIN_AUTOLOAD"
+BLOCK_ENV = "BACKUPKIT_BLOCK_PLUGINS"
 
 hookimpl = pluggy.HookimplMarker(PROJECT)
 
@@ -50,6 +54,11 @@ class Register:
     sources: dict[str, type[Source]] = attrs.field(factory=dict)
     transforms: dict[str, type[Transform]] = attrs.field(factory=dict)
     sinks: dict[str, type[Sink]] = attrs.field(factory=dict)
+    # Which plugin is registering now, who registered each id, and the names that
+    # BACKUPKIT_BLOCK_PLUGINS accepts: set by make_plugin_manager for its messages.
+    _plugin: str = attrs.field(default="", init=False, repr=False)
+    _owners: dict[tuple[str, str], str] = attrs.field(factory=dict, init=False, repr=False)
+    _blockable: set[str] = attrs.field(factory=set, init=False, repr=False)
 
     def source(self, cls: type[Source]) -> None:
         self._add(self.sources, cls, Source, "source")
@@ -60,19 +69,42 @@ class Register:
     def sink(self, cls: type[Sink]) -> None:
         self._add(self.sinks, cls, Sink, "sink")
 
-    @staticmethod
-    def _add(table: dict[str, Any], cls: Any, base: type, kind: str) -> None:
+    def _add(self, table: dict[str, Any], cls: Any, base: type, kind: str) -> None:
+        by = f"plugin {self._plugin!r}: " if self._plugin else ""
         if not (isinstance(cls, type) and issubclass(cls, base)):
-            raise PluginError(f"{kind} plugin {cls!r} is not a subclass of {base.__name__}")
+            raise PluginError(f"{by}{kind} plugin {cls!r} is not a subclass of {base.__name__}")
         plugin_id = getattr(cls, "id", None)
         if not isinstance(plugin_id, str) or not plugin_id:
-            raise PluginError(f"{kind} plugin {cls.__qualname__} has no string 'id'")
+            raise PluginError(f"{by}{kind} plugin {cls.__qualname__} has no string 'id'")
         if plugin_id in table and table[plugin_id] is not cls:
-            raise PluginError(
-                f"{kind} id {plugin_id!r} is registered twice ({table[plugin_id].__module__} "
-                f"and {cls.__module__}); block one of them"
-            )
+            raise PluginError(self._conflict(kind, plugin_id, table[plugin_id], cls))
         table[plugin_id] = cls
+        self._owners.setdefault((kind, plugin_id), self._plugin)
+
+    def _conflict(self, kind: str, plugin_id: str, first: type, second: type) -> str:
+        names = (self._owners.get((kind, plugin_id), ""), self._plugin)
+        if not all(names):  # used outside make_plugin_manager: all we know are the classes
+            names = (first.__module__, second.__module__)
+        if names[0] == names[1]:
+            return (
+                f"{kind} id {plugin_id!r} is registered twice by plugin {names[0]!r} "
+                f"({first.__qualname__} and {second.__qualname__}); a bug in the plugin: "
+                f"{_how_to_block(names[0], self._blockable)}"
+            )
+        fix = "block one of them"
+        blockable = [name for name in reversed(names) if name in self._blockable]
+        if blockable:  # the later one first: a built-in is rarely the one to go
+            fix += f": {BLOCK_ENV}={blockable[0]}"
+        return (
+            f"{kind} id {plugin_id!r} is registered twice, by plugin {names[0]!r} and by "
+            f"plugin {names[1]!r}; {fix}"
+        )
+
+
+def _how_to_block(name: str, blockable: set[str]) -> str:
+    if name in blockable:
+        return f"block it with {BLOCK_ENV}={name} or uninstall it"
+    return "fix it or leave it out of plugins=[...]"
 
 
 def _lookup(table: dict[str, type[P]], plugin_id: str, kind: str) -> type[P]:
@@ -124,14 +156,18 @@ def make_plugin_manager(
     """Build a fresh plugin manager with built-ins, entry points and *plugins*.
 
     :param plugins: extra plugin objects (modules or instances) to register.
-    :param block: plugin names (built-in module names or entry-point names) to skip.
+    :param block: plugin names (built-in module names or entry-point names) to skip,
+        in addition to those named in ``BACKUPKIT_BLOCK_PLUGINS`` (comma-separated).
     :param autoload: load the ``backupkit`` entry-point group; by default yes unless
-        ``BACKUPKIT_DISABLE_PLUGIN_AUTOLOAD`` is set.
+        ``BACKUPKIT_DISABLE_PLUGIN_AUTOLOAD`` is set to a true value.
     """
     pm = pluggy.PluginManager(PROJECT)
     pm.add_hookspecs(hookspecs)
-    for name in block:
-        pm.set_blocked(name)
+    from_env = (name.strip() for name in os.environ.get(BLOCK_ENV, "").split(","))
+    for name in [*block, *from_env]:
+        if name:
+            pm.set_blocked(name)
+    blockable = set(DEFAULT_PLUGINS)
     for name in DEFAULT_PLUGINS:
         if pm.is_blocked(name):
             continue
@@ -139,23 +175,73 @@ def make_plugin_manager(
     if autoload is None:
         autoload = os.environ.get(AUTOLOAD_ENV, "").strip().lower() in ("", "0", "false", "no")
     if autoload:
-        try:
-            pm.load_setuptools_entrypoints(ENTRY_POINT_GROUP)
-        except Exception as exc:  # a broken third-party plugin must not be a traceback
-            raise PluginError(
-                f"a backupkit plugin failed to load: {exc}; uninstall it or set "
-                f"{AUTOLOAD_ENV}=1"
-            ) from exc
+        blockable |= _load_entry_points(pm)
     try:
         for plugin in plugins:
             pm.register(plugin)
         pm.check_pending()
     except pluggy.PluginValidationError as exc:
-        culprit = pm.get_name(exc.plugin)  # an entry-point name, module name, or id()
-        which = f"plugin {culprit!r}: " if culprit and not culprit.isdigit() else ""
-        raise PluginError(f"{which}{exc} (see docs/hooks.md for the hook names)") from None
+        culprit = _name(pm, exc.plugin)
+        raise PluginError(
+            f"plugin {culprit!r}: {exc} (see docs/hooks.md for the hook names)"
+        ) from None
     registry = Register()
-    pm.hook.backupkit_register_sources(register=registry)
-    pm.hook.backupkit_register_transforms(register=registry)
-    pm.hook.backupkit_register_sinks(register=registry)
+    registry._blockable = blockable
+    for hook in (
+        pm.hook.backupkit_register_sources,
+        pm.hook.backupkit_register_transforms,
+        pm.hook.backupkit_register_sinks,
+    ):
+        _call_each(hook, registry, blockable, pm)
     return Plugins(pm, registry)
+
+
+def _load_entry_points(pm: pluggy.PluginManager) -> set[str]:
+    """Register each plugin of the entry-point group; return their names."""
+    loaded = set()
+    for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+        loaded.add(ep.name)
+        if pm.is_blocked(ep.name) or pm.get_plugin(ep.name) is not None:
+            continue  # blocked, or the same distribution twice on sys.path
+        dist = ep.dist.name if ep.dist is not None else "an unknown distribution"
+        try:
+            plugin = ep.load()
+        except Exception as exc:  # a broken third-party plugin must not be a traceback
+            reason = " ".join(f"{type(exc).__name__}: {exc}".split())
+            raise PluginError(
+                f"plugin {ep.name!r} (entry point {ep.value!r} of {dist}) failed to load: "
+                f"{reason}; block it with {BLOCK_ENV}={ep.name} or uninstall {dist}"
+            ) from exc
+        if not pm.is_registered(plugin):
+            pm.register(plugin, name=ep.name)
+    return loaded
+
+
+def _name(pm: pluggy.PluginManager, plugin: object) -> str:
+    """The plugin's name as ``backupkit plugins`` shows it, or its class for an object."""
+    name = pm.get_name(plugin)
+    if name is None or name == str(id(plugin)):  # an object passed in plugins=[...]
+        return type(plugin).__qualname__
+    return name
+
+
+def _call_each(
+    hook: Any, registry: Register, blockable: set[str], pm: pluggy.PluginManager
+) -> None:
+    """Call a registration hook one implementation at a time, in load order.
+
+    So a conflict or an exception names the plugin at fault, by the name
+    ``BACKUPKIT_BLOCK_PLUGINS`` accepts.
+    """
+    for impl in hook.get_hookimpls():
+        name = _name(pm, impl.plugin)
+        if impl.hookwrapper or impl.wrapper:
+            raise PluginError(
+                f"plugin {name!r}: {hook.name} cannot be a wrapper; drop wrapper=True"
+            )
+        registry._plugin = name
+        kwargs = {"register": registry}
+        try:
+            impl.function(*(kwargs[arg] for arg in impl.argnames))
+        finally:
+            registry._plugin = ""

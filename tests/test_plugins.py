@@ -36,7 +36,13 @@ from backupkit.errors import (
     SourceError,
 )
 from backupkit.params import check_range
-from backupkit.plugins import AUTOLOAD_ENV, DEFAULT_PLUGINS, Register, make_plugin_manager
+from backupkit.plugins import (
+    AUTOLOAD_ENV,
+    BLOCK_ENV,
+    DEFAULT_PLUGINS,
+    Register,
+    make_plugin_manager,
+)
 from backupkit.sources.base import Writable
 from backupkit.transforms.base import Encoder, Reader, Writer
 
@@ -45,8 +51,9 @@ SECRET = "s3cr3t-T0KEN-do-not-leak"
 
 @pytest.fixture(autouse=True)
 def _autoload_on(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Entry points load unless a test turns them off itself."""
+    """Entry points load, and nothing is blocked, unless a test says otherwise."""
     monkeypatch.delenv(AUTOLOAD_ENV, raising=False)
+    monkeypatch.delenv(BLOCK_ENV, raising=False)
 
 
 # -- helpers ---------------------------------------------------------------------------------
@@ -109,6 +116,7 @@ def install_plugin(
 ) -> Iterator[Callable[[str, str], Path]]:
     """Install a one-module distribution whose entry point is in group ``backupkit``.
 
+    The entry point is named like the module, the distribution ``<module>-pkg``.
     Returns the directory to put on ``PYTHONPATH`` for a subprocess.
     """
     site = tmp_path / "site-packages"
@@ -120,7 +128,7 @@ def install_plugin(
         (site / f"{module}.py").write_text(textwrap.dedent(code))
         info = site / f"{module}-0.1.dist-info"
         info.mkdir()
-        (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {module}\nVersion: 0.1\n")
+        (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {module}-pkg\nVersion: 0.1\n")
         (info / "entry_points.txt").write_text(f"[backupkit]\n{module} = {module}\n")
         installed.append(module)
         return site
@@ -322,13 +330,80 @@ def test_a_misspelled_hook_in_an_installed_plugin_names_the_plugin(
     assert "bk_test_sauces" in err
 
 
-def test_a_plugin_that_fails_to_import_is_a_plugin_error(
+def test_a_plugin_that_fails_to_import_names_its_entry_point_and_how_to_block_it(
     install_plugin: Callable[[str, str], Path],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     install_plugin("bk_test_broken", "raise RuntimeError('broken on purpose')\n")
-    with pytest.raises(PluginError, match=f"broken on purpose.*{AUTOLOAD_ENV}"):
+    with pytest.raises(PluginError) as excinfo:
         make_plugin_manager()
+    message = str(excinfo.value)
+    assert message.startswith("plugin 'bk_test_broken' (entry point 'bk_test_broken' of ")
+    assert "bk_test_broken-pkg" in message and "broken on purpose" in message
+    assert f"{BLOCK_ENV}=bk_test_broken" in message
+    assert main(["plugins"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "bk_test_broken" in err
+
     assert "filesystem" in make_plugin_manager(autoload=False).registry.sources
+    monkeypatch.setenv(BLOCK_ENV, "bk_test_broken")
+    plugins = make_plugin_manager()  # the other entry points still load
+    assert "sqlite" in plugins.registry.sources
+    assert "bk_test_broken" not in plugins.names()
+    assert main(["plugins"]) == 0
+
+
+DUPLICATE_LOCAL_PLUGIN = """
+    from typing import ClassVar
+
+    import attrs
+
+    import backupkit
+    from backupkit.sinks.local import LocalSink
+
+
+    @attrs.frozen
+    class MyLocal(LocalSink):
+        id: ClassVar[str] = "local"
+
+
+    @backupkit.hookimpl
+    def backupkit_register_sinks(register):
+        register.sink(MyLocal)
+"""
+
+
+def test_an_installed_plugin_taking_a_builtin_id_names_both_and_either_can_be_blocked(
+    install_plugin: Callable[[str, str], Path],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    install_plugin("bk_test_dup", DUPLICATE_LOCAL_PLUGIN)
+    with pytest.raises(PluginError) as excinfo:
+        make_plugin_manager()
+    assert str(excinfo.value) == (
+        "sink id 'local' is registered twice, by plugin 'backupkit.sinks.local' and by "
+        f"plugin 'bk_test_dup'; block one of them: {BLOCK_ENV}=bk_test_dup"
+    )
+    assert main(["plugins"]) == 2
+    assert "'bk_test_dup'" in capsys.readouterr().err
+
+    monkeypatch.setenv(BLOCK_ENV, " bk_test_dup ,")  # spaces and empty names are ignored
+    assert make_plugin_manager().sink("local").__module__ == "backupkit.sinks.local"
+    assert main(["plugins"]) == 0
+    monkeypatch.setenv(BLOCK_ENV, "backupkit.sinks.local")
+    assert make_plugin_manager().sink("local").__module__ == "bk_test_dup"
+
+
+def test_the_block_environment_variable_blocks_builtins_and_adds_to_block(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv(BLOCK_ENV, "backupkit.transforms.gzip,sqlite")
+    plugins = make_plugin_manager(block=["backupkit.transforms.zstd"])
+    assert not {"gzip", "zstd"} & set(plugins.registry.transforms)
+    assert "sqlite" not in plugins.registry.sources
+    assert "backupkit.transforms.gzip" not in plugins.names()
 
 
 @attrs.frozen
@@ -370,7 +445,11 @@ def test_a_third_party_class_cannot_take_a_builtin_id() -> None:
     class Impostor(_NullSource):
         id: ClassVar[str] = "filesystem"
 
-    with pytest.raises(PluginError, match="'filesystem' is registered twice.*block one"):
+    with pytest.raises(
+        PluginError,
+        match="'filesystem' is registered twice, by plugin 'backupkit.sources.filesystem' "
+        "and by plugin '_Registers'; block one",
+    ):
         make_plugin_manager(plugins=[_Registers(Impostor)])
 
 
@@ -802,7 +881,9 @@ def test_each_engine_has_its_own_plugin_manager(tmp_path: Path) -> None:
     assert recorder.calls == []
 
 
-def test_autoload_off_only_for_a_true_value_and_unknown_ids_get_a_suggestion(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_autoload_off_only_for_a_true_value_and_unknown_ids_get_a_suggestion(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     from backupkit.errors import PluginError
     from backupkit.plugins import AUTOLOAD_ENV, make_plugin_manager
 
@@ -811,7 +892,8 @@ def test_autoload_off_only_for_a_true_value_and_unknown_ids_get_a_suggestion(mon
         assert ("sqlite" in make_plugin_manager().registry.sources) is loaded, value
     monkeypatch.delenv(AUTOLOAD_ENV)
     engine = backupkit.Engine.from_config(
-        {"sets": {"a": {"sources": [{"type": "filesytem", "paths": ["/srv"]}], "sink": "/tmp/x"}}}, env={}
+        {"sets": {"a": {"sources": [{"type": "filesytem", "paths": ["/srv"]}], "sink": "/tmp/x"}}},
+        env={},
     )
     with pytest.raises(PluginError, match="did you mean 'filesystem'"):
         engine.backup("a")
