@@ -214,6 +214,6 @@ class BadUrlAnswer:
 def test_a_sink_for_url_hook_with_a_malformed_answer_is_a_plugin_error(tmp_path: Path) -> None:
     from backupkit.errors import PluginError
 
-    engine = backupkit.Engine.from_config({}, plugins=[BadUrlAnswer()], env={})
+    engine = backupkit.Engine.from_config(backupkit.Config(), plugins=[BadUrlAnswer()], env={})
     with pytest.raises(PluginError, match=r"answered 'odd://x' with str 'memory'; it must return"):
         engine.sink_for("odd://x")
