@@ -155,7 +155,8 @@ def make_plugin_manager(
 ) -> Plugins:
     """Build a fresh plugin manager with built-ins, entry points and *plugins*.
 
-    :param plugins: extra plugin objects (modules or instances) to register.
+    :param plugins: extra plugin objects (modules or instances) to register; one that
+        is already loaded (a built-in, or an installed entry point) is skipped.
     :param block: plugin names (built-in module names or entry-point names) to skip,
         in addition to those named in ``BACKUPKIT_BLOCK_PLUGINS`` (comma-separated).
     :param autoload: load the ``backupkit`` entry-point group; by default yes unless
@@ -178,7 +179,8 @@ def make_plugin_manager(
         blockable |= _load_entry_points(pm)
     try:
         for plugin in plugins:
-            pm.register(plugin)
+            if not pm.is_registered(plugin):  # already loaded as a built-in or entry point
+                _register(pm, plugin)
         pm.check_pending()
     except pluggy.PluginValidationError as exc:
         culprit = _name(pm, exc.plugin)
@@ -217,6 +219,17 @@ def _load_entry_points(pm: pluggy.PluginManager) -> set[str]:
     return loaded
 
 
+def _register(pm: pluggy.PluginManager, plugin: object) -> None:
+    try:
+        pm.register(plugin)
+    except ValueError as exc:  # another plugin object under this name
+        name = pm.get_canonical_name(plugin)
+        raise PluginError(
+            f"plugin {name!r} passed in plugins=[...] clashes with a loaded plugin of that "
+            f"name ({str(exc).splitlines()[0]}); rename it or block the other one"
+        ) from None
+
+
 def _name(pm: pluggy.PluginManager, plugin: object) -> str:
     """The plugin's name as ``backupkit plugins`` shows it, or its class for an object."""
     name = pm.get_name(plugin)
@@ -243,5 +256,12 @@ def _call_each(
         kwargs = {"register": registry}
         try:
             impl.function(*(kwargs[arg] for arg in impl.argnames))
+        except PluginError:
+            raise
+        except Exception as exc:
+            raise PluginError(
+                f"plugin {name!r} failed in {hook.name}: {type(exc).__name__}: {exc}; "
+                f"{_how_to_block(name, blockable)}"
+            ) from exc
         finally:
             registry._plugin = ""

@@ -406,6 +406,50 @@ def test_the_block_environment_variable_blocks_builtins_and_adds_to_block(
     assert "backupkit.transforms.gzip" not in plugins.names()
 
 
+def test_a_plugin_already_loaded_is_skipped_when_passed_again() -> None:
+    import backupkit_sqlite
+
+    import backupkit.sinks.local
+
+    plugins = make_plugin_manager(plugins=[backupkit_sqlite, backupkit.sinks.local])
+    assert plugins.source("sqlite") is backupkit_sqlite.SqliteSource
+    assert "sqlite" in plugins.names() and "backupkit_sqlite" not in plugins.names()
+    assert make_plugin_manager(autoload=False, plugins=[backupkit_sqlite]).source("sqlite")
+
+
+class _RaisesInRegister:
+    @backupkit.hookimpl
+    def backupkit_register_transforms(self, register: Register) -> None:
+        raise KeyError("no such codec")
+
+
+def test_an_exception_in_a_registration_hook_is_a_plugin_error_naming_the_plugin(
+    install_plugin: Callable[[str, str], Path],
+) -> None:
+    with pytest.raises(
+        PluginError,
+        match=r"^plugin '_RaisesInRegister' failed in backupkit_register_transforms: "
+        r"KeyError: 'no such codec'",
+    ):
+        make_plugin_manager(plugins=[_RaisesInRegister()])
+
+    install_plugin(
+        "bk_test_raises",
+        """
+        import backupkit
+
+        @backupkit.hookimpl
+        def backupkit_register_sinks(register):
+            raise RuntimeError("driver missing")
+        """,
+    )
+    with pytest.raises(PluginError) as excinfo:
+        make_plugin_manager()
+    message = str(excinfo.value)
+    assert message.startswith("plugin 'bk_test_raises' failed in backupkit_register_sinks: ")
+    assert "RuntimeError: driver missing" in message and f"{BLOCK_ENV}=bk_test_raises" in message
+
+
 @attrs.frozen
 class _NullSource(backupkit.Source):
     id: ClassVar[str] = "null-test"
