@@ -17,6 +17,7 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO, ClassVar
@@ -161,6 +162,46 @@ def test_sqlite_source_from_entry_point_round_trips_rows_of_a_live_database(tmp_
     assert result.targets == {"sqlite": str(tmp_path / "restored")}
     assert sorted(p.name for p in restored.parent.iterdir()) == ["app.db"]  # no temp files left
     assert read_rows(restored) == [*ROWS, (9999, "only in the wal", b"\x00\xff")]
+
+
+@pytest.mark.parametrize("wal", [True, False], ids=["wal", "rollback-journal"])
+def test_sqlite_backup_finishes_while_a_writer_commits_every_few_milliseconds(
+    tmp_path: Path, wal: bool
+) -> None:
+    db = tmp_path / "busy.db"
+    make_db(db, ((i, "", os.urandom(1000)) for i in range(1, 30_001)), wal=wal)  # ~32 MB
+    stop = threading.Event()
+    errors: list[sqlite3.Error] = []
+
+    def write() -> None:
+        try:
+            with contextlib.closing(sqlite3.connect(db, timeout=60)) as conn:
+                while not stop.is_set():
+                    with conn:
+                        conn.execute("INSERT INTO notes (body, data) VALUES ('new', x'00')")
+                    stop.wait(0.002)
+        except sqlite3.Error as exc:
+            errors.append(exc)
+
+    engine = backupkit.Engine.from_config(sqlite_config(db, tmp_path / "sink"))
+    result: list[backupkit.Manifest] = []
+    writer = threading.Thread(target=write, daemon=True)
+    backup = threading.Thread(target=lambda: result.append(engine.backup()), daemon=True)
+    writer.start()
+    try:
+        backup.start()
+        backup.join(timeout=60)  # generous: without writers it takes a fraction of a second
+        assert not backup.is_alive(), "the backup restarts for ever while the writer commits"
+    finally:
+        stop.set()
+        writer.join(timeout=60)
+    assert errors == [] and len(result) == 1
+
+    engine.restore("latest", to=tmp_path / "restored")
+    uri = (tmp_path / "restored" / "busy.db").absolute().as_uri() + "?mode=ro"
+    with contextlib.closing(sqlite3.connect(uri, uri=True)) as conn:
+        assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+        assert conn.execute("SELECT count(*) FROM notes WHERE id <= 30000").fetchone() == (30_000,)
 
 
 def test_sqlite_restore_refuses_an_existing_database_unless_overwrite(tmp_path: Path) -> None:

@@ -32,7 +32,8 @@ from backupkit.sources.base import Writable
 __all__ = ["SqliteSource"]
 
 CHUNK = 1 << 20
-PAGES_PER_STEP = 1024  # copy in steps so writers get the lock between them
+PAGES_PER_STEP = 1024  # rollback journal: copy in steps so writers get the lock between them
+MAX_RESTARTS = 3  # then copy in one pass: every commit by a writer restarts a stepped copy
 _HEADER = b"SQLite format 3\0"
 _SIDECARS = ("-wal", "-shm", "-journal")
 
@@ -49,6 +50,39 @@ def _path(value: Any) -> str:
 def _read_only_uri(path: Path, *, immutable: bool = False) -> str:
     # immutable=1: no locks and no -wal/-shm files; only for files nobody else has open.
     return path.absolute().as_uri() + ("?mode=ro&immutable=1" if immutable else "?mode=ro")
+
+
+class _Restarted(Exception):
+    """A stepped copy started over too often; copy in one pass instead."""
+
+
+def _copy(src: sqlite3.Connection, dst: sqlite3.Connection) -> None:
+    """Copy *src* into *dst* with the online backup API, finishing under steady writes.
+
+    Another connection's commit makes the next step of a stepped copy start over
+    from page 0, so with a writer committing every few milliseconds it never ends.
+    A WAL database is copied in one pass: one read transaction, which writers do not
+    wait for. With a rollback journal a one-pass copy holds a shared lock that makes
+    writers wait, so copy in steps and fall back to one pass after MAX_RESTARTS.
+    """
+    (mode,) = src.execute("PRAGMA journal_mode").fetchone()
+    if str(mode).lower() == "wal":
+        src.backup(dst, pages=-1)
+        return
+    previous, restarts = -1, 0  # pages left after the previous step
+
+    def count_restarts(status: int, remaining: int, total: int) -> None:
+        nonlocal previous, restarts
+        if 0 <= previous <= remaining:  # a step copies pages unless it started over
+            restarts += 1
+            if restarts > MAX_RESTARTS:
+                raise _Restarted
+        previous = remaining
+
+    try:
+        src.backup(dst, pages=PAGES_PER_STEP, progress=count_restarts)
+    except _Restarted:
+        src.backup(dst, pages=-1)
 
 
 @attrs.frozen
@@ -90,7 +124,7 @@ class SqliteSource(backupkit.Source):
                     src.execute("SELECT count(*) FROM sqlite_schema").fetchone()
                 dst = sqlite3.connect(copy)
                 try:
-                    src.backup(dst, pages=PAGES_PER_STEP)
+                    _copy(src, dst)
                     (pages,) = dst.execute("PRAGMA page_count").fetchone()
                 finally:
                     dst.close()
