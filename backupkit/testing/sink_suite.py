@@ -14,6 +14,14 @@ leaves nothing at any point, a failure in the middle of a large write leaves
 nothing visible, small objects round-trip, listing by prefix, streaming reads,
 idempotent deletes, and temporary data never listed. Tests run inside a run
 (``begin_run`` ... ``end_run``), as the engine calls them.
+
+An ``other_sink`` fixture, a second instance over the same storage (what another
+process, such as a prune from cron, would build), adds the tests between two
+instances; without it they are skipped::
+
+        @pytest.fixture
+        def other_sink(self, sink):
+            return MySink(root=sink.root)
 """
 
 from __future__ import annotations
@@ -28,6 +36,7 @@ from backupkit.errors import NotFoundError, SinkError
 from backupkit.sinks.base import Sink
 
 RUN_ID = "20240101T020000Z-c0ffee"
+OTHER_RUN_ID = "20240101T020000Z-facade"
 
 
 class SinkConformance:
@@ -40,6 +49,17 @@ class SinkConformance:
     @pytest.fixture
     def sink(self) -> Sink:
         raise NotImplementedError("subclasses provide a 'sink' fixture")
+
+    @pytest.fixture
+    def other_sink(self) -> Sink | None:
+        """Override to return a second instance over ``sink``'s storage (another process)."""
+        return None
+
+    @pytest.fixture
+    def other(self, other_sink: Sink | None) -> Sink:
+        if other_sink is None:
+            pytest.skip("no 'other_sink' fixture: a second instance over the same storage")
+        return other_sink
 
     @pytest.fixture
     def run_id(self, sink: Sink) -> Iterator[str]:
@@ -137,7 +157,7 @@ class SinkConformance:
     def test_a_writer_never_replaces_an_artifact_committed_after_it_opened(
         self, sink: Sink, run_id: str
     ) -> None:
-        other = "20240101T020000Z-facade"  # a second run, at once (two hosts, two sets)
+        other = OTHER_RUN_ID  # a second run, at once (two hosts, two sets)
         sink.begin_run(other)
         try:
             first = sink.open_artifact("daily/a.bin", run_id=run_id)
@@ -201,7 +221,56 @@ class SinkConformance:
         sink.delete([])
         assert self.keys(sink) == ["daily/c"]
 
+    def test_get_bytes_of_a_deleted_key_is_not_found(self, sink: Sink, run_id: str) -> None:
+        # Prune and verify tell "gone" from "unreadable" by NotFoundError.
+        self.store(sink, "daily/a.bin", b"x", run_id)
+        sink.delete(["daily/a.bin"])
+        with pytest.raises(NotFoundError):
+            sink.get_bytes("daily/a.bin")
+
     def test_invalid_keys_are_refused(self, sink: Sink, run_id: str) -> None:
         for key in ("", "/abs", "a/../b", "a//b"):
             with pytest.raises(SinkError):
                 sink.put_bytes(key, b"x", run_id=run_id)
+
+    # -- two instances over the same storage (optional: the other_sink fixture) --------
+    def test_a_writer_opened_before_another_instance_begins_a_run_still_commits(
+        self, sink: Sink, other: Sink, run_id: str
+    ) -> None:
+        # The other instance's begin_run collects stale temp data: never a live run's.
+        data = os.urandom(self.large_size)
+        half = len(data) // 2
+        writer = sink.open_artifact("daily/a.bin", run_id=run_id)
+        writer.write(data[:half])
+        other.begin_run(OTHER_RUN_ID)
+        try:
+            writer.write(data[half:])
+            writer.commit()
+        finally:
+            writer.abort()  # a no-op after commit
+            other.end_run(OTHER_RUN_ID)
+        assert sink.get_bytes("daily/a.bin") == data
+        assert other.get_bytes("daily/a.bin") == data
+
+    def test_another_instance_sees_a_run_as_active_until_it_ends(
+        self, sink: Sink, other: Sink
+    ) -> None:
+        # Prune in another process must not collect the artifacts of a run still going.
+        sink.begin_run(RUN_ID)
+        try:
+            active = other.active_run_ids()
+            assert active is None or RUN_ID in active, f"{RUN_ID} missing from {active}"
+        finally:
+            sink.end_run(RUN_ID)
+        active = other.active_run_ids()
+        assert active is None or RUN_ID not in active, f"{RUN_ID} still in {active}"
+
+    def test_a_key_deleted_by_another_instance_is_not_found(
+        self, sink: Sink, other: Sink, run_id: str
+    ) -> None:
+        self.store(sink, "daily/a.bin", b"x", run_id)
+        other.delete(["daily/a.bin"])
+        for instance in (sink, other):
+            with pytest.raises(NotFoundError):
+                instance.get_bytes("daily/a.bin")
+        assert self.keys(sink) == []
