@@ -14,7 +14,7 @@ import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from backupkit.errors import BackupkitError, IntegrityError
+from backupkit.errors import BackupkitError, IntegrityError, PluginError
 
 CHUNK = 1 << 20
 DEPTH = 4
@@ -135,9 +135,16 @@ class ReadAhead:
     end, so a check *inp* makes there (:class:`CheckedReader`) happens first; its
     errors are raised in the reader's thread, and again by every later read and
     :meth:`finish`, never followed by what looks like a clean end of stream.
+
+    After :meth:`finish` or :meth:`close` (the restore moved on to the next stream of
+    a chain) a read is a :class:`~backupkit.errors.PluginError`, not an empty stream:
+    a source that kept a stream past its turn would otherwise restore nothing from it
+    and report success.
     """
 
     def __init__(self, inp: Any, *, name: str, chunk: int = CHUNK, depth: int = DEPTH) -> None:
+        self._label: str = getattr(inp, "label", name)  # a CheckedReader names its artifact
+        self._finished = self._closed = False  # then reads are a plugin's bug
         self._pipe = ChunkPipe(chunk, depth)
         self._chunks = iter(self._pipe)
         self._data, self._pos = b"", 0  # the chunk being read, and how far
@@ -161,6 +168,11 @@ class ReadAhead:
     def read(self, size: int = -1) -> bytes:
         if self._error is not None:
             raise self._error
+        if self._finished or self._closed:
+            raise PluginError(
+                f"{self._label} was read after the restore moved on to the next stream; "
+                "a source must read each stream of a chain before it takes the next"
+            )
         if size is None or size < 0:
             return b"".join(iter(lambda: self.read(CHUNK), b""))
         while self._pos >= len(self._data):
@@ -180,13 +192,19 @@ class ReadAhead:
         return out
 
     def finish(self) -> None:
-        """Read to the end (raising what the reading thread raised), then join it."""
+        """Read to the end (raising what the reading thread raised), then join it;
+        idempotent. Reads after it are refused."""
+        if self._finished:
+            return
         while self.read(CHUNK):
             pass
         self._thread.join()
+        self._finished = True
 
     def close(self) -> None:
-        """Stop the reading thread early (the reader gave up); idempotent."""
+        """Stop the reading thread early (the reader gave up); idempotent. Reads after
+        it are refused."""
+        self._closed = True
         self._pipe.cancel()
         self._thread.join()
 

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from backupkit.errors import IntegrityError
+from backupkit.errors import IntegrityError, PluginError
 from backupkit.streaming import CheckedReader, Digest, DigestReader, ReadAhead
 from backupkit.transforms.gzip import GzipTransform
 
@@ -130,3 +130,29 @@ def test_a_decoding_error_is_raised_again_not_read_past() -> None:
     with pytest.raises(IntegrityError) as later:
         reader.read(1000)
     assert later.value is first.value
+
+
+@pytest.mark.parametrize("moved_on", ["finish", "close", "finish and close"])
+@pytest.mark.parametrize("read_size", [10, 0, -1])
+def test_a_read_after_the_restore_moved_on_is_an_error_not_an_empty_stream(moved_on: str, read_size: int) -> None:
+    good = b"a" * 10_000
+    ahead = ReadAhead(checked_reader(good, good), name="t", chunk=1024, depth=2)
+    if "finish" in moved_on:
+        ahead.finish()
+        ahead.finish()  # idempotent
+    if "close" in moved_on:
+        ahead.close()
+    outcome: list[object] = []
+
+    def attempt() -> None:
+        try:
+            outcome.append(ahead.read(read_size))
+        except PluginError as exc:
+            outcome.append(exc)
+
+    reader = threading.Thread(target=attempt, daemon=True)  # a read once blocked for ever
+    reader.start()
+    reader.join(10)
+    assert len(outcome) == 1 and isinstance(outcome[0], PluginError), outcome
+    assert "artifact x was read after the restore moved on to the next stream" in str(outcome[0])
+    ahead.close()
