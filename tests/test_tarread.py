@@ -216,3 +216,33 @@ def test_blocks_of_zeros_become_holes(tmp_path: Path) -> None:
     assert st_.st_size == size
     assert st_.st_blocks * 512 <= 1 << 20  # 8 KiB of data, not 64 MiB
     assert (tmp_path / "disk.img").read_bytes() == content
+
+
+def pax_member(records: dict[str, str], data: bytes = b"") -> bytes:
+    """A pax header with *records* (written as they are), then member "f" holding *data*."""
+    info = tarfile.TarInfo("f")
+    info.size, info.pax_headers = len(data), records
+    return info.tobuf(tarfile.PAX_FORMAT) + data + bytes(-len(data) % 512) + bytes(1024)
+
+
+@pytest.mark.parametrize("key", ["size", "uid", "gid"])
+@pytest.mark.parametrize("value", ["-1", "+5", " 5 ", "1_0", "\u0665", "5x", "", "1" * 21])
+def test_pax_numbers_that_are_not_plain_decimal_digits_are_refused(key: str, value: str) -> None:
+    reader = TarReader(io.BytesIO(pax_member({key: value}, b"z" * 5)))
+    with pytest.raises(TarFormatError, match=f"invalid pax {key}"):
+        reader.next()
+
+
+def test_a_negative_pax_size_is_refused_before_any_data_is_read() -> None:
+    stream = io.BytesIO(pax_member({"size": "-1"}) + bytes(8 << 20))
+    reader = TarReader(stream)
+    with pytest.raises(TarFormatError, match="invalid pax size '-1'"):
+        reader.next()
+    assert stream.tell() <= 4096  # the 8 MiB after the header were never read
+
+
+def test_pax_numbers_are_read_as_recorded() -> None:
+    reader = TarReader(io.BytesIO(pax_member({"size": "0005", "uid": "4000000000", "gid": "7"}, b"z" * 5)))
+    member = reader.next()
+    assert member is not None and (member.size, member.uid, member.gid) == (5, 4000000000, 7)
+    assert reader.read_data() == b"z" * 5

@@ -16,6 +16,7 @@ zeros are restored as holes instead (:meth:`TarReader.copy_to`).
 from __future__ import annotations
 
 import os
+import re
 import tarfile
 from collections.abc import Iterator
 from typing import BinaryIO
@@ -26,6 +27,7 @@ _COPY = 1 << 20
 _MAX_HEADER_DATA = 16 << 20  # pax and long-name headers: names and a few numbers
 _PAX = (tarfile.XHDTYPE, tarfile.SOLARIS_XHDTYPE)
 _NO_DATA_TYPES = frozenset(tarfile.SUPPORTED_TYPES) - frozenset(tarfile.REGULAR_TYPES)
+_PAX_INTEGER = re.compile("[0-9]{1,20}")  # not int()'s "+5", " 5 ", "1_0" or other scripts' digits
 
 
 _HOLE = 4096  # the block size of common filesystems: the smallest hole worth making
@@ -100,6 +102,16 @@ def _checksum_ok(block: bytes) -> bool:
     return recorded == signed  # some old tars summed signed chars
 
 
+def _pax_integer(pax: dict[str, str], key: str, default: int, name: str) -> int:
+    """The pax record *key*, a number of at most 20 decimal digits, or *default*."""
+    text = pax.get(key)
+    if text is None:
+        return default
+    if not _PAX_INTEGER.fullmatch(text):
+        raise TarFormatError(f"invalid pax {key} {text[:40]!r} for {name[:200]!r}")
+    return int(text)
+
+
 def parse_pax(data: bytes, into: dict[str, str]) -> None:
     """Records ``"<length> <key>=<value>\\n"`` of a pax header, added to *into*."""
     pos, end = 0, len(data)
@@ -138,6 +150,8 @@ class TarReader:
     def _pieces(self, n: int) -> Iterator[bytes]:
         """The next *n* bytes, at most 1 MiB at a time: a damaged size allocates
         nothing before the end of the stream shows."""
+        if n < 0:  # read(-1) would read the rest of the stream at once
+            raise TarFormatError(f"negative length {n} in a tar stream")
         while n:
             piece = self._read(min(n, _COPY))
             if not piece:
@@ -147,6 +161,8 @@ class TarReader:
 
     def _exact(self, n: int) -> bytes:
         """The next *n* bytes (one read when the stream has them at hand)."""
+        if n < 0:
+            raise TarFormatError(f"negative length {n} in a tar stream")
         data = self._read(min(n, _COPY))
         if len(data) == n:
             return data
@@ -205,6 +221,8 @@ class TarReader:
                 name = f"{prefix}/{name}"
         info = tarfile.TarInfo()
         info.mode = _number(block[100:108])
+        info.uid = _number(block[108:116])
+        info.gid = _number(block[116:124])
         info.mtime = _number(block[136:148])
         info.type = kind
         info.linkname = long_link or _text(block[157:257])
@@ -218,11 +236,13 @@ class TarReader:
         if pax:
             name = pax.get("path", name)
             info.linkname = pax.get("linkpath", info.linkname)
+            size = _pax_integer(pax, "size", size, name)
+            info.uid = _pax_integer(pax, "uid", info.uid, name)
+            info.gid = _pax_integer(pax, "gid", info.gid, name)
             try:
-                size = int(pax.get("size", size))
                 info.mtime = float(pax.get("mtime", info.mtime))
             except ValueError:
-                raise TarFormatError(f"invalid pax size or mtime for {name!r}") from None
+                raise TarFormatError(f"invalid pax mtime for {name!r}") from None
             info.pax_headers = pax
         info.name = name.rstrip("/") if info.type == tarfile.DIRTYPE else name
         info.size = size
