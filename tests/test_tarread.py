@@ -246,3 +246,24 @@ def test_pax_numbers_are_read_as_recorded() -> None:
     member = reader.next()
     assert member is not None and (member.size, member.uid, member.gid) == (5, 4000000000, 7)
     assert reader.read_data() == b"z" * 5
+
+
+def extended_header(size: int) -> bytes:
+    """A pax header (no member after it) of about *size* bytes."""
+    info = tarfile.TarInfo("f")
+    info.pax_headers = {"comment": "v" * size}
+    return info.tobuf(tarfile.PAX_FORMAT)[:-512]  # less the member's own header
+
+
+def test_many_extended_headers_before_one_member_are_refused_once_they_add_up_to_16_mib() -> None:
+    blob = extended_header(1 << 20) * 17 + pax_member({})  # each one small enough alone
+    with pytest.raises(TarFormatError, match="extended headers of one member add up to .* too big"):
+        read_ours(blob)
+    assert len(read_ours(extended_header(1 << 20) * 15 + pax_member({}))) == 1
+
+
+def test_global_headers_are_refused_once_they_add_up_to_16_mib_in_the_stream() -> None:
+    glob = tarfile.TarInfo.create_pax_global_header({"comment": "g" * (9 << 20)})
+    assert len(read_ours(glob + pax_member({})[:-1024])) == 1
+    with pytest.raises(TarFormatError, match="global headers add up to .* too big"):
+        read_ours(glob + pax_member({})[:-1024] + glob + pax_member({}))

@@ -24,8 +24,11 @@ from typing import BinaryIO
 BLOCK = 512
 _ZERO_BLOCK = bytes(BLOCK)
 _COPY = 1 << 20
-_MAX_HEADER_DATA = 16 << 20  # pax and long-name headers: names and a few numbers
+# Pax and long-name headers (names and a few numbers) stay in memory: those before one
+# member, and the global ones of the whole stream, may hold this much each.
+_MAX_HEADER_DATA = 16 << 20
 _PAX = (tarfile.XHDTYPE, tarfile.SOLARIS_XHDTYPE)
+_EXTENDED = frozenset((*_PAX, tarfile.XGLTYPE, tarfile.GNUTYPE_LONGNAME, tarfile.GNUTYPE_LONGLINK))
 _NO_DATA_TYPES = frozenset(tarfile.SUPPORTED_TYPES) - frozenset(tarfile.REGULAR_TYPES)
 _PAX_INTEGER = re.compile("[0-9]{1,20}")  # not int()'s "+5", " 5 ", "1_0" or other scripts' digits
 
@@ -146,6 +149,7 @@ class TarReader:
         self._left = 0  # data bytes of the current member not read yet
         self._padding = 0  # zero bytes after them, up to the next block
         self._global: dict[str, str] = {}
+        self._global_size = 0  # bytes of global headers read, all held in _global
 
     def _pieces(self, n: int) -> Iterator[bytes]:
         """The next *n* bytes, at most 1 MiB at a time: a damaged size allocates
@@ -168,9 +172,21 @@ class TarReader:
             return data
         return data + b"".join(self._pieces(n - len(data)))
 
-    def _member_data(self, size: int) -> bytes:
-        if size > _MAX_HEADER_DATA:
-            raise TarFormatError(f"a tar extended header of {size} bytes is too big")
+    def _header_data(self, kind: bytes, size: int, before: int) -> bytes:
+        """The data of an extended header of *size* bytes, after *before* bytes of
+        them for the same member."""
+        if before + size > _MAX_HEADER_DATA:
+            raise TarFormatError(
+                f"the tar extended headers of one member add up to {before + size} bytes, "
+                f"too big (at most {_MAX_HEADER_DATA} bytes)"
+            )
+        if kind == tarfile.XGLTYPE:
+            self._global_size += size
+            if self._global_size > _MAX_HEADER_DATA:
+                raise TarFormatError(
+                    f"the tar global headers add up to {self._global_size} bytes, too big "
+                    f"(at most {_MAX_HEADER_DATA} bytes)"
+                )
         data = self._exact(size + (-size % BLOCK))
         return data[:size]
 
@@ -179,6 +195,7 @@ class TarReader:
         self.skip()
         pax = dict(self._global)
         long_name = long_link = None
+        header_size = 0  # of the extended headers before the member
         while True:
             block = self._read(BLOCK)
             if not block:
@@ -193,17 +210,19 @@ class TarReader:
             size = _number(block[124:136])
             if size < 0:
                 raise TarFormatError("negative size in a tar header")
+            if kind not in _EXTENDED:
+                return self._member(block, kind, size, pax, long_name, long_link)
+            data = self._header_data(kind, size, header_size)
+            header_size += size
             if kind in _PAX:
-                parse_pax(self._member_data(size), pax)
+                parse_pax(data, pax)
             elif kind == tarfile.XGLTYPE:
-                parse_pax(self._member_data(size), self._global)
+                parse_pax(data, self._global)
                 pax.update(self._global)
             elif kind == tarfile.GNUTYPE_LONGNAME:
-                long_name = _text(self._member_data(size))
-            elif kind == tarfile.GNUTYPE_LONGLINK:
-                long_link = _text(self._member_data(size))
+                long_name = _text(data)
             else:
-                return self._member(block, kind, size, pax, long_name, long_link)
+                long_link = _text(data)
 
     def _member(
         self,
