@@ -70,3 +70,15 @@ def test_a_member_through_a_symlink_the_archive_made_is_refused(tmp_path) -> Non
     with pytest.raises(UnsafeArchiveError, match="a path through the symlink 't/a'"):
         extract(buf, dest, "files", replace=False, symlinks=set())
     assert not (tmp_path / "x").exists()
+
+
+@pytest.mark.parametrize(("pax", "mtime"), [("inf", 0.0), ("nan", 0.0), ("1e999999", 0.0), ("x", float("inf")), ("x", float("nan"))])
+def test_an_mtime_the_reader_should_have_refused_is_tar_damage_not_a_crash(pax: str, mtime: float) -> None:
+    """TarReader refuses such mtimes; the code that sets them is not the only guard."""
+    from backupkit.sources.fsrestore import _mtime_ns
+    from backupkit.sources.tarread import TarFormatError
+
+    info = member("f")
+    info.pax_headers, info.mtime = {"mtime": pax}, mtime
+    with pytest.raises(TarFormatError, match="'f' has an invalid mtime"):
+        _mtime_ns(info)

@@ -42,7 +42,9 @@ def archive(members: list[tuple[str, bytes, bytes, int, float]], fmt: int) -> by
                 info.size = len(data)
                 tar.addfile(info, io.BytesIO(data))
             else:
-                info.linkname = data.decode("latin-1")[:300] if kind in (tarfile.SYMTYPE, tarfile.LNKTYPE) else ""
+                # no NUL: tarfile keeps one from a pax record, we refuse it (tested below)
+                link = data.replace(b"\0", b"").decode("latin-1")[:300]
+                info.linkname = link if kind in (tarfile.SYMTYPE, tarfile.LNKTYPE) else ""
                 tar.addfile(info)
     return out.getvalue()
 
@@ -267,3 +269,36 @@ def test_global_headers_are_refused_once_they_add_up_to_16_mib_in_the_stream() -
     assert len(read_ours(glob + pax_member({})[:-1024])) == 1
     with pytest.raises(TarFormatError, match="global headers add up to .* too big"):
         read_ours(glob + pax_member({})[:-1024] + glob + pax_member({}))
+
+
+@pytest.mark.parametrize(
+    "records",
+    [{"path": "a\0b"}, {"path": "a\0"}, {"linkpath": "x\0y"}],
+)
+def test_a_nul_byte_in_a_pax_name_or_link_target_is_refused(records: dict[str, str]) -> None:
+    with pytest.raises(TarFormatError, match="NUL byte"):
+        read_ours(pax_member(records))
+
+
+@pytest.mark.parametrize(
+    "mtime", ["inf", "-inf", "nan", "1e999999", "1e30", "-1e30", "9223372036854775808", "+5", " 5", "1_0", "0x10", ""]
+)
+def test_a_pax_mtime_that_is_malformed_not_finite_or_out_of_range_is_refused(mtime: str) -> None:
+    with pytest.raises(TarFormatError, match="mtime"):
+        read_ours(pax_member({"mtime": mtime}))
+
+
+def test_a_ustar_mtime_out_of_range_is_refused() -> None:
+    info = tarfile.TarInfo("f")
+    info.mtime = 2**80  # base-256 in a GNU header
+    with pytest.raises(TarFormatError, match="mtime out of range"):
+        read_ours(info.tobuf(tarfile.GNU_FORMAT) + bytes(1024))
+
+
+@pytest.mark.parametrize(
+    ("text", "mtime"),
+    [("-1.5", -1.5), ("1e-05", 1e-05), ("1700000000.123456789", 1700000000.123456789), ("9223372036854775807", 2**63 - 1)],
+)
+def test_pax_mtimes_as_writers_write_them_are_read(text: str, mtime: float) -> None:
+    member = TarReader(io.BytesIO(pax_member({"mtime": text}))).next()
+    assert member is not None and member.mtime == mtime

@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, NoReturn, TypeVar, cast
 
 from backupkit.errors import IntegrityError, RestoreError, UnsafeArchiveError
-from backupkit.sources.tarread import TarReader
+from backupkit.sources.tarread import TarFormatError, TarReader
 from backupkit.streaming import ReadAhead
 
 log = logging.getLogger("backupkit.sources.filesystem")
@@ -348,14 +348,21 @@ def _set_attrs(member: tarfile.TarInfo, path: str) -> None:
 
 
 def _mtime_ns(member: tarfile.TarInfo) -> int:
-    """tarfile keeps mtimes as floats; the pax record has the exact nanoseconds."""
+    """tarfile keeps mtimes as floats; the pax record has the exact nanoseconds.
+
+    :class:`TarReader` refuses mtimes that are not finite or too big; should one get
+    here all the same, it is damage (:class:`TarFormatError`), not a traceback.
+    """
     text = member.pax_headers.get("mtime")
-    if text is not None:
-        try:
-            return int(decimal.Decimal(text).scaleb(9))
-        except decimal.InvalidOperation:
-            pass
-    return round(member.mtime * 1_000_000_000)
+    try:
+        if text is not None:
+            try:
+                return int(decimal.Decimal(text).scaleb(9))
+            except decimal.InvalidOperation:
+                pass
+        return round(member.mtime * 1_000_000_000)
+    except (ArithmeticError, ValueError):  # OverflowError, decimal.Overflow, NaN
+        raise TarFormatError(f"member {member.name!r} has an invalid mtime") from None
 
 
 def _staged(dest: Path, name: str) -> str | None:

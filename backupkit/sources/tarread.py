@@ -31,6 +31,8 @@ _PAX = (tarfile.XHDTYPE, tarfile.SOLARIS_XHDTYPE)
 _EXTENDED = frozenset((*_PAX, tarfile.XGLTYPE, tarfile.GNUTYPE_LONGNAME, tarfile.GNUTYPE_LONGLINK))
 _NO_DATA_TYPES = frozenset(tarfile.SUPPORTED_TYPES) - frozenset(tarfile.REGULAR_TYPES)
 _PAX_INTEGER = re.compile("[0-9]{1,20}")  # not int()'s "+5", " 5 ", "1_0" or other scripts' digits
+_PAX_TIME = re.compile(r"-?[0-9]+(\.[0-9]*)?([eE][-+]?[0-9]+)?")  # as str(float) writes it
+_MIN_MTIME, _MAX_MTIME = -(2**63), 2**63 - 1  # seconds a 64-bit time_t holds, as os.utime takes
 
 
 _HOLE = 4096  # the block size of common filesystems: the smallest hole worth making
@@ -258,11 +260,16 @@ class TarReader:
             size = _pax_integer(pax, "size", size, name)
             info.uid = _pax_integer(pax, "uid", info.uid, name)
             info.gid = _pax_integer(pax, "gid", info.gid, name)
-            try:
-                info.mtime = float(pax.get("mtime", info.mtime))
-            except ValueError:
-                raise TarFormatError(f"invalid pax mtime for {name!r}") from None
+            if "mtime" in pax:
+                time = _PAX_TIME.fullmatch(pax["mtime"])
+                if not time:
+                    raise TarFormatError(f"invalid pax mtime {pax['mtime'][:40]!r} for {name[:200]!r}")
+                info.mtime = float(time[0]) if time[1] or time[2] else int(time[0])
             info.pax_headers = pax
+        if "\0" in name or "\0" in info.linkname:  # only a pax record can hold one
+            raise TarFormatError(f"member {name[:200]!r} has a NUL byte in its name or link target")
+        if not _MIN_MTIME <= info.mtime <= _MAX_MTIME:  # NaN and infinities too
+            raise TarFormatError(f"member {name[:200]!r} has an mtime out of range ({info.mtime})")
         info.name = name.rstrip("/") if info.type == tarfile.DIRTYPE else name
         info.size = size
         has_data = info.type not in _NO_DATA_TYPES  # files, and unknown types as tarfile does
