@@ -99,6 +99,9 @@ class Source(abc.ABC):
 
         Called instead of :meth:`restore` when the backup is an incremental one.
         Sources with ``supports_incremental`` override it; the streams are opened one
-        after another as the iterator advances.
+        after another as the iterator advances, and each is valid only until the next
+        one is taken: its end is checked then, and reading it afterwards is an error
+        (so ``full, *rest = streams`` does not work; read each in turn). Every stream
+        of the chain must be taken: the engine refuses a restore that skipped one.
         """
         raise RestoreError(f"source {self.id!r} cannot restore incremental backups")
