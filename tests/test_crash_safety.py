@@ -17,7 +17,7 @@ import sys
 import threading
 import time
 import tracemalloc
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -559,6 +559,14 @@ def _producer(pipe: ChunkPipe, pieces: list[bytes], produced: list[int], cond: t
     return thread
 
 
+def _until(condition: Callable[[], bool], guard: float = 60) -> bool:
+    """Wait until *condition* holds (a hang guard, not a time limit on speed)."""
+    deadline = time.monotonic() + guard
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.005)
+    return condition()
+
+
 def test_chunk_pipe_never_holds_more_than_depth_chunks_for_a_slow_consumer() -> None:
     depth, chunk = 3, 1024
     pipe = ChunkPipe(chunk=chunk, depth=depth)
@@ -568,7 +576,7 @@ def test_chunk_pipe_never_holds_more_than_depth_chunks_for_a_slow_consumer() -> 
 
     with cond:  # the consumer has not read yet: the producer gets exactly depth ahead ...
         assert cond.wait_for(lambda: produced[0] >= depth, timeout=60)
-    thread.join(timeout=0.5)
+    assert _until(pipe._queue.full)  # ... fills the bounded queue (an unbounded one never is)
     assert thread.is_alive() and produced[0] == depth  # ... and then waits
 
     received = []
@@ -588,7 +596,7 @@ def test_chunk_pipe_splits_one_huge_write_into_chunks() -> None:
     pieces = [data, b"x" * 10, data]  # a big write into an empty buffer, then a partial one
     thread = _producer(pipe, pieces, produced, cond, errors)
 
-    thread.join(timeout=0.5)
+    assert _until(pipe._queue.full)
     assert thread.is_alive() and produced[0] == 0  # blocked inside the first write
 
     received = list(pipe)

@@ -43,9 +43,14 @@ def make_manifest(**overrides: object) -> Manifest:
 
 
 def test_manifest_json_round_trip_keeps_every_field() -> None:
-    m = make_manifest(tags=("keep", "prod"), parent_id=None, reason="nightly", tier="weekly")
+    m = make_manifest(tags=("keep", "prod"), parent_id=None, reason="nightly", tier="weekly",
+                      duration_seconds=12.5)
     again = Manifest.from_json(m.to_json(), origin="x.json")
-    assert again == m
+    assert again == m and again.duration_seconds == 12.5
+    incremental = make_manifest(kind="incremental", parent_id="20231231T020000Z-0a1b2c",
+                                tier="incremental")
+    back = Manifest.from_json(incremental.to_json(), origin="y.json")
+    assert back == incremental and back.parent_id == "20231231T020000Z-0a1b2c"
     assert json.loads(m.to_json())["format"] == 1
     assert json.loads(m.to_json())["created_at"] == "2024-01-01T02:00:00Z"
 
@@ -86,6 +91,8 @@ def test_unknown_format_version_says_to_upgrade() -> None:
         (lambda o: o["artifacts"][0].pop("key"), "'artifacts[0].key'"),
         (lambda o: o.update(tags=[1]), "'tags'"),
         (lambda o: o.update(id="../../etc"), "'id'"),
+        (lambda o: o.update(duration_seconds="1"), "'duration_seconds'"),
+        (lambda o: o.update(duration_seconds=True), "'duration_seconds'"),
     ],
 )
 def test_invalid_field_is_named_with_the_file(mutate, field) -> None:  # type: ignore[no-untyped-def]

@@ -71,13 +71,17 @@ def test_finish_reads_what_the_reader_left_and_raises_its_error() -> None:
 def test_the_thread_stays_at_most_depth_chunks_ahead_and_close_stops_it() -> None:
     source = Source(b"c" * 1_000_000, step=1024)
     ahead = ReadAhead(source, name="backupkit-read-test", chunk=1024, depth=3)
-    deadline = time.monotonic() + 30
-    while source.reads < 3 and time.monotonic() < deadline:
+    queue = ahead._pipe._queue
+    deadline = time.monotonic() + 60  # a hang guard: an unbounded queue is never full
+    while not queue.full() and time.monotonic() < deadline:
         time.sleep(0.01)
-    time.sleep(0.2)
-    # depth queued chunks plus one the thread is blocked putting
+    assert queue.full() and queue.maxsize == 3
+    # depth queued chunks plus one the thread is blocked putting, whatever the timing
     assert 3 <= source.reads <= 5
-    ahead.close()
+    closer = threading.Thread(target=ahead.close)
+    closer.start()
+    closer.join(timeout=60)  # a hang guard
+    assert not closer.is_alive()
     assert not any(t.name == "backupkit-read-test" for t in threading.enumerate())
     assert source.pos < 1_000_000
 

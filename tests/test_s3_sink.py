@@ -259,8 +259,10 @@ def test_fewer_parts_are_in_flight_as_parts_grow_so_memory_stays_capped(
             in_flight.append(number)
             seen[size] = max(seen.get(size, 0), len(in_flight))
         started[number].set()
-        if number in (1, 3):  # give the next part time to start alongside, if it may
-            started[number + 1].wait(timeout=2)
+        if number == 1:  # part 2 may start alongside, and must: wait for it (a hang guard)
+            started[2].wait(timeout=60)
+        elif number == 3:  # part 4 must not start alongside: give it a chance to, wrongly
+            started[4].wait(timeout=2)
 
     def part_ends(context: dict[str, Any], **kwargs: Any) -> None:
         with hooks.lock:
