@@ -66,3 +66,23 @@ class Cli:
 def cli(tmp_path: Path) -> Cli:
     """A :class:`Cli` running in *tmp_path*."""
     return Cli(tmp_path)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark as ``integration`` every test that runs an external program: the CLI in a
+    subprocess (the ``cli`` fixture), GNU tar, mypy... (its code calls ``subprocess`` or a
+    helper that does), so ``-m "not integration"`` is the in-process suite alone."""
+    import inspect
+
+    for item in items:
+        function = getattr(item, "function", None)
+        if function is None or item.get_closest_marker("integration") is not None:
+            continue
+        try:
+            code = inspect.getsource(function)
+        except (OSError, TypeError):
+            code = ""
+        runs_programs = ("subprocess." in code or "run_cli(" in code or "start_backup(" in code
+                         or "run(" in code and "cli" in item.fixturenames)
+        if "cli" in getattr(item, "fixturenames", ()) or runs_programs:
+            item.add_marker(pytest.mark.integration)
