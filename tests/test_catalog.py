@@ -10,9 +10,9 @@ from hypothesis import strategies as st
 
 from backupkit.core.catalog import Catalog, CatalogProblem
 from backupkit.core.manifest import Manifest, backup_id
-from backupkit.errors import ConfigError, NotFoundError
+from backupkit.errors import ConfigError, ManifestError, NotFoundError
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 T0 = dt.datetime(2024, 1, 1, tzinfo=UTC)
 
 
@@ -99,3 +99,48 @@ def test_latest_and_at_or_before_agree_with_a_sort(entries) -> None:  # type: ig
     for x in manifests:
         found = cat.at_or_before(x.created_at)
         assert found.created_at == x.created_at
+
+
+_stamp = st.tuples(st.integers(0, 2), st.sampled_from([0, 1, 499_999, 500_000, 999_999]))  # s, µs
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.lists(st.tuples(_stamp, st.text("ab", min_size=6, max_size=6)), max_size=12),
+    st.lists(st.tuples(_stamp, st.text("ab", min_size=6, max_size=6)), max_size=3),
+    st.lists(_stamp, max_size=6),
+)
+def test_get_and_at_or_before_agree_with_a_brute_force_search(entries, unreadable, times) -> None:  # type: ignore[no-untyped-def]
+    # Ids share long prefixes (the same second, tokens of two letters); times have microseconds.
+    def when(stamp: tuple[int, int]) -> dt.datetime:
+        return T0 + dt.timedelta(seconds=stamp[0], microseconds=stamp[1])
+
+    manifests = {backup_id(when(s), tok): when(s) for s, tok in entries}
+    cat = Catalog(
+        [Manifest(id=i, set_name="app", created_at=t, kind="full", hostname="h", tool_version="0",
+                  artifacts=()) for i, t in manifests.items()],
+        [CatalogProblem(f"daily/app_{backup_id(when(s), tok)}.manifest.json", "truncated")
+         for s, tok in unreadable if backup_id(when(s), tok) not in manifests],
+    )
+    broken = [p.key for p in cat.problems]
+    refs = {i[:n] for i in [*manifests, *(k.split("_")[1][:23] for k in broken)] for n in range(8, 24)}
+    for ref in sorted(refs):
+        matches = [i for i in manifests if i == ref] or [i for i in manifests if i.startswith(ref)]
+        if len(matches) == 1:
+            assert cat.get(ref).id == matches[0]
+        elif not matches and sum(f"_{ref}" in k for k in broken) == 1:
+            with pytest.raises(ManifestError, match="cannot be read: truncated"):
+                cat.get(ref)
+        else:
+            with pytest.raises(NotFoundError):
+                cat.get(ref)
+    for stamp in [*times, *(s for s, _ in entries)]:
+        t = when(stamp)
+        # A time given to the second takes in the whole second; one with microseconds does not.
+        end = t + dt.timedelta(seconds=1) if not t.microsecond else t + dt.timedelta(microseconds=1)
+        before = sorted((c, i) for i, c in manifests.items() if c < end)
+        if before:
+            assert cat.at_or_before(t).id == before[-1][1]
+        else:
+            with pytest.raises(NotFoundError):
+                cat.at_or_before(t)

@@ -7,6 +7,7 @@ examples agree with the code.
 
 from __future__ import annotations
 
+import ast
 import importlib
 import inspect
 import re
@@ -110,15 +111,38 @@ def test_hooks_md_documents_no_hook_that_does_not_exist() -> None:
     assert mentioned <= set(HOOKS), f"docs/hooks.md names unknown hooks: {mentioned - set(HOOKS)}"
 
 
+def _hook_uses(tree: ast.AST) -> set[str]:
+    """Hooks a module implements (a def decorated with ``hookimpl``) or calls
+    (``<manager>.hook.<name>(...)``); a name in a comment or a string does not count."""
+    uses: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            for deco in node.decorator_list:
+                target = deco.func if isinstance(deco, ast.Call) else deco
+                if isinstance(target, ast.Name | ast.Attribute) and (
+                    getattr(target, "id", None) == "hookimpl"
+                    or getattr(target, "attr", None) == "hookimpl"
+                ):
+                    uses.add(node.name)
+        elif (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and isinstance(node.func.value, ast.Attribute)
+            and node.func.value.attr == "hook"
+        ):
+            uses.add(node.func.attr)
+    return uses
+
+
 @pytest.mark.parametrize("hook", HOOKS)
 def test_hook_is_exercised_by_a_test(hook: str) -> None:
-    pattern = re.compile(rf"\b{hook}\b")
     users = [
         path.relative_to(ROOT)
         for path in sorted(TESTS.rglob("*.py"))
-        if path.name != Path(__file__).name and pattern.search(path.read_text(encoding="utf-8"))
+        if path.name != Path(__file__).name
+        and hook in _hook_uses(ast.parse(path.read_text(encoding="utf-8")))
     ]
-    assert users, f"no test under tests/ implements or calls {hook}"
+    assert users, f"no test under tests/ implements (@hookimpl) or calls (pm.hook.{hook}) {hook}"
 
 
 # -- public API ------------------------------------------------------------------------------

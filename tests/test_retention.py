@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-from collections.abc import Iterable
+import threading
+from collections.abc import Callable, Iterable
+from typing import TypeVar
 from zoneinfo import ZoneInfo
 
 import attrs
@@ -13,6 +15,7 @@ import pytest
 from backupkit.core.catalog import Catalog
 from backupkit.core.manifest import Artifact, Manifest, PluginSpec, backup_id
 from backupkit.core.retention import (
+    BASE_OF_KEPT,
     TIER_AGES,
     RetentionPlan,
     RetentionPolicy,
@@ -26,6 +29,7 @@ UTC = dt.UTC
 BERLIN = ZoneInfo("Europe/Berlin")
 DAY = dt.timedelta(days=1)
 HOUR = dt.timedelta(hours=1)
+T = TypeVar("T")
 
 
 def at(text: str) -> dt.datetime:
@@ -246,6 +250,31 @@ def test_keep_within_is_strictly_younger_than_the_duration() -> None:
     assert plan.decisions[-2].reasons == ("within 3d",)
 
 
+def test_a_backup_made_exactly_at_now_is_not_in_the_future() -> None:
+    backups = series(at("2024-01-01T10:00Z"), at("2024-01-01T12:00Z"), HOUR)
+    plan = plan_retention(Catalog(backups), RetentionPolicy(keep_last=1), now=at("2024-01-01T12:00Z"), tz=UTC)
+    assert plan.keep == (backups[-1],)
+    assert plan.decisions[-1].reasons == ("newest full", "last #1")
+
+
+def test_ages_equal_to_max_age_or_a_tier_age_are_too_old() -> None:
+    # docs/retention.md: "a backup as old as `max_age` or older loses its rules"; a tier
+    # keeps a backup only while it is younger than the tier's age.
+    now = at("2024-01-10T12:00Z")
+    backups = series(at("2024-01-01T12:00Z"), now, DAY)
+    capped = plan_retention(
+        Catalog(backups), RetentionPolicy(keep_last=10, max_age=dt.timedelta(days=3)), now=now, tz=UTC
+    )
+    assert [t[:10] for t in kept_times(capped)] == ["2024-01-08", "2024-01-09", "2024-01-10"]
+    assert capped.decision(backups[-4].id).capped_by == "max_age 3d"
+    assert capped.decision(backups[-3].id).capped_by is None
+    tiered = plan_retention(
+        Catalog(backups), RetentionPolicy(tier_ages={"daily": dt.timedelta(days=3)}), now=now, tz=UTC
+    )
+    assert [t[:10] for t in kept_times(tiered)] == ["2024-01-08", "2024-01-09", "2024-01-10"]
+    assert tiered.decision(backups[-4].id).reasons == ()
+
+
 def test_tier_ages_follow_seed_002() -> None:
     now = at("2024-06-30T12:00Z")
     backups = [
@@ -380,6 +409,75 @@ def test_an_incremental_with_a_missing_or_foreign_parent_is_planned_without_fail
         now=at("2024-01-01T10:00Z"), tz=UTC,
     )
     assert len(plan.keep) == 4 and not plan.delete
+
+
+class Hang(AssertionError):
+    pass
+
+
+def finishes(call: Callable[[], T]) -> T:
+    """*call()*, run in a thread as a hang guard: 60 s is generous, not a speed check."""
+    outcome: list[tuple[bool, object]] = []
+
+    def run() -> None:
+        try:
+            outcome.append((True, call()))
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the test's thread below
+            outcome.append((False, exc))
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(60)
+    if thread.is_alive():
+        raise Hang("never returned in 60 s: a loop of parent_ids hangs it")
+    ok, value = outcome[0]
+    if not ok:
+        raise value  # type: ignore[misc]
+    return value  # type: ignore[return-value]
+
+
+def looping_catalog(size: int, *, pin_first: bool = False) -> tuple[Manifest, list[Manifest], Manifest]:
+    """A full, then *size* incrementals whose parents loop (a->b->a, a->b->c->a), then an
+    incremental on the loop's newest member."""
+    times = [at("2024-01-01T00:00Z") + n * HOUR for n in range(size + 2)]
+    loop_ids = [backup_id(times[n + 1], f"{n:06x}") for n in range(size)]
+    full = backup(times[0], token="f00000")
+    loop = [
+        backup(
+            times[n + 1], kind="incremental", parent=loop_ids[(n + 1) % size], token=f"{n:06x}",
+            tags=("keep",) if pin_first and n == 0 else (),
+        )
+        for n in range(size)
+    ]
+    tail = backup(times[-1], kind="incremental", parent=loop[-1], token="e00000")
+    return full, loop, tail
+
+
+@pytest.mark.parametrize("size", [2, 3], ids=["a-b-a", "a-b-c-a"])
+@pytest.mark.parametrize(
+    ("policy", "pin_first", "deleted"),
+    [
+        (RetentionPolicy(keep_last=1), False, "none"),
+        (RetentionPolicy(keep_last=5, max_count=10), False, "none"),
+        (RetentionPolicy(keep_last=5, max_count=2), False, "loop and tail"),
+        (RetentionPolicy(keep_last=1, max_count=1), True, "tail"),
+    ],
+    ids=["keep_last", "max_count-roomy", "max_count-tight", "pinned"],
+)
+def test_a_loop_of_parents_is_planned_and_ordered_for_deletion_without_hanging(
+    size: int, policy: RetentionPolicy, pin_first: bool, deleted: str
+) -> None:
+    full, loop, tail = looping_catalog(size, pin_first=pin_first)
+    catalog = Catalog([full, *loop, tail])
+    plan = finishes(lambda: plan_retention(catalog, policy, now=at("2024-01-02T00:00Z"), tz=UTC))
+    order = finishes(lambda: plan.deletion_order)
+    doomed = {"none": [], "tail": [tail], "loop and tail": [*loop, tail]}[deleted]
+    assert plan.delete == tuple(doomed) and plan.keep == tuple(m for m in catalog if m not in doomed)
+    assert sorted(m.id for m in order) == sorted(m.id for m in doomed)
+    if doomed:
+        assert order[0] == tail  # it depends on the loop, nothing depends on it
+    else:  # the tail keeps its chain: the whole loop, each member a base of the next
+        assert all(BASE_OF_KEPT in plan.decision(m.id).reasons for m in loop)
 
 
 def test_each_set_is_planned_on_its_own() -> None:

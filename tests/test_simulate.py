@@ -6,6 +6,8 @@ import datetime as dt
 from zoneinfo import ZoneInfo
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from backupkit.core.retention import TIER_AGES, RetentionPolicy
 from backupkit.core.simulate import SimulationRow, simulate_retention
@@ -121,3 +123,45 @@ def test_a_large_policy_over_400_days_at_6h_runs() -> None:
 def test_bad_arguments_are_refused(kw: dict[str, object], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         run(RetentionPolicy(keep_last=1), **kw)
+
+
+POLICIES = [
+    RetentionPolicy(keep_last=3),
+    RetentionPolicy(keep_daily=3, keep_weekly=2),
+    RetentionPolicy(tier_ages=TIER_AGES),
+    RetentionPolicy(keep_within=dt.timedelta(days=2), max_count=5),
+]
+
+
+@settings(max_examples=20, deadline=None)
+@given(
+    st.sampled_from(POLICIES),
+    st.builds(  # near a month's end, so that local months and UTC months differ
+        dt.datetime, st.integers(2024, 2025), st.integers(1, 12), st.integers(20, 28),
+        st.integers(0, 23), st.integers(0, 59), tzinfo=st.just(UTC),
+    ),
+    st.integers(4 * 24 * 60, 30 * 24 * 60),  # duration, minutes
+    st.integers(90, 12 * 60),  # every, minutes
+    st.lists(st.sampled_from(["full", "incremental"]), min_size=1, max_size=4),
+    st.integers(0, 10**9), st.integers(0, 10**9),
+    st.sampled_from([BERLIN, ZoneInfo("America/New_York"), ZoneInfo("Pacific/Chatham")]),
+)
+def test_simulation_rows_add_up(  # type: ignore[no-untyped-def]
+    policy, start, duration, every, schedule, full_size, inc_size, tz
+) -> None:
+    duration, every = dt.timedelta(minutes=duration), dt.timedelta(minutes=every)
+    rows = simulate_retention(
+        policy, start=start, duration=duration, every=every, tz=tz, kind_schedule=schedule,
+        backup_size={"full": full_size, "incremental": inc_size},
+    )
+    made: dict[str, int] = {}  # backups at start, start + every, ... before start + duration
+    when = start
+    while when < start + duration:
+        month = when.astimezone(tz).strftime("%Y-%m")
+        made[month] = made.get(month, 0) + 1
+        when += every
+    assert [(r.month, r.made) for r in rows] == list(made.items())  # each month once, in order
+    for r in rows:
+        assert r.fulls + r.incrementals == r.backups
+        assert r.bytes == r.fulls * full_size + r.incrementals * inc_size
+        assert 1 <= r.fulls and r.backups <= r.peak_backups and r.bytes <= r.peak_bytes
