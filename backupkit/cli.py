@@ -13,7 +13,6 @@ import datetime as dt
 import json
 import logging
 import os
-import re
 import signal
 import sys
 from collections.abc import Sequence
@@ -33,6 +32,7 @@ from backupkit.errors import (
     NotFoundError,
 )
 from backupkit.keys import Key, Keyring
+from backupkit.params import strip_userinfo
 
 
 class _ArgumentParser(argparse.ArgumentParser):
@@ -308,8 +308,6 @@ def _cmd_status(args: argparse.Namespace) -> int:
         status["sets"] = {k: v for k, v in status["sets"].items() if k == args.set_name}
     lines = [f"sink: {', '.join(status['sinks'])}"]
     for name, s in status["sets"].items():
-        if args.set_name and name != args.set_name:
-            continue
         if s["latest_id"]:
             age = s["latest_age_seconds"] / 3600
             when = f"{age:.1f} h ago" if age >= 0 else f"{-age:.1f} h in the future: check clocks"
@@ -492,9 +490,6 @@ def _on_sigterm(signum: int, frame: Any) -> None:
     raise BackupInterrupted("backupkit was terminated (SIGTERM); nothing of this run was kept")
 
 
-_USERINFO = re.compile(r"(://)[^/@\s]*@")
-
-
 def _unexpected(exc: OSError) -> str:
     """One line for an ``OSError`` no part of backupkit translated (a credential-free URL)."""
     where = f"{exc.filename}: " if exc.filename is not None else ""
@@ -502,7 +497,7 @@ def _unexpected(exc: OSError) -> str:
         f"{where}{exc.strerror or exc} ({type(exc).__name__}); check the path, network or "
         "disk it names, or rerun with --debug to see where it happened"
     )
-    return _USERINFO.sub(r"\1", line)
+    return strip_userinfo(line)
 
 
 class _WarningLines(logging.Handler):
@@ -553,7 +548,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:  # a bug, most likely in a plugin: one line, the traceback on request
         if debug:
             raise
-        line = _USERINFO.sub(r"\1", " ".join(f"{type(exc).__name__}: {exc}".split()))
+        line = strip_userinfo(" ".join(f"{type(exc).__name__}: {exc}".split()))
         print(
             f"backupkit: error: {line} (not an error backupkit knows: a bug in a plugin or in "
             "backupkit; rerun with --debug for the traceback)",

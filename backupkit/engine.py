@@ -761,7 +761,6 @@ class Engine:
                 if isinstance(exc, BackupkitError):
                     raise
                 raise SourceError(f"source {name!r} failed: {exc}") from None
-
             committed.append(key)
             thread.join()
             for side in sidecars.values():
@@ -1074,12 +1073,16 @@ class Engine:
         manifest) and have it restored. Backups older than the set's first encrypted one
         (from before encryption was turned on) are restored as they are.
         """
+        def encrypts(transforms: Iterable[PluginRef | PluginSpec]) -> bool:
+            return any(t.id == "aes" for t in transforms)
+
+        def data_encrypted(m: Manifest) -> bool:
+            return all(encrypts(a.transforms) for a in m.artifacts)
+
         def as_configured(m: Manifest, set_cfg: SetConfig) -> bool:
-            if any(t.id == "aes" for t in set_cfg.transforms) and not all(
-                any(t.id == "aes" for t in a.transforms) for a in m.artifacts
-            ):
-                return False
-            return m.id in sealed or not set_cfg.encrypt_manifest
+            return (data_encrypted(m) or not encrypts(set_cfg.transforms)) and (
+                m.id in sealed or not set_cfg.encrypt_manifest
+            )
 
         for manifest in manifests:
             set_cfg = self.config.sets.get(manifest.set_name)
@@ -1090,9 +1093,7 @@ class Engine:
             )
             if first is None or manifest.created_at < first.created_at:
                 continue
-            what = "manifest is not sealed" if all(
-                any(t.id == "aes" for t in a.transforms) for a in manifest.artifacts
-            ) else "artifacts are not encrypted"
+            what = "manifest is not sealed" if data_encrypted(manifest) else "artifacts are not encrypted"
             raise IntegrityError(
                 f"backup {manifest.id} of set {manifest.set_name} is not encrypted as the set is "
                 f"configured ({what}), yet the set's backups have been since {first.id}: it was "

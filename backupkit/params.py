@@ -83,6 +83,17 @@ def secret_name(name: str) -> bool:
     return name == "key" or name.endswith("_key") or any(w in name for w in _SECRET_WORDS)
 
 
+#: ``user:password@`` after any ``scheme://``, also inside ``a::b://`` chains; up to the last
+#: ``@`` before the path, query or fragment, as urlsplit reads it (a password may hold ``@``).
+_USERINFO = re.compile(r"(://)[^/?#]*@")
+
+
+def strip_userinfo(text: str) -> str:
+    """*text* with the ``user:password@`` of every URL in it removed (for locations and
+    messages, where the user name is not needed either)."""
+    return _USERINFO.sub(r"\1", text)
+
+
 def scrub_url(text: str) -> str:
     """*text* with the password of any ``scheme://user:password@host`` replaced by ``***``."""
     return _URL_PASSWORD.sub(rf"\1:{REDACTED}@", text)

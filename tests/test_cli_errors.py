@@ -487,3 +487,10 @@ def test_an_exception_nothing_translated_is_one_line_and_debug_shows_it(tmp_path
     debug = subprocess.run([*run, "--debug", "backup", "--config", str(tmp_path / "c.toml")],
                            cwd=cli.cwd, env=env, capture_output=True, text=True, timeout=120, check=False)
     assert "Traceback" in debug.stderr and "driver exploded" in debug.stderr
+
+
+def test_an_untranslated_error_line_hides_a_password_holding_an_at_sign() -> None:
+    from backupkit.cli import _unexpected
+
+    line = _unexpected(ConnectionResetError(104, "Connection reset", "sftp://bob:p@ss@host/x"))
+    assert "p@ss" not in line and "ss@" not in line and "sftp://host/x" in line

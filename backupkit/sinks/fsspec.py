@@ -22,7 +22,6 @@ chosen by protocol (``publish = "auto"``) or set explicitly:
 from __future__ import annotations
 
 import logging
-import re
 import threading
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, BinaryIO, ClassVar, NoReturn
@@ -30,7 +29,7 @@ from typing import Any, BinaryIO, ClassVar, NoReturn
 import attrs
 
 from backupkit.errors import BackupkitError, NotFoundError, SinkError
-from backupkit.params import secret
+from backupkit.params import secret, strip_userinfo
 from backupkit.plugins import Register, hookimpl
 from backupkit.sinks.base import ArtifactWriter, Sink
 
@@ -42,16 +41,6 @@ OBJECT_STORES = frozenset({"s3", "s3a", "gs", "gcs", "abfs", "abfss", "az", "adl
 #: URL schemes other sinks own (see the module docstring).
 _NOT_OURS = frozenset({"", "file", "local", "s3", "s3a"})
 _TEMP = "temp"
-#: ``user:password@`` after any ``scheme://``, also inside ``a::b://`` chains; up to the last
-#: ``@`` before the path, query or fragment, as urlsplit reads it (a password may hold ``@``).
-_USERINFO = re.compile(r"(://)[^/?#]*@")
-
-
-def _scrub(text: str) -> str:
-    """*text* with the ``user:password@`` of every URL in it removed."""
-    return _USERINFO.sub(r"\1", text)
-
-
 def _sink_error(exc: BaseException, action: str, where: str) -> BackupkitError:
     if isinstance(exc, BackupkitError):
         return exc
@@ -66,7 +55,7 @@ def _sink_error(exc: BaseException, action: str, where: str) -> BackupkitError:
 
 def _detail(exc: BaseException) -> str:
     """*exc* as one line without passwords."""
-    return _scrub(" ".join(str(exc).split())) or type(exc).__name__
+    return strip_userinfo(" ".join(str(exc).split())) or type(exc).__name__
 
 
 @attrs.frozen
@@ -75,7 +64,7 @@ class FsspecSink(Sink):
 
     id: ClassVar[str] = "fsspec"
 
-    url: str = attrs.field(repr=lambda url: repr(_scrub(url)))  # no passwords
+    url: str = attrs.field(repr=lambda url: repr(strip_userinfo(url)))  # no passwords
     storage_options: Mapping[str, Any] = secret(factory=dict)
     publish: str = attrs.field(default="auto", validator=attrs.validators.in_(PUBLISH_MODES))
     _cache: dict[str, Any] = attrs.field(factory=dict, init=False, repr=False, eq=False)
@@ -86,7 +75,7 @@ class FsspecSink(Sink):
 
     @property
     def location(self) -> str:
-        return _scrub(self.url).rstrip("/")
+        return strip_userinfo(self.url).rstrip("/")
 
     def describe(self) -> dict[str, Any]:
         return {"url": self.location, "publish": self.publish}
