@@ -18,19 +18,32 @@ from backupkit.config import Config
 from backupkit.core.catalog import Catalog, CatalogProblem
 from backupkit.core.manifest import Artifact, Manifest, PluginSpec
 from backupkit.core.restore import RestorePlan, plan_restore
-from backupkit.core.retention import TIER_AGES, Decision, RetentionPlan, RetentionPolicy, plan_retention
+from backupkit.core.retention import (
+    TIER_AGES,
+    Decision,
+    RetentionPlan,
+    RetentionPolicy,
+    plan_retention,
+)
 from backupkit.core.simulate import SimulationRow, simulate_retention
 from backupkit.core.tiers import assign_tier
+from backupkit.crypto.keys import Key, Keyring
 from backupkit.engine import Engine, Progress, RestoreResult, VerifyResult
 from backupkit.errors import BackupkitError
-from backupkit.keys import Key, Keyring
 from backupkit.params import secret
-from backupkit.plugins import DEFAULT_PLUGINS, Register, hookimpl, make_plugin_manager
+from backupkit.plugin import (
+    ArtifactWriter,
+    BackupContext,
+    Register,
+    RestoreContext,
+    Sink,
+    Source,
+    Transform,
+    hookimpl,
+)
+from backupkit.plugin.run import RunInfo
+from backupkit.plugins import DEFAULT_PLUGINS, make_plugin_manager
 from backupkit.prune import PruneResult
-from backupkit.run import RunInfo
-from backupkit.sinks.base import ArtifactWriter, Sink
-from backupkit.sources.base import BackupContext, RestoreContext, Source
-from backupkit.transforms.base import Transform
 
 __all__ = [
     "DEFAULT_PLUGINS",

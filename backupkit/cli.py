@@ -23,6 +23,7 @@ import attrs
 from backupkit._version import __version__
 from backupkit.config import COMPRESS_CHOICES, Config, find_config_file
 from backupkit.core.retention import TIER_AGES, RetentionPolicy, format_duration, parse_duration
+from backupkit.crypto.keys import Key, Keyring
 from backupkit.engine import Engine, Progress, is_location
 from backupkit.errors import (
     BackupInterrupted,
@@ -31,7 +32,6 @@ from backupkit.errors import (
     KeyMissingError,
     NotFoundError,
 )
-from backupkit.keys import Key, Keyring
 from backupkit.params import strip_userinfo
 
 

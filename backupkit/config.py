@@ -35,8 +35,8 @@ from typing import Any
 import attrs
 
 from backupkit.core.retention import TIER_AGES, RetentionPolicy
+from backupkit.crypto.keys import looks_like_key
 from backupkit.errors import ConfigError
-from backupkit.keys import looks_like_key
 from backupkit.params import redacted_repr
 
 CONFIG_FILENAME = "backupkit.toml"
@@ -88,7 +88,7 @@ class Config:
 
     sets: Mapping[str, SetConfig] = attrs.field(factory=dict)
     sink: PluginRef | str | None = attrs.field(default=None, repr=redacted_repr)
-    key_file: str | None = attrs.field(default=None, repr=_key_file_repr)  # see backupkit.keys
+    key_file: str | None = attrs.field(default=None, repr=_key_file_repr)  # see backupkit.crypto.keys
     timezone: str = "UTC"  # calendar buckets and tiers are counted in it
 
     @property

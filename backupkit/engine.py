@@ -41,6 +41,8 @@ from backupkit.core.restore import plan_restore
 from backupkit.core.retention import RetentionPolicy, plan_retention
 from backupkit.core.simulate import DEFAULT_SIZES, SimulationRow, simulate_retention
 from backupkit.core.tiers import assign_tier
+from backupkit.crypto.keys import Keyring
+from backupkit.crypto.sealed import is_sealed_manifest, open_manifest, seal_manifest
 from backupkit.errors import (
     BackupkitError,
     ConfigError,
@@ -53,13 +55,20 @@ from backupkit.errors import (
     SinkError,
     SourceError,
 )
-from backupkit.keys import KeyedTransform, Keyring
 from backupkit.params import scrub_url
+from backupkit.plugin import (
+    ArtifactWriter,
+    BackupContext,
+    KeyedTransform,
+    RestoreContext,
+    Sink,
+    Source,
+    Transform,
+    check_chain,
+)
+from backupkit.plugin.run import RunInfo
 from backupkit.plugins import Plugins, make_plugin_manager
 from backupkit.prune import ORPHAN_GRACE, Layout, PruneResult, carry_out, find_orphans
-from backupkit.run import RunInfo
-from backupkit.sinks.base import ArtifactWriter, Sink
-from backupkit.sources.base import BackupContext, RestoreContext, Source
 from backupkit.streaming import (
     Cancelled,
     CheckedReader,
@@ -69,8 +78,6 @@ from backupkit.streaming import (
     DigestWriter,
     ReadAhead,
 )
-from backupkit.transforms.aes import is_sealed_manifest, open_manifest, seal_manifest
-from backupkit.transforms.base import Transform, check_chain
 
 log = logging.getLogger("backupkit")
 
@@ -408,7 +415,7 @@ class Engine:
         key_file: str | os.PathLike[str] | None = None,
     ) -> Engine:
         """:param key_file: a key file (``--key-file``); keys also come from *env*
-        (``BACKUP_ENCRYPTION_KEY``...) and the config's ``key_file``, see :mod:`backupkit.keys`."""
+        (``BACKUP_ENCRYPTION_KEY``...) and the config's ``key_file``, see :mod:`backupkit.crypto.keys`."""
         if isinstance(config, Config):
             cfg = config
         elif isinstance(config, Mapping):
@@ -1194,7 +1201,7 @@ class Engine:
             if len(parts) == 1:
                 checked, fh = self._open_checked(owner[manifest.id], manifest, artifact, on_read)
                 with fh, ReadAhead(checked, name=f"backupkit-read-{artifact.name}") as ahead:
-                    source.restore(ahead, ctx)  # type: ignore[arg-type]
+                    source.restore(ahead, ctx)
                     ahead.finish()  # in case the source stopped before end of stream
             else:
                 streams = self._chain_streams(owner, parts, on_read)

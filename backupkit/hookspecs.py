@@ -13,8 +13,7 @@ import pluggy
 
 if TYPE_CHECKING:
     from backupkit.core.manifest import Manifest
-    from backupkit.plugins import Register
-    from backupkit.run import RunInfo
+    from backupkit.plugin import Register, RunInfo
 
 _hookspec = pluggy.HookspecMarker("backupkit")
 

@@ -32,8 +32,8 @@ import attrs
 from backupkit.core.manifest import MANIFEST_SUFFIX, Manifest, backup_id
 from backupkit.core.retention import RetentionPlan
 from backupkit.core.tiers import TIERS
-from backupkit.run import RunInfo
-from backupkit.sinks.base import Sink
+from backupkit.plugin import Sink
+from backupkit.plugin.run import RunInfo
 
 #: Objects of a backup younger than this are never collected as orphans.
 ORPHAN_GRACE = dt.timedelta(hours=6)

@@ -52,7 +52,7 @@ MIB = 1 << 20
 # -- the transform alone (in a child process: --micro-json) --------------------------------------
 def micro(mib: int) -> dict[str, Any]:
     """Encrypt then decrypt *mib* MiB of random bytes through the aes transform, timed."""
-    from backupkit.keys import Key, Keyring
+    from backupkit.crypto.keys import Key, Keyring
     from backupkit.transforms.aes import AesTransform
 
     transform = AesTransform().with_keyring(Keyring([Key.generate()]))

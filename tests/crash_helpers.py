@@ -42,8 +42,8 @@ from backupkit import (
     Source,
 )
 from backupkit.core.manifest import MANIFEST_SUFFIX
+from backupkit.plugin import Writer
 from backupkit.sinks.local import LocalSink
-from backupkit.sources.base import Writable
 
 
 def enospc() -> OSError:
@@ -168,7 +168,7 @@ class HalfwaySource(_NoRestore):
     size: int
     fail_with: str = "eio"
 
-    def backup(self, out: Writable, ctx: BackupContext) -> Mapping[str, Any] | None:
+    def backup(self, out: Writer, ctx: BackupContext) -> Mapping[str, Any] | None:
         block = incompressible(1 << 16)
         for _ in range(self.size // len(block)):
             out.write(block)
@@ -187,7 +187,7 @@ class BlocksSource(_NoRestore):
     total: int
     block: int
 
-    def backup(self, out: Writable, ctx: BackupContext) -> Mapping[str, Any] | None:
+    def backup(self, out: Writer, ctx: BackupContext) -> Mapping[str, Any] | None:
         for _ in range(self.total // self.block):
             out.write(os.urandom(self.block))
         return None
@@ -206,7 +206,7 @@ class SidecarSource(_NoRestore):
     open_twice: bool = False
     stored_under: str = ""  # before returning, wait until part of the sidecar is stored there
 
-    def backup(self, out: Writable, ctx: BackupContext) -> Mapping[str, Any] | None:
+    def backup(self, out: Writer, ctx: BackupContext) -> Mapping[str, Any] | None:
         with ctx.open_sidecar("index") as index:  # as a plugin may: a file it closes
             if self.open_twice:
                 ctx.open_sidecar("index")
@@ -250,7 +250,7 @@ class DiskFillSource(_NoRestore):
     path: str
     leave: int
 
-    def backup(self, out: Writable, ctx: BackupContext) -> Mapping[str, Any] | None:
+    def backup(self, out: Writer, ctx: BackupContext) -> Mapping[str, Any] | None:
         st = os.statvfs(os.path.dirname(self.path))
         with open(self.path, "wb") as fh:
             fh.write(b"\0" * (st.f_bavail * st.f_frsize - self.leave))

@@ -17,19 +17,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from backupkit.crypto.keys import Key, Keyring
+from backupkit.crypto.sealed import open_manifest, seal_manifest
+from backupkit.crypto.stream import HEADER, HEADER_SIZE, MAGIC, TAG_SIZE
 from backupkit.errors import ConfigError, IntegrityError, KeyMissingError, ManifestError
-from backupkit.keys import Key, Keyring
 from backupkit.params import public_params
-from backupkit.transforms.aes import (
-    HEADER,
-    HEADER_SIZE,
-    MAGIC,
-    TAG_SIZE,
-    AesTransform,
-    open_manifest,
-    seal_manifest,
-)
-from backupkit.transforms.base import check_chain
+from backupkit.plugin import check_chain
+from backupkit.transforms.aes import AesTransform
 from backupkit.transforms.gzip import GzipTransform
 from backupkit.transforms.zstd import ZstdTransform
 
@@ -354,7 +348,7 @@ def test_no_plaintext_is_returned_from_a_chunk_that_fails() -> None:
 def test_an_empty_last_chunk_is_refused_even_if_it_authenticates() -> None:
     from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-    from backupkit.transforms.aes import Header
+    from backupkit.crypto.stream import Header
 
     t = aes()
     blob = encrypt(t, data_of(SMALL))  # exactly one full (last) chunk
@@ -483,7 +477,7 @@ def test_bad_key_id_never_echoes_the_value_and_spots_a_key_given_as_id(
 @pytest.fixture
 def derivations(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, int, int]]:
     """The (log2 N, r, p) of every scrypt derivation backupkit makes from now on."""
-    import backupkit.keys as keys_module
+    import backupkit.crypto.keys as keys_module
 
     made: list[tuple[int, int, int]] = []
     real = keys_module.scrypt

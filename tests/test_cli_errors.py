@@ -380,7 +380,7 @@ def test_sink_and_config_together_are_refused_rather_than_one_ignored(tmp_path: 
 def test_sink_in_a_directory_with_a_config_file_keeps_its_key_and_retention(
     tmp_path: Path, source_tree: Path, cli: Cli
 ) -> None:
-    from backupkit.keys import Key
+    from backupkit.crypto.keys import Key
 
     (tmp_path / "keys").write_text(Key.generate().encode() + "\n")
     (tmp_path / "keys").chmod(0o600)
@@ -434,7 +434,7 @@ def test_a_closed_stdout_is_one_line_not_a_traceback(tmp_path: Path, cli: Cli) -
 
 
 def test_keys_id_needs_no_sink_from_the_config_file(tmp_path: Path, cli: Cli) -> None:
-    from backupkit.keys import Key
+    from backupkit.crypto.keys import Key
 
     key = Key.generate()
     (tmp_path / "kf").write_text(key.encode() + "\n")

@@ -22,14 +22,9 @@ import pytest
 
 import backupkit
 from backupkit import errors, hookspecs
-from backupkit.plugins import (
-    AUTOLOAD_ENV,
-    DEFAULT_PLUGINS,
-    ENTRY_POINT_GROUP,
-    PROJECT,
-    Register,
-    make_plugin_manager,
-)
+from backupkit.plugin import Register
+from backupkit.plugin.registry import PROJECT
+from backupkit.plugins import AUTOLOAD_ENV, DEFAULT_PLUGINS, ENTRY_POINT_GROUP, make_plugin_manager
 
 ROOT = Path(__file__).resolve().parent.parent
 TESTS = ROOT / "tests"

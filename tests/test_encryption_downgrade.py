@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from backupkit import Engine
+from backupkit.crypto.keys import KEY_ENV, Key
 from backupkit.errors import IntegrityError
-from backupkit.keys import KEY_ENV, Key
 
 if TYPE_CHECKING:
     from conftest import Cli

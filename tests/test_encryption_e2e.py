@@ -22,9 +22,9 @@ import pytest
 import zstandard
 
 from backupkit import Engine, Manifest
+from backupkit.crypto.keys import KEY_ENV, Key, Keyring
+from backupkit.crypto.stream import HEADER_SIZE, TAG_SIZE
 from backupkit.errors import BackupkitError, ConfigError, IntegrityError, KeyMissingError
-from backupkit.keys import KEY_ENV, Key, Keyring
-from backupkit.transforms.aes import HEADER_SIZE, TAG_SIZE
 
 if TYPE_CHECKING:
     from conftest import Cli

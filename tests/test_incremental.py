@@ -228,7 +228,7 @@ def test_the_deletion_list_is_applied_wherever_it_stands_in_the_stream(
     tmp_path: Path, deletions_first: bool
 ) -> None:
     """Backups made before the list moved to the end of the stream have it first."""
-    from backupkit.sources.base import RestoreContext
+    from backupkit.plugin import RestoreContext
     from backupkit.sources.filesystem import DELETED_MEMBER, FilesystemSource
 
     full = _tar_stream([("t", None), ("t/a", b"old a"), ("t/b", b"b"), ("t/gone", None),

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from backupkit.crypto.keys import KEY_ENV, KEY_FILE_ENV, Key, Keyring, read_key_file
 from backupkit.errors import ConfigError, KeyMissingError
-from backupkit.keys import KEY_ENV, KEY_FILE_ENV, Key, Keyring, read_key_file
 
 RAW = bytes(range(32))
 B64 = base64.b64encode(RAW).decode()

@@ -18,7 +18,7 @@ import pytest
 import backupkit
 from backupkit import BackupContext, Register, RestoreContext, Source
 from backupkit.errors import BackupkitError, IntegrityError, RestoreError
-from backupkit.sources.base import Writable
+from backupkit.plugin import Writer
 
 HEADER = b"HEADER-16-BYTES!"
 
@@ -31,7 +31,7 @@ class HeaderOnly(Source):
     supports_incremental: ClassVar[bool] = True
     seen: ClassVar[list[bytes]] = []
 
-    def backup(self, out: Writable, ctx: BackupContext) -> Mapping[str, Any] | None:
+    def backup(self, out: Writer, ctx: BackupContext) -> Mapping[str, Any] | None:
         parent = ctx.parent_sidecar("index")
         if parent is not None:
             with parent:
@@ -52,7 +52,7 @@ class Stuck(Source):
     id: ClassVar[str] = "stuck"
     release: ClassVar[threading.Event] = threading.Event()
 
-    def backup(self, out: Writable, ctx: BackupContext) -> Mapping[str, Any] | None:
+    def backup(self, out: Writer, ctx: BackupContext) -> Mapping[str, Any] | None:
         out.write(b"x" * (1 << 20))  # one whole chunk: handed on at once, then nothing
         Stuck.release.wait(120)
         return None
@@ -68,7 +68,7 @@ class TakesOnlyTheFull(Source):
     id: ClassVar[str] = "fullonly"
     supports_incremental: ClassVar[bool] = True
 
-    def backup(self, out: Writable, ctx: BackupContext) -> Mapping[str, Any] | None:
+    def backup(self, out: Writer, ctx: BackupContext) -> Mapping[str, Any] | None:
         parent = ctx.parent_sidecar("index")
         if parent is not None:
             with parent:

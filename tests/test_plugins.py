@@ -37,15 +37,9 @@ from backupkit.errors import (
     SourceError,
 )
 from backupkit.params import check_range
-from backupkit.plugins import (
-    AUTOLOAD_ENV,
-    BLOCK_ENV,
-    DEFAULT_PLUGINS,
-    Register,
-    make_plugin_manager,
-)
-from backupkit.sources.base import Writable
-from backupkit.transforms.base import Encoder, Reader, Writer
+from backupkit.plugin import Encoder, Reader, Register, Writer
+from backupkit.plugin.registry import BLOCK_ENV
+from backupkit.plugins import AUTOLOAD_ENV, DEFAULT_PLUGINS, make_plugin_manager
 
 SECRET = "s3cr3t-T0KEN-do-not-leak"
 
@@ -495,7 +489,7 @@ def test_an_exception_in_a_registration_hook_is_a_plugin_error_naming_the_plugin
 class _NullSource(backupkit.Source):
     id: ClassVar[str] = "null-test"
 
-    def backup(self, out: Writable, ctx: backupkit.BackupContext) -> None:
+    def backup(self, out: Writer, ctx: backupkit.BackupContext) -> None:
         return None
 
     def restore(self, stream: BinaryIO, ctx: backupkit.RestoreContext) -> None:
@@ -906,7 +900,7 @@ def test_lifecycle_hooks_see_a_successful_run(tmp_path: Path) -> None:
 class _FailingSource(_NullSource):
     id: ClassVar[str] = "failing-test"
 
-    def backup(self, out: Writable, ctx: backupkit.BackupContext) -> None:
+    def backup(self, out: Writer, ctx: backupkit.BackupContext) -> None:
         out.write(b"x" * 100_000)
         raise SourceError("the dump command died")
 

@@ -7,8 +7,8 @@ import threading
 from pathlib import Path
 
 from backupkit import Engine
-from backupkit.keys import KEY_ENV, Key, Keyring
-from backupkit.transforms.aes import is_sealed_manifest, open_manifest
+from backupkit.crypto.keys import KEY_ENV, Key, Keyring
+from backupkit.crypto.sealed import is_sealed_manifest, open_manifest
 
 
 def engine_for(sink: Path, src: Path, **body: object) -> Engine:

@@ -13,7 +13,7 @@ import fsspec
 import pytest
 
 from backupkit.errors import NotFoundError, SinkError
-from backupkit.sinks.base import ArtifactWriter, Sink
+from backupkit.plugin import ArtifactWriter, Sink
 from backupkit.sinks.fsspec import FsspecSink
 from backupkit.sinks.local import LocalSink
 from backupkit.sinks.s3 import S3Sink

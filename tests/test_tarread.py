@@ -7,8 +7,8 @@ import io
 import os
 import shutil
 import subprocess
-import tempfile
 import tarfile
+import tempfile
 from pathlib import Path, PurePosixPath
 
 import pytest

@@ -30,8 +30,7 @@ import attrs
 
 from backupkit.errors import BackupkitError, NotFoundError, SinkError
 from backupkit.params import secret, strip_userinfo
-from backupkit.plugins import Register, hookimpl
-from backupkit.sinks.base import ArtifactWriter, Sink
+from backupkit.plugin import ArtifactWriter, Register, Sink, hookimpl
 
 log = logging.getLogger("backupkit.fsspec")
 

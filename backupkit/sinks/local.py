@@ -28,8 +28,7 @@ from typing import Any, BinaryIO, ClassVar
 import attrs
 
 from backupkit.errors import ConfigError, NotFoundError, SinkError
-from backupkit.plugins import Register, hookimpl
-from backupkit.sinks.base import ArtifactWriter, Sink
+from backupkit.plugin import ArtifactWriter, Register, Sink, hookimpl
 
 TIERS = ("daily", "weekly", "monthly", "incremental")
 LAYOUT = (*TIERS, "temp", "logs")

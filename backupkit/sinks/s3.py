@@ -57,11 +57,10 @@ import attrs
 
 from backupkit.errors import BackupkitError, ConfigError, NotFoundError, SinkError
 from backupkit.params import check_range, secret
-from backupkit.plugins import Register, hookimpl
-from backupkit.sinks.base import ArtifactWriter, Sink
+from backupkit.plugin import ArtifactWriter, Register, Sink, hookimpl
 
 if TYPE_CHECKING:
-    from backupkit.run import RunInfo
+    from backupkit.plugin.run import RunInfo
 
 log = logging.getLogger("backupkit.s3")
 

@@ -33,7 +33,7 @@ import stat
 import tarfile
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import IO, Any, BinaryIO, ClassVar, cast
+from typing import IO, Any, ClassVar, cast
 
 import attrs
 
@@ -41,8 +41,15 @@ from backupkit.errors import (
     ConfigError,
     SourceError,
 )
-from backupkit.plugins import Register, hookimpl
-from backupkit.sources.base import BackupContext, RestoreContext, Source, Writable
+from backupkit.plugin import (
+    BackupContext,
+    Reader,
+    Register,
+    RestoreContext,
+    Source,
+    Writer,
+    hookimpl,
+)
 from backupkit.sources.fsindex import (
     INDEX_SIDECAR,
     IndexEntry,
@@ -95,7 +102,7 @@ class _Batched:
     """Lines gathered and written to *out* a few thousand at a time (one write call per
     path was a tenth of an incremental backup that finds most files unchanged)."""
 
-    def __init__(self, out: Writable, lines: int = 4096) -> None:
+    def __init__(self, out: Writer, lines: int = 4096) -> None:
         self.out, self.lines, self.pending = out, lines, list[bytes]()
 
     def write(self, line: bytes) -> None:
@@ -197,7 +204,7 @@ class FilesystemSource(Source):
                 log.info("source path %s is a symlink; backing up %s under its name", root, walked)
             yield from self._walk(walked, _arcname_of(root))
 
-    def backup(self, out: Writable, ctx: BackupContext) -> Mapping[str, Any] | None:
+    def backup(self, out: Writer, ctx: BackupContext) -> Mapping[str, Any] | None:
         for path in self.paths:
             if not os.path.exists(path):
                 if os.path.islink(path):
@@ -371,10 +378,10 @@ class FilesystemSource(Source):
         return "", st
 
     # -- restore ------------------------------------------------------------------
-    def restore(self, stream: BinaryIO, ctx: RestoreContext) -> None:
+    def restore(self, stream: Reader, ctx: RestoreContext) -> None:
         self.restore_chain(iter([stream]), ctx)
 
-    def restore_chain(self, streams: Iterator[BinaryIO], ctx: RestoreContext) -> None:
+    def restore_chain(self, streams: Iterator[Reader], ctx: RestoreContext) -> None:
         """Extract the full stream, then apply each incremental in order, then publish."""
         if ctx.target is None:
             raise ConfigError("restoring files needs a target directory; pass --to DIR")

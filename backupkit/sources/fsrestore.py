@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, NoReturn, TypeVar, cast
 
 from backupkit.errors import IntegrityError, RestoreError, UnsafeArchiveError
+from backupkit.plugin import Reader
 from backupkit.sources.tarread import TarFormatError, TarReader
 from backupkit.streaming import ReadAhead
 
@@ -50,7 +51,7 @@ DELETED_MEMBER = ".backupkit-deleted.json"
 
 
 def restore_tree(
-    streams: Iterator[BinaryIO], target: Path, *, artifact: str, overwrite: bool,
+    streams: Iterator[Reader], target: Path, *, artifact: str, overwrite: bool,
     external_symlinks: bool = False,
 ) -> None:
     """Extract *streams* (a full backup, then its incrementals) into *target*;
@@ -105,7 +106,7 @@ def _holds_entries(target: Path) -> bool:
 
 
 def extract(
-    stream: BinaryIO, dest: Path, artifact: str, *, replace: bool, symlinks: set[str],
+    stream: Reader, dest: Path, artifact: str, *, replace: bool, symlinks: set[str],
     external_symlinks: bool = False,
 ) -> list[tarfile.TarInfo]:
     """Extract one stream into *dest*; return its directories (attrs set later)."""
@@ -187,7 +188,7 @@ def extract(
 class _RawReader(io.RawIOBase):
     """The stream handed to restore, as a raw file ``io.BufferedReader`` can wrap."""
 
-    def __init__(self, stream: BinaryIO) -> None:
+    def __init__(self, stream: Reader) -> None:
         self.stream = stream
 
     def readable(self) -> bool:
@@ -199,7 +200,7 @@ class _RawReader(io.RawIOBase):
         return len(data)
 
 
-def _buffered(stream: BinaryIO) -> BinaryIO:
+def _buffered(stream: Reader) -> BinaryIO:
     """Read *stream* in big blocks: tarfile's stream mode reads 10 KiB at a time, and
     each read went through the decompressor and both checksums (100,000 calls per GB).
     Bytes read ahead are checked like the rest; the caller reads *stream* to its end.

@@ -33,7 +33,7 @@ import pytest
 
 from backupkit.core.manifest import MANIFEST_SUFFIX
 from backupkit.errors import NotFoundError, SinkError
-from backupkit.sinks.base import Sink
+from backupkit.plugin import Sink
 
 RUN_ID = "20240101T020000Z-c0ffee"
 OTHER_RUN_ID = "20240101T020000Z-facade"

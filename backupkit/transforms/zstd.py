@@ -8,8 +8,7 @@ import attrs
 import zstandard
 
 from backupkit.params import check_range
-from backupkit.plugins import Register, hookimpl
-from backupkit.transforms.base import Encoder, Reader, Stage, Transform, Writer
+from backupkit.plugin import Encoder, Reader, Register, Stage, Transform, Writer, hookimpl
 
 
 @attrs.frozen

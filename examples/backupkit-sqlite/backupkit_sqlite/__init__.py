@@ -27,7 +27,7 @@ import attrs
 
 import backupkit
 from backupkit.errors import ConfigError, RestoreError, SourceError
-from backupkit.sources.base import Writable
+from backupkit.plugin import Writer
 
 __all__ = ["SqliteSource"]
 
@@ -99,7 +99,7 @@ class SqliteSource(backupkit.Source):
         return os.path.basename(os.path.normpath(self.path))
 
     # -- backup -------------------------------------------------------------------
-    def backup(self, out: Writable, ctx: backupkit.BackupContext) -> Mapping[str, Any] | None:
+    def backup(self, out: Writer, ctx: backupkit.BackupContext) -> Mapping[str, Any] | None:
         db = Path(self.path)
         if not db.is_file():
             raise SourceError(

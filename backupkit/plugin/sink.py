@@ -11,7 +11,7 @@ from backupkit.errors import ConfigError
 from backupkit.params import build, public_params
 
 if TYPE_CHECKING:
-    from backupkit.run import RunInfo
+    from backupkit.plugin.run import RunInfo
 
 
 class ArtifactWriter(abc.ABC):

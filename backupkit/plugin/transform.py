@@ -4,28 +4,14 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Mapping
-from typing import Any, ClassVar, Literal, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol, runtime_checkable
 
+from backupkit.errors import ConfigError
 from backupkit.params import build, public_params
+from backupkit.plugin.streams import Encoder, Reader, Writer
 
-
-class Writer(Protocol):
-    def write(self, data: bytes, /) -> int: ...
-
-
-class Reader(Protocol):
-    def read(self, size: int = -1, /) -> bytes: ...
-
-
-class Encoder(Protocol):
-    """What :meth:`Transform.encoder` returns: ``write`` many times, ``close`` once.
-
-    ``close`` flushes everything into the wrapped writer but must not close it.
-    """
-
-    def write(self, data: bytes, /) -> int: ...
-
-    def close(self) -> None: ...
+if TYPE_CHECKING:
+    from backupkit.crypto.keys import Keyring
 
 
 Stage = Literal["compress", "encrypt"]
@@ -50,9 +36,11 @@ class Transform(abc.ABC):
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any]) -> Transform:
+        """Build the transform from its recorded or configured parameters."""
         return build(cls, params, what=f"transform {cls.id!r}")
 
     def describe(self) -> dict[str, Any]:
+        """Parameters recorded in the manifest; secret fields are left out."""
         return public_params(self)
 
     @abc.abstractmethod
@@ -66,11 +54,24 @@ class Transform(abc.ABC):
 
 def check_chain(chain: list[Transform] | tuple[Transform, ...], *, where: str) -> None:
     """Refuse chains that break the order rule (compress, then encrypt)."""
-    from backupkit.errors import ConfigError
-
     for before, after in zip(chain, chain[1:]):
         if STAGE_ORDER[before.stage] > STAGE_ORDER[after.stage]:
             raise ConfigError(
                 f"{where}: transform {after.id!r} ({after.stage}) comes after "
                 f"{before.id!r} ({before.stage}); put compression before encryption"
             )
+
+
+@runtime_checkable
+class KeyedTransform(Protocol):
+    """An optional seam: a transform that needs keys (encryption) implements these two
+    methods, and the engine hands it the keyring before the transform is used.
+
+    ``with_keyring`` returns a copy that uses *keyring*; ``check_keys`` raises
+    :class:`backupkit.errors.KeyMissingError` (naming the key id) when the keyring lacks
+    the key the transform needs, *where* naming the set or backup in the message.
+    """
+
+    def with_keyring(self, keyring: Keyring) -> Transform: ...
+
+    def check_keys(self, where: str) -> None: ...

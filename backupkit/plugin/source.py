@@ -1,20 +1,17 @@
-"""The base class every source plugin derives from."""
+"""The base class every source plugin derives from, and what it is told."""
 
 from __future__ import annotations
 
 import abc
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any, BinaryIO, ClassVar, Protocol
+from typing import Any, BinaryIO, ClassVar
 
 import attrs
 
 from backupkit.errors import RestoreError
 from backupkit.params import build, public_params
-
-
-class Writable(Protocol):
-    def write(self, data: bytes, /) -> int: ...
+from backupkit.plugin.streams import Reader, Writer
 
 
 def _no_parent(name: str) -> BinaryIO | None:
@@ -75,6 +72,7 @@ class Source(abc.ABC):
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any]) -> Source:
+        """Build the source from its configured parameters (checked, one-line errors)."""
         return build(cls, params, what=f"source {cls.id!r}")
 
     def describe(self) -> dict[str, Any]:
@@ -82,11 +80,11 @@ class Source(abc.ABC):
         return public_params(self)
 
     @abc.abstractmethod
-    def backup(self, out: Writable, ctx: BackupContext) -> Mapping[str, Any] | None:
+    def backup(self, out: Writer, ctx: BackupContext) -> Mapping[str, Any] | None:
         """Write the raw stream to *out*; return extra facts for the manifest, if any."""
 
     @abc.abstractmethod
-    def restore(self, stream: BinaryIO, ctx: RestoreContext) -> None:
+    def restore(self, stream: Reader, ctx: RestoreContext) -> None:
         """Read the raw stream from *stream* and restore it as *ctx* says.
 
         The engine checks sizes and checksums when *stream* reaches its end and raises
@@ -94,7 +92,7 @@ class Source(abc.ABC):
         before making anything visible.
         """
 
-    def restore_chain(self, streams: Iterator[BinaryIO], ctx: RestoreContext) -> None:
+    def restore_chain(self, streams: Iterator[Reader], ctx: RestoreContext) -> None:
         """Restore a full stream followed by incremental streams, oldest first.
 
         Called instead of :meth:`restore` when the backup is an incremental one.

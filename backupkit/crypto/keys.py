@@ -39,12 +39,9 @@ import secrets
 import stat
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
+from typing import Literal
 
 from backupkit.errors import ConfigError, KeyMissingError
-
-if TYPE_CHECKING:
-    from backupkit.transforms.base import Transform
 
 log = logging.getLogger("backupkit")
 
@@ -354,17 +351,3 @@ def _unreadable(raw: str, setting: str | None, exc: BaseException) -> str:
         )
     reason = exc.strerror if isinstance(exc, OSError) else "it is not UTF-8 text"
     return f"cannot read {where}" + (f" ({setting})" if setting else "") + f": {reason}"
-
-
-@runtime_checkable
-class KeyedTransform(Protocol):
-    """A transform that needs keys (encryption). The engine hands it the keyring.
-
-    ``with_keyring`` returns a copy that uses *keyring*; ``check_keys`` raises
-    :class:`KeyMissingError` (naming the key id) when the keyring lacks the key the
-    transform needs, *where* naming the set or backup in the message.
-    """
-
-    def with_keyring(self, keyring: Keyring) -> Transform: ...
-
-    def check_keys(self, where: str) -> None: ...
