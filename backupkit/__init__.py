@@ -29,6 +29,7 @@ from backupkit.core.simulate import SimulationRow, simulate_retention
 from backupkit.core.tiers import assign_tier
 from backupkit.crypto.keys import Key, Keyring
 from backupkit.engine import Engine, Progress, RestoreResult, VerifyResult
+from backupkit.engine.results import PruneResult
 from backupkit.errors import BackupkitError
 from backupkit.params import secret
 from backupkit.plugin import (
@@ -43,7 +44,6 @@ from backupkit.plugin import (
 )
 from backupkit.plugin.run import RunInfo
 from backupkit.plugins import DEFAULT_PLUGINS, make_plugin_manager
-from backupkit.prune import PruneResult
 
 __all__ = [
     "DEFAULT_PLUGINS",

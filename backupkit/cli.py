@@ -21,7 +21,7 @@ from typing import Any, NoReturn, TextIO
 import attrs
 
 from backupkit._version import __version__
-from backupkit.config import COMPRESS_CHOICES, Config, find_config_file
+from backupkit.config import Config, compress_choices, find_config_file
 from backupkit.core.retention import TIER_AGES, RetentionPolicy, format_duration, parse_duration
 from backupkit.crypto.keys import Key, Keyring
 from backupkit.engine import Engine, Progress, is_location
@@ -72,7 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="file or directory to back up (repeatable); without it, the config file says")
     p.add_argument("--include", action="append", default=[], metavar="GLOB")
     p.add_argument("--exclude", action="append", default=[], metavar="GLOB")
-    p.add_argument("--compress", choices=COMPRESS_CHOICES, default=None)
+    p.add_argument("--compress", choices=compress_choices(), default=None)
     p.add_argument("--encrypt", action="store_true",
                    help="encrypt with AES-256-GCM after compressing (key: --key-file or "
                         "$BACKUP_ENCRYPTION_KEY)")
@@ -120,7 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument(f"--keep-{flag}", type=int, metavar="N", dest=f"keep_{flag}")
     p.add_argument("--keep-within", metavar="DURATION", help="keep everything younger, e.g. 7d")
     p.add_argument("--tiered", action="store_true",
-                   help="seed 002's tier ages: daily 7d, weekly 30d, monthly 365d, incremental 24h")
+                   help="the standard tier ages: daily 7d, weekly 30d, monthly 365d, incremental 24h")
     p.add_argument("--max-age", metavar="DURATION", help="cap: delete older (never the newest full)")
     p.add_argument("--max-count", type=int, metavar="N", help="cap: hold at most N per set")
     p.add_argument("--simulate", metavar="DURATION",
@@ -159,7 +159,7 @@ def _engine(args: argparse.Namespace, *, adhoc: bool = False) -> Engine:
         config = Config.adhoc(
             sources=sources,
             sink=args.sink,
-            compress=args.compress or "zstd",
+            compress=args.compress or True,
             name=args.set_name or "default",
             include=tuple(args.include),
             exclude=tuple(args.exclude),
@@ -303,21 +303,19 @@ def _cmd_list(args: argparse.Namespace) -> int:
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
-    status = _engine(args).status()
-    if args.set_name:  # the JSON too, not only the text
-        status["sets"] = {k: v for k, v in status["sets"].items() if k == args.set_name}
-    lines = [f"sink: {', '.join(status['sinks'])}"]
-    for name, s in status["sets"].items():
-        if s["latest_id"]:
-            age = s["latest_age_seconds"] / 3600
+    status = _engine(args).status().for_set(args.set_name)  # the JSON too, not only the text
+    lines = [f"sink: {', '.join(status.sinks)}"]
+    for s in status.sets:
+        if s.latest_id and s.latest_age_seconds is not None:
+            age = s.latest_age_seconds / 3600
             when = f"{age:.1f} h ago" if age >= 0 else f"{-age:.1f} h in the future: check clocks"
-            lines.append(f"set {name}: {s['backups']} backup(s), {_human(s['stored_bytes'])}; "
-                         f"latest {s['latest_id']} ({when})")
+            lines.append(f"set {s.name}: {s.backups} backup(s), {_human(s.stored_bytes)}; "
+                         f"latest {s.latest_id} ({when})")
         else:
-            lines.append(f"set {name}: no backups yet")
-    for p in status["problems"]:
-        lines.append(f"problem: {p['message']}")
-    _emit(args, status, "\n".join(lines))
+            lines.append(f"set {s.name}: no backups yet")
+    for p in status.problems:
+        lines.append(f"problem: {p.message}")
+    _emit(args, status.to_dict(), "\n".join(lines))
     return 0
 
 
@@ -331,22 +329,17 @@ def _cmd_restore(args: argparse.Namespace) -> int:
                                 allow_unencrypted=args.allow_unencrypted, progress=progress)
     finally:
         progress.done()
-    data = {"backup_id": result.backup_id, "targets": dict(result.targets),
-            "bytes": result.bytes, "seconds": round(result.seconds, 3)}
-    _emit(args, data, f"restored backup {result.backup_id} ({_human(result.bytes)}) to {args.to}")
+    _emit(args, result.to_dict(), f"restored backup {result.backup_id} ({_human(result.bytes)}) to {args.to}")
     return 0
 
 
 def _cmd_verify(args: argparse.Namespace) -> int:
     result = _engine(args).verify(args.backup, set_name=args.set_name)
-    data = {"backup_id": result.backup_id, "ok": result.ok,
-            "artifacts": [{"backup_id": c.backup_id, "name": c.artifact, "ok": c.ok, "error": c.error,
-                           **({"note": c.note} if c.note else {})} for c in result.checks]}
     chain = len({c.backup_id for c in result.checks}) > 1  # an incremental: name each link
     lines = [(f"{c.backup_id} " if chain else "") + f"{c.artifact}: "
              + ("ok" if c.ok else "FAILED: " + (c.error or ""))
              + (f" ({c.note})" if c.note else "") for c in result.checks]
-    _emit(args, data, f"backup {result.backup_id}\n" + "\n".join(lines))
+    _emit(args, result.to_dict(), f"backup {result.backup_id}\n" + "\n".join(lines))
     if not result.ok:
         bad = next(c for c in result.checks if not c.ok)
         print(f"backupkit: error: {bad.error}", file=sys.stderr)
@@ -408,18 +401,7 @@ def _cmd_prune(args: argparse.Namespace) -> int:
         lines.append("dry run: nothing was deleted; pass --yes to delete")
     data = {
         "dry_run": not args.yes,
-        "sets": [
-            {
-                "set": r.set_name,
-                "sink": r.sink,
-                "policy": r.plan.policy.to_dict(),
-                "backups": r.plan.to_records(),
-                "deleted": list(r.deleted),
-                "orphans": list(r.orphans),
-                "freed_bytes": r.freed_bytes,
-            }
-            for r in results
-        ],
+        "sets": [r.to_dict() for r in results],
     }
     _emit(args, data, "\n".join(lines))
     return 0

@@ -1,7 +1,7 @@
 """Configuration: backup sets, their sources, transforms and sink.
 
 A configuration comes from a dict (notebooks, host apps), a TOML file
-(``backupkit.toml``) or the ad-hoc command line. The seeds' environment variables
+(``backupkit.toml``) or the ad-hoc command line. The standard environment variables
 fill in what the file leaves out: ``BACKUP_DIR`` is the sink of a set that names
 none. Unknown keys are refused with a one-line error naming them; plugin
 parameters are checked by the plugins themselves when the engine builds them.
@@ -38,9 +38,9 @@ from backupkit.core.retention import TIER_AGES, RetentionPolicy
 from backupkit.crypto.keys import looks_like_key
 from backupkit.errors import ConfigError
 from backupkit.params import redacted_repr
+from backupkit.plugins import Roles, builtin_roles
 
 CONFIG_FILENAME = "backupkit.toml"
-COMPRESS_CHOICES = ("zstd", "gzip", "none")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 _TOP_KEYS = ("sets", "hostname", "key_file", "timezone")
@@ -90,6 +90,14 @@ class Config:
     sink: PluginRef | str | None = attrs.field(default=None, repr=redacted_repr)
     key_file: str | None = attrs.field(default=None, repr=_key_file_repr)  # see backupkit.crypto.keys
     timezone: str = "UTC"  # calendar buckets and tiers are counted in it
+    #: ``BACKUP_RETENTION_DAYS`` of the environment the configuration was read with:
+    #: checked only when a default policy is needed (:attr:`default_retention`).
+    retention_days: str = ""
+
+    @property
+    def default_retention(self) -> RetentionPolicy:
+        """The policy of a set that configures none (see :func:`default_policy`)."""
+        return default_policy({"BACKUP_RETENTION_DAYS": self.retention_days})
 
     @property
     def tz(self) -> dt.tzinfo:
@@ -97,16 +105,27 @@ class Config:
 
     @classmethod
     def from_dict(
-        cls, data: Mapping[str, Any], *, env: Mapping[str, str] | None = None, origin: str = "config"
+        cls,
+        data: Mapping[str, Any],
+        *,
+        env: Mapping[str, str] | None = None,
+        origin: str = "config",
+        roles: Roles | None = None,
     ) -> Config:
+        """The configuration in *data* (a dict, or a parsed TOML file).
+
+        :param roles: what the engine's transforms do (``Plugins.roles``); by default the
+            built-in transforms': ``compress`` and ``encrypt`` name a stage, not a plugin.
+        """
         env = os.environ if env is None else env
+        roles = roles or builtin_roles()
         _check_keys(data, _TOP_KEYS, origin)
         sets_raw = data.get("sets", {})
         if not isinstance(sets_raw, Mapping) or not sets_raw:
             raise ConfigError(f"{origin}: 'sets' must be a table with at least one backup set")
         default_host = _opt_str(data, "hostname", origin)
         sets = {
-            name: _parse_set(name, body, env, f"{origin}: set {name!r}", default_host)
+            name: _parse_set(name, body, env, f"{origin}: set {name!r}", default_host, roles)
             for name, body in sets_raw.items()
         }
         timezone = _opt_str(data, "timezone", origin) or "UTC"
@@ -117,10 +136,18 @@ class Config:
                 f"{origin}: timezone {timezone!r} is not a known time zone; use a name like "
                 "'UTC' or 'Europe/Berlin'"
             ) from None
-        return cls(sets=sets, key_file=_opt_str(data, "key_file", origin), timezone=timezone)
+        return cls(sets=sets, key_file=_opt_str(data, "key_file", origin), timezone=timezone,
+                   retention_days=env.get("BACKUP_RETENTION_DAYS", ""))
 
     @classmethod
-    def from_file(cls, path: str | os.PathLike[str], *, env: Mapping[str, str] | None = None) -> Config:
+    def from_file(
+        cls,
+        path: str | os.PathLike[str],
+        *,
+        env: Mapping[str, str] | None = None,
+        roles: Roles | None = None,
+    ) -> Config:
+        """The configuration in the TOML file at *path* (see :meth:`from_dict`)."""
         path = Path(path)
         try:
             text = path.read_text(encoding="utf-8")
@@ -134,7 +161,7 @@ class Config:
             data = tomllib.loads(text)
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
-        config = cls.from_dict(data, env=env, origin=str(path))
+        config = cls.from_dict(data, env=env, origin=str(path), roles=roles)
         if config.key_file is None:
             return config
         # A relative key_file is next to the config file, wherever cron or systemd runs from.
@@ -149,14 +176,16 @@ class Config:
         *,
         sources: list[str],
         sink: str | None,
-        compress: str = "zstd",
+        compress: str | bool = True,
         name: str = "default",
         include: tuple[str, ...] = (),
         exclude: tuple[str, ...] = (),
         env: Mapping[str, str] | None = None,
         encrypt: bool = False,
+        roles: Roles | None = None,
     ) -> Config:
-        """The configuration the ad-hoc command line describes."""
+        """The configuration the ad-hoc command line describes (*compress* ``True``: the
+        default compression)."""
         env = os.environ if env is None else env
         if not sources:
             raise ConfigError("nothing to back up; pass --source PATH (or use a config file)")
@@ -173,7 +202,8 @@ class Config:
             body["sink"] = sink
         if encrypt:  # otherwise BACKUP_ENCRYPTION decides
             body["encrypt"] = True
-        return cls(sets={name: _parse_set(name, body, env, f"set {name!r}", None)})
+        sets = {name: _parse_set(name, body, env, f"set {name!r}", None, roles or builtin_roles())}
+        return cls(sets=sets, retention_days=env.get("BACKUP_RETENTION_DAYS", ""))
 
     @classmethod
     def for_sink(cls, sink: str | None, *, env: Mapping[str, str] | None = None) -> Config:
@@ -182,7 +212,7 @@ class Config:
         location = sink or env.get("BACKUP_DIR")
         if not location:
             raise ConfigError("no sink given; pass --sink DIR|URL, set BACKUP_DIR, or use --config")
-        return cls(sink=location)
+        return cls(sink=location, retention_days=env.get("BACKUP_RETENTION_DAYS", ""))
 
     def get_set(self, name: str | None) -> SetConfig:
         if name is None:
@@ -234,7 +264,12 @@ def _plugin_ref(entry: Any, where: str, *, named: bool) -> PluginRef:
 
 
 def _parse_set(
-    name: str, body: Any, env: Mapping[str, str], where: str, default_host: str | None
+    name: str,
+    body: Any,
+    env: Mapping[str, str],
+    where: str,
+    default_host: str | None,
+    roles: Roles,
 ) -> SetConfig:
     if not _NAME.match(name) or "_" in name:
         raise ConfigError(f"{where}: set names use letters, digits, '.' and '-' only")
@@ -259,14 +294,15 @@ def _parse_set(
             _plugin_ref(t, f"{where}: transforms[{i}]", named=False) for i, t in enumerate(raw)
         )
     else:
-        compress = body.get("compress", "zstd")
+        compress = body.get("compress", True)
         if compress is True:
-            compress = "zstd"
+            compress = roles.default("compress") or "none"
         if compress is False:
             compress = "none"
-        if compress not in COMPRESS_CHOICES:
+        choices = compress_choices(roles)
+        if compress not in choices:
             raise ConfigError(
-                f"{where}: compress must be one of {', '.join(COMPRESS_CHOICES)}, got {compress!r}"
+                f"{where}: compress must be one of {', '.join(choices)}, got {compress!r}"
             )
         transforms = () if compress == "none" else (PluginRef(id=compress),)
     encrypt = body.get("encrypt")
@@ -274,12 +310,18 @@ def _parse_set(
         encrypt = _env_flag(env, "BACKUP_ENCRYPTION")
     if not isinstance(encrypt, bool):
         raise ConfigError(f"{where}: 'encrypt' must be true or false, got {encrypt!r}")
-    if encrypt and not any(t.id == "aes" for t in transforms):
-        transforms = (*transforms, PluginRef(id="aes"))  # last: compress, then encrypt
+    if encrypt and not roles.encrypts(transforms):
+        encryption = roles.default("encrypt")
+        if encryption is None:
+            raise ConfigError(
+                f"{where}: encryption is asked for, but no encryption plugin is loaded "
+                "(is backupkit's aes plugin blocked?)"
+            )
+        transforms = (*transforms, PluginRef(id=encryption))  # last: compress, then encrypt
     encrypt_manifest = body.get("encrypt_manifest", False)
     if not isinstance(encrypt_manifest, bool):
         raise ConfigError(f"{where}: 'encrypt_manifest' must be true or false")
-    if encrypt_manifest and not any(t.id == "aes" for t in transforms):
+    if encrypt_manifest and not roles.encrypts(transforms):
         raise ConfigError(f"{where}: 'encrypt_manifest' needs encryption; add encrypt = true")
     sink_raw = body.get("sink", env.get("BACKUP_DIR"))
     if sink_raw is None:
@@ -314,9 +356,10 @@ def _retention(body: Mapping[str, Any], where: str) -> RetentionPolicy | None:
 
 
 def default_policy(env: Mapping[str, str] | None = None) -> RetentionPolicy:
-    """The policy of a set that configures none: seed 002's tiers (daily 7 days, weekly
-    30, monthly 365, incrementals 24 hours), plus everything younger than
-    ``BACKUP_RETENTION_DAYS`` days when that is set."""
+    """The policy of a set that configures none: the standard tiers (daily 7 days,
+    weekly 30, monthly 365, incrementals 24 hours), plus everything younger than
+    ``BACKUP_RETENTION_DAYS`` days when that is set in *env* (by default the process's
+    environment)."""
     env = os.environ if env is None else env
     raw = env.get("BACKUP_RETENTION_DAYS", "").strip()
     if not raw:
@@ -343,3 +386,8 @@ def find_config_file(explicit: str | None, cwd: Path | None = None) -> Path | No
         return Path(explicit)
     candidate = (cwd or Path.cwd()) / CONFIG_FILENAME
     return candidate if candidate.is_file() else None
+
+
+def compress_choices(roles: Roles | None = None) -> tuple[str, ...]:
+    """What ``compress`` accepts: the compression transforms (the default first), ``none``."""
+    return (*(roles or builtin_roles()).of_stage("compress"), "none")

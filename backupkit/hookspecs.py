@@ -1,7 +1,8 @@
 """Every hook backupkit calls. Plugins implement them with ``@backupkit.hookimpl``.
 
 Hooks are called only by :mod:`backupkit.engine` (and the registration hooks by
-:mod:`backupkit.plugins` when an engine builds its plugin manager). Each engine has
+:mod:`backupkit.plugins` when an engine builds its plugin manager). The types they
+take live in the plugin seam, :mod:`backupkit.plugin`. Each engine has
 its own plugin manager; nothing is registered globally.
 """
 
@@ -13,7 +14,7 @@ import pluggy
 
 if TYPE_CHECKING:
     from backupkit.core.manifest import Manifest
-    from backupkit.plugin import Register, RunInfo
+    from backupkit.plugin import Operation, Register, RunInfo
 
 _hookspec = pluggy.HookspecMarker("backupkit")
 
@@ -91,4 +92,31 @@ def backupkit_on_failure(run: RunInfo, error: BaseException) -> None:
     :param run: the run that failed.
     :param error: the exception that ended it (a :class:`backupkit.errors.BackupkitError`
         for expected failures, ``KeyboardInterrupt`` for Ctrl-C).
+    """
+
+
+@_hookspec(firstresult=True)
+def backupkit_operation(operation: Operation) -> object:
+    """Wrap every backup, prune, verify and restore: for timing, metrics, locks, alerts.
+
+    Called once around each operation, after its arguments are checked and before it
+    touches any source or sink. Implementations must be wrappers, ``@hookimpl(wrapper=True)``, that ``yield`` exactly
+    once; the operation runs at the ``yield``, which returns its result (a
+    :class:`~backupkit.core.manifest.Manifest`, a list of prune results, a verify or
+    restore result) or raises its error. Return the result (or raise) after it; use
+    ``try``/``finally`` so that what is started before the ``yield`` is always ended::
+
+        @hookimpl(wrapper=True)
+        def backupkit_operation(operation):
+            started = time.monotonic()
+            try:
+                return (yield)
+            finally:
+                print(operation.verb, time.monotonic() - started)
+
+    Raising before the ``yield`` (a lock that is taken) stops the operation before it
+    begins. A plain (non-wrapper) implementation is refused when the plugin loads.
+
+    :param operation: the verb, set, sink and run id of what is about to run.
+    :return: the operation's result, unchanged unless the wrapper means to replace it.
     """

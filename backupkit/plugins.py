@@ -12,11 +12,13 @@ to skip entry points (built-ins still load unless blocked), and
 from __future__ import annotations
 
 import difflib
+import functools
 import importlib
 import importlib.metadata
+import logging
 import os
-from collections.abc import Iterable
-from typing import Any, TypeVar
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, Protocol, TypeVar
 
 import attrs
 import pluggy
@@ -40,6 +42,7 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
 )
 
 P = TypeVar("P")
+log = logging.getLogger("backupkit")
 
 
 def _lookup(table: dict[str, type[P]], plugin_id: str, kind: str) -> type[P]:
@@ -63,17 +66,49 @@ class Plugins:
     registry: Register
 
     def source(self, plugin_id: str) -> type[Source]:
+        """The source class registered as *plugin_id* (a one-line error if none is)."""
         return _lookup(self.registry.sources, plugin_id, "source")
 
     def transform(self, plugin_id: str) -> type[Transform]:
+        """The transform class registered as *plugin_id*."""
         return _lookup(self.registry.transforms, plugin_id, "transform")
 
     def sink(self, plugin_id: str) -> type[Sink]:
+        """The sink class registered as *plugin_id*."""
         return _lookup(self.registry.sinks, plugin_id, "sink")
 
     @property
     def hook(self) -> Any:
+        """The manager's hook relay: ``plugins.hook.backupkit_<name>(...)``."""
         return self.manager.hook
+
+    @property
+    def roles(self) -> Roles:
+        """What the registered transforms do, by stage."""
+        return Roles.of(self.registry)
+
+    def notify(self, hook_name: str, **kwargs: Any) -> list[tuple[str, Exception]]:
+        """Call every implementation of a notification hook, each on its own: one that
+        raises must not keep the others (another team's notifier) from running. Failures
+        are logged as warnings naming the plugin, and returned as (plugin, error)."""
+        hook = getattr(self.manager.hook, hook_name)
+        impls = implementations(self.manager, hook, kwargs)
+        if any(wrapper for _, wrapper, _ in impls):
+            try:  # wrappers need pluggy's own call
+                hook(**kwargs)
+            except Exception as exc:
+                log.warning("a %s hook failed: %s", hook_name, exc)
+                return [("?", exc)]
+            return []
+        failed = []
+        for name, _, call in reversed(impls):  # pluggy's order: the last registered first
+            try:
+                call()
+            except Exception as exc:
+                log.warning("the %s hook of plugin %s failed: %s: %s", hook_name, name,
+                            type(exc).__name__, exc)
+                failed.append((name, exc))
+        return failed
 
     def names(self) -> list[str]:
         """Names of every registered plugin module, built-in and third-party."""
@@ -117,6 +152,7 @@ def make_plugin_manager(
             if not pm.is_registered(plugin):  # already loaded as a built-in or entry point
                 _register(pm, plugin)
         pm.check_pending()
+        _check_operation_wrappers(pm)
     except pluggy.PluginValidationError as exc:
         culprit = _name(pm, exc.plugin)
         raise PluginError(
@@ -173,6 +209,23 @@ def _name(pm: pluggy.PluginManager, plugin: object) -> str:
     return name
 
 
+def implementations(
+    pm: pluggy.PluginManager, hook: Any, kwargs: Mapping[str, Any]
+) -> list[tuple[str, bool, Callable[[], Any]]]:
+    """Each implementation of *hook*, in load order, as (the plugin's name as
+    ``BACKUPKIT_BLOCK_PLUGINS`` accepts it, whether it is a wrapper, a call of it with
+    *kwargs*): for callers that run implementations one at a time, so that one failing
+    is named and does not keep the others from running."""
+
+    def call(impl: Any) -> Callable[[], Any]:
+        return lambda: impl.function(*(kwargs[arg] for arg in impl.argnames))
+
+    return [
+        (_name(pm, impl.plugin), bool(impl.hookwrapper or impl.wrapper), call(impl))
+        for impl in hook.get_hookimpls()
+    ]
+
+
 def _call_each(
     hook: Any, registry: Register, blockable: set[str], pm: pluggy.PluginManager
 ) -> None:
@@ -181,16 +234,14 @@ def _call_each(
     So a conflict or an exception names the plugin at fault, by the name
     ``BACKUPKIT_BLOCK_PLUGINS`` accepts.
     """
-    for impl in hook.get_hookimpls():
-        name = _name(pm, impl.plugin)
-        if impl.hookwrapper or impl.wrapper:
+    for name, wrapper, call in implementations(pm, hook, {"register": registry}):
+        if wrapper:
             raise PluginError(
                 f"plugin {name!r}: {hook.name} cannot be a wrapper; drop wrapper=True"
             )
         registry._plugin = name
-        kwargs = {"register": registry}
         try:
-            impl.function(*(kwargs[arg] for arg in impl.argnames))
+            call()
         except PluginError:
             raise
         except Exception as exc:
@@ -200,3 +251,60 @@ def _call_each(
             ) from exc
         finally:
             registry._plugin = ""
+
+
+def _check_operation_wrappers(pm: pluggy.PluginManager) -> None:
+    """``backupkit_operation`` implementations must wrap the operation, not replace it."""
+    for name, wrapper, _ in implementations(pm, pm.hook.backupkit_operation, {}):
+        if not wrapper:
+            raise PluginError(
+                f"plugin {name!r}: backupkit_operation must be a wrapper; declare it with "
+                "@hookimpl(wrapper=True) and yield once (see docs/hooks.md)"
+            )
+
+
+@attrs.frozen
+class Roles:
+    """What the registered transforms do, by stage, so that configuration and engine ask
+    for "compression" or "encryption" and never name a plugin."""
+
+    stages: Mapping[str, str]  # transform id -> its stage
+    defaults: Mapping[str, str]  # stage -> the id of the transform it defaults to
+
+    @classmethod
+    def of(cls, registry: Register) -> Roles:
+        """The roles of *registry*'s transforms; a stage with one transform defaults to it."""
+        stages = {tid: t.stage for tid, t in registry.transforms.items()}
+        defaults: dict[str, str] = {}
+        for tid, transform in registry.transforms.items():
+            if transform.default:
+                defaults.setdefault(transform.stage, tid)
+        for stage in set(stages.values()) - set(defaults):
+            only = [tid for tid, st in stages.items() if st == stage]
+            if len(only) == 1:
+                defaults[stage] = only[0]
+        return cls(stages, defaults)
+
+    def of_stage(self, stage: str) -> tuple[str, ...]:
+        """The ids of the transforms of *stage*, its default first."""
+        ids = [tid for tid, st in self.stages.items() if st == stage]
+        return tuple(sorted(ids, key=lambda tid: tid != self.defaults.get(stage)))
+
+    def default(self, stage: str) -> str | None:
+        """The id of *stage*'s default transform, if it has one."""
+        return self.defaults.get(stage)
+
+    def encrypts(self, transforms: Iterable[_HasId]) -> bool:
+        """Whether any of *transforms* (references or recorded specs) encrypts."""
+        return any(self.stages.get(t.id) == "encrypt" for t in transforms)
+
+
+class _HasId(Protocol):
+    @property
+    def id(self) -> str: ...
+
+
+@functools.cache
+def builtin_roles() -> Roles:
+    """The roles of the built-in transforms: for a configuration read without an engine."""
+    return make_plugin_manager(autoload=False).roles

@@ -634,7 +634,7 @@ def test_keys_and_passphrases_appear_nowhere(
         phrase_engine = engine_for(phrase_sink, src, f"passphrase:{PASSPHRASE}")
         texts += [
             repr(phrase_engine),
-            repr(phrase_engine._transforms(phrase_engine.config.sets["app"].transforms, "x")),
+            repr(phrase_engine.parts.transforms(phrase_engine.config.sets["app"].transforms, "x")),
         ]
     texts.append(caplog.text)
 

@@ -115,9 +115,9 @@ def test_a_failed_backup_does_not_wait_for_a_source_that_never_writes_again(
 ) -> None:
     import crash_helpers
 
-    from backupkit import engine as engine_module
+    from backupkit.engine import store as store_module
 
-    monkeypatch.setattr(engine_module, "_SOURCE_GRACE", 1)
+    monkeypatch.setattr(store_module, "SOURCE_GRACE", 1)
     Stuck.release.clear()
     engine = backupkit.Engine.from_config(
         {"sets": {"app": {"sources": [{"type": "stuck", "name": "db"}], "compress": "none",

@@ -13,8 +13,9 @@ import pytest
 
 import backupkit
 from backupkit.core.retention import RetentionPolicy
+from backupkit.engine.layout import Layout
+from backupkit.engine.prune import ORPHAN_GRACE, UNTRACKED_RUN_GRACE, find_orphans
 from backupkit.errors import ConfigError, SinkError
-from backupkit.prune import ORPHAN_GRACE, UNTRACKED_RUN_GRACE, Layout, find_orphans
 from backupkit.sinks.local import LocalSink
 from backupkit.sinks.s3 import S3Sink
 

@@ -174,7 +174,7 @@ class RetentionPolicy:
 
     Counts are numbers of buckets (0 = rule off). ``tier_ages`` maps a tier (``daily``,
     ``weekly``, ``monthly``, ``incremental``) to how long backups of that tier are kept;
-    :data:`TIER_AGES` holds seed 002's values. ``max_age`` and ``max_count`` are caps
+    :data:`TIER_AGES` holds the standard tier ages. ``max_age`` and ``max_count`` are caps
     applied after the keep rules. Backups tagged ``pinned_tag`` are never deleted.
     """
 

@@ -1,4 +1,4 @@
-"""Run a retention policy forward on a synthetic schedule: what will it hold? (B.4)
+"""Run a retention policy forward on a synthetic schedule: what will it hold?
 
 :func:`simulate_retention` makes a backup every ``every`` from ``start`` for
 ``duration``, its kind taken in turn from ``kind_schedule``, gives it a tier with
@@ -73,7 +73,7 @@ def simulate_retention(
 
     *backup_size* is the stored size of every backup, or a size per kind;
     *kind_schedule* is cycled: ``("full", "incremental", "incremental", "incremental")``
-    with ``every=6h`` is a daily full and three incrementals in between (seed 002).
+    with ``every=6h`` is a daily full and three incrementals in between.
     """
     if start.tzinfo is None or start.utcoffset() is None:
         raise ConfigError(f"start {start.isoformat()} has no time zone; add one, e.g. 'Z'")

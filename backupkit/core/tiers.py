@@ -1,4 +1,4 @@
-"""Tiers: which shelf a new backup goes on (seed 002's daily / weekly / monthly layout).
+"""Tiers: which shelf a new backup goes on (the daily / weekly / monthly layout).
 
 A full backup is ``monthly`` if it is the first full backup of its set in its calendar
 month, ``weekly`` if it is the first of its ISO week, else ``daily``; an incremental is

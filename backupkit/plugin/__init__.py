@@ -19,7 +19,7 @@ third-party plugin does. See docs/plugins.md.
 
 from backupkit.params import check_range, secret
 from backupkit.plugin.registry import Register, hookimpl
-from backupkit.plugin.run import RunInfo
+from backupkit.plugin.run import Operation, RunInfo
 from backupkit.plugin.sink import ArtifactWriter, Sink
 from backupkit.plugin.source import BackupContext, RestoreContext, Source
 from backupkit.plugin.streams import Encoder, Reader, Writer
@@ -31,6 +31,7 @@ __all__ = [
     "BackupContext",
     "Encoder",
     "KeyedTransform",
+    "Operation",
     "Reader",
     "Register",
     "RestoreContext",

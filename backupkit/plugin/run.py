@@ -18,3 +18,18 @@ class RunInfo:
     started_at: dt.datetime
     sink: str
     hostname: str
+
+
+@attrs.frozen
+class Operation:
+    """One backup, prune, verify or restore, as the ``backupkit_operation`` hook sees it.
+
+    ``set_name`` and ``sink`` are ``None`` when the operation spans every configured set
+    or sink (a prune of everything, a restore by id across sinks).
+    """
+
+    verb: str  # "backup", "prune", "verify", "restore"
+    run_id: str  # a backup's run id (its backup id); an id of its own for other verbs
+    started_at: dt.datetime
+    set_name: str | None = None
+    sink: str | None = None

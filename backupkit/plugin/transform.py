@@ -27,12 +27,16 @@ class Transform(abc.ABC):
 
     Subclasses are attrs classes whose fields are their parameters, with a stable
     ``id``, a file ``extension`` (``.zst``) and a ``stage`` that places them in the
-    chain (compression before encryption).
+    chain (compression before encryption). The engine and the configuration know
+    transforms by their stage only: ``default = True`` makes one the stage's default.
     """
 
     id: ClassVar[str]
     extension: ClassVar[str] = ""
     stage: ClassVar[Stage] = "compress"
+    #: Whether this is the transform a configuration gets when it asks for the stage
+    #: without naming a plugin (``encrypt = true``, ``compress = true``).
+    default: ClassVar[bool] = False
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any]) -> Transform:

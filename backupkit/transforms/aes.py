@@ -42,6 +42,7 @@ class AesTransform(Transform):
     id: ClassVar[str] = "aes"
     extension: ClassVar[str] = ".bkenc"
     stage: ClassVar[Stage] = "encrypt"
+    default: ClassVar[bool] = True
 
     key_id: str | None = attrs.field(default=None, validator=check_key_id)
     chunk_size: int = attrs.field(default=DEFAULT_CHUNK, validator=check_chunk_size)

@@ -18,6 +18,7 @@ class ZstdTransform(Transform):
     id: ClassVar[str] = "zstd"
     extension: ClassVar[str] = ".zst"
     stage: ClassVar[Stage] = "compress"
+    default: ClassVar[bool] = True
 
     level: int = attrs.field(default=3, validator=check_range(-7, 22))
     threads: int = attrs.field(default=0, validator=check_range(0, 256))

@@ -1,0 +1,232 @@
+"""The engine: the one package that calls hooks, reads the clock and orders I/O.
+
+:class:`Engine` is the facade a library user holds: it is built from a configuration,
+owns the plugins, the clock and the keyring, and has one short method per verb. Each
+verb lives in a module of its own and gets the engine's :class:`~backupkit.engine.parts.Parts`
+(never the facade): :mod:`~backupkit.engine.backup` (with :mod:`~backupkit.engine.store`
+for one source's streams), :mod:`~backupkit.engine.restore`, :mod:`~backupkit.engine.verify`,
+:mod:`~backupkit.engine.prune`; beneath them :mod:`~backupkit.engine.pipeline` (one
+stream through the chain both ways), :mod:`~backupkit.engine.scan` (reading the catalog),
+:mod:`~backupkit.engine.incremental`, :mod:`~backupkit.engine.guards`,
+:mod:`~backupkit.engine.runlog` and :mod:`~backupkit.engine.operation` (the hook
+plugins wrap around every verb).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import attrs
+
+from backupkit.config import Config, PluginRef
+from backupkit.core.catalog import Catalog
+from backupkit.core.manifest import Manifest
+from backupkit.core.retention import RetentionPolicy
+from backupkit.core.simulate import SimulationRow
+from backupkit.core.status import StatusReport, summarize
+from backupkit.crypto.keys import Keyring
+from backupkit.engine import backup, presign, prune, resolve, restore, verify
+from backupkit.engine.parts import Clock, Parts
+from backupkit.engine.prune import ORPHAN_GRACE
+from backupkit.engine.resolve import is_location
+from backupkit.engine.results import (
+    ArtifactCheck,
+    Progress,
+    ProgressCallback,
+    PruneResult,
+    RestoreResult,
+    VerifyResult,
+)
+from backupkit.engine.scan import scan
+from backupkit.plugin import Sink
+from backupkit.plugins import Plugins, make_plugin_manager
+
+__all__ = [
+    "ArtifactCheck",
+    "Clock",
+    "Engine",
+    "Progress",
+    "ProgressCallback",
+    "PruneResult",
+    "RestoreResult",
+    "VerifyResult",
+    "is_location",
+]
+
+
+def _utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+@attrs.define
+class Engine:
+    """Runs backups, restores and verifications for a configuration.
+
+    Build one with :meth:`from_config` (a dict, a :class:`Config`, or a TOML path).
+    Each engine has its own plugin manager.
+    """
+
+    config: Config
+    plugins: Plugins = attrs.field(factory=make_plugin_manager)
+    clock: Clock = _utcnow
+    keyring: Keyring = attrs.field(factory=Keyring)  # encryption keys; shows ids only
+
+    @classmethod
+    def from_config(
+        cls,
+        config: Config | Mapping[str, Any] | str | os.PathLike[str],
+        *,
+        plugins: Iterable[object] = (),
+        env: Mapping[str, str] | None = None,
+        clock: Clock | None = None,
+        key_file: str | os.PathLike[str] | None = None,
+    ) -> Engine:
+        """An engine for *config*, with its own plugin manager (built-ins, entry points
+        and *plugins*).
+
+        :param env: the environment to read (``BACKUP_*`` variables, keys); by default
+            the process's.
+        :param key_file: a key file (``--key-file``); keys also come from *env*
+            (``BACKUP_ENCRYPTION_KEY``...) and the config's ``key_file``, see
+            :mod:`backupkit.crypto.keys`.
+        """
+        manager = make_plugin_manager(plugins=plugins)
+        if isinstance(config, Config):
+            cfg = config
+        elif isinstance(config, Mapping):
+            cfg = Config.from_dict(config, env=env, roles=manager.roles)
+        else:
+            cfg = Config.from_file(config, env=env, roles=manager.roles)
+        key_files = [f for f in (key_file, cfg.key_file) if f]
+        keyring = Keyring.from_env(env, key_files=key_files)
+        return cls(cfg, manager, clock or _utcnow, keyring)
+
+    @property
+    def parts(self) -> Parts:
+        """What the verbs work with: this engine's configuration, plugins, clock and keys."""
+        return Parts(self.config, self.plugins, self.clock, self.keyring)
+
+    def sink_for(self, ref: PluginRef | str) -> Sink:
+        """The sink a configuration entry or a location (path, URL) names."""
+        return self.parts.sink_for(ref)
+
+    def backup(
+        self,
+        set_name: str | None = None,
+        *,
+        kind: str = "full",
+        reason: str = "manual",
+        tags: Iterable[str] = (),
+        progress: ProgressCallback | None = None,
+    ) -> Manifest:
+        """Run one backup of a set; return its manifest once everything is stored.
+
+        *kind* is ``full`` or ``incremental`` (which runs as a full backup when there is
+        nothing usable to build on, with a warning saying why).
+        """
+        return backup.backup(self.parts, set_name, kind=kind, reason=reason, tags=tags,
+                             progress=progress)
+
+    def catalog(self) -> Catalog:
+        """Every backup in every configured sink; unreadable manifests in ``.problems``."""
+        return scan(self.parts.sinks(), self.keyring).catalog
+
+    def status(self) -> StatusReport:
+        """Per set: the newest backup, counts and sizes; and catalog problems."""
+        parts = self.parts
+        sinks = parts.sinks()
+        return summarize(scan(sinks, self.keyring).catalog, set_names=self.config.sets,
+                         sinks=[s.location for s in sinks], now=self.clock())
+
+    def prune(
+        self,
+        set_name: str | None = None,
+        *,
+        policy: RetentionPolicy | None = None,
+        dry_run: bool = True,
+        orphan_grace: dt.timedelta = ORPHAN_GRACE,
+    ) -> list[PruneResult]:
+        """Plan retention for each set and, unless *dry_run*, delete what the plan drops.
+
+        The policy is *policy*, else the set's ``retention`` table, else the
+        configuration's default (:func:`backupkit.config.default_policy`). Deletion is
+        crash-safe (manifest first, then artifacts); artifacts without a manifest
+        (orphans of crashed runs and prunes) older than *orphan_grace* are collected; on
+        a sink that cannot tell which backups are running, those of a run that stored no
+        run log yet wait at least :data:`backupkit.engine.prune.UNTRACKED_RUN_GRACE`.
+        Returns one result per set.
+        """
+        return prune.prune(self.parts, set_name, policy=policy, dry_run=dry_run,
+                           orphan_grace=orphan_grace)
+
+    def simulate(
+        self,
+        policy: RetentionPolicy | None = None,
+        *,
+        duration: dt.timedelta,
+        every: dt.timedelta,
+        set_name: str | None = None,
+        schedule: Iterable[str] = ("full",),
+        sizes: Mapping[str, int] | None = None,
+        start: dt.datetime | None = None,
+    ) -> list[SimulationRow]:
+        """Run a policy forward on a synthetic schedule; no storage is touched.
+
+        Sizes default to the average stored size per kind in the set's catalog when it
+        has backups, else :data:`backupkit.core.simulate.DEFAULT_SIZES`.
+        """
+        return prune.simulate(self.parts, policy, duration=duration, every=every,
+                              set_name=set_name, schedule=schedule, sizes=sizes, start=start)
+
+    def resolve(self, ref: str = "latest", *, set_name: str | None = None) -> Manifest:
+        """The manifest of backup *ref* (``latest``, an id or unique prefix)."""
+        return self.catalog().resolve(ref, set_name=set_name)
+
+    def manifest_at(self, url: str) -> tuple[Manifest, Sink]:
+        """Read the manifest stored at *url*; return it and the sink holding its artifacts."""
+        return resolve.manifest_at(self.parts, url)
+
+    def presigned_url(
+        self, ref: str, artifact: str | None = None, *, expires: int = 3600,
+        set_name: str | None = None,
+    ) -> str:
+        """An expiring GET URL for an artifact of backup *ref* (see
+        :func:`backupkit.engine.presign.presigned_url`)."""
+        return presign.presigned_url(self.parts, ref, artifact, expires=expires,
+                                     set_name=set_name)
+
+    def restore(
+        self,
+        ref: str = "latest",
+        *,
+        to: str | os.PathLike[str] | None,
+        set_name: str | None = None,
+        artifacts: Iterable[str] | None = None,
+        overwrite: bool = False,
+        allow_external_symlinks: bool = False,
+        allow_unencrypted: bool = False,
+        progress: ProgressCallback | None = None,
+    ) -> RestoreResult:
+        """Restore backup *ref* (``latest``, an id, a unique prefix, a time) into *to*.
+
+        One artifact restores into *to*; several each into ``to/<artifact name>``.
+        An incremental backup restores its whole chain, full backup first. Every byte
+        is checked against the manifests before anything becomes visible.
+        *allow_external_symlinks* lets symlinks leading out of the target (``/etc/localtime``,
+        a virtualenv's ``bin/python``) be restored as they are, instead of refusing the backup.
+        *allow_unencrypted* restores a backup that is not encrypted although its set is
+        configured to encrypt (see :func:`backupkit.engine.guards.refuse_unencrypted`).
+        """
+        return restore.restore(
+            self.parts, ref, to=to, set_name=set_name, artifacts=artifacts, overwrite=overwrite,
+            allow_external_symlinks=allow_external_symlinks, allow_unencrypted=allow_unencrypted,
+            progress=progress,
+        )
+
+    def verify(self, ref: str = "latest", *, set_name: str | None = None) -> VerifyResult:
+        """Re-read every stored artifact a restore of backup *ref* would read (an
+        incremental's whole chain) and check both checksums."""
+        return verify.verify(self.parts, ref, set_name=set_name)
