@@ -24,7 +24,6 @@ parameters are checked by the plugins themselves when the engine builds them.
 from __future__ import annotations
 
 import datetime as dt
-import difflib
 import os
 import re
 import zoneinfo
@@ -36,7 +35,7 @@ import attrs
 
 from backupkit.core.retention import TIER_AGES, RetentionPolicy
 from backupkit.crypto.keys import looks_like_key
-from backupkit.errors import ConfigError
+from backupkit.errors import ConfigError, unknown_key
 from backupkit.params import redacted_repr
 from backupkit.plugins import Roles, builtin_roles
 
@@ -236,9 +235,7 @@ def _check_keys(data: Any, allowed: tuple[str, ...], where: str) -> None:
         raise ConfigError(f"{where} must be a table")
     for key in data:
         if key not in allowed:
-            hint = difflib.get_close_matches(str(key), allowed, n=1)
-            more = f"; did you mean {hint[0]!r}?" if hint else f"; allowed: {', '.join(allowed)}"
-            raise ConfigError(f"{where}: unknown key {key!r}{more}")
+            raise unknown_key(where, key, allowed)
 
 
 def _opt_str(data: Mapping[str, Any], key: str, where: str) -> str | None:

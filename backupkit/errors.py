@@ -8,6 +8,9 @@ contain secrets. ``exit_code`` is what the CLI exits with.
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Iterable
+
 
 class BackupkitError(Exception):
     """Root of every error backupkit raises on purpose."""
@@ -81,6 +84,21 @@ class BackupInterrupted(BackupkitError):
     """A backup run was interrupted (signal); nothing was published."""
 
     exit_code = 130
+
+
+def closest(word: object, choices: Iterable[str]) -> str | None:
+    """The choice closest to *word* (a likely misspelling of it), if any is close."""
+    found = difflib.get_close_matches(str(word), list(choices), n=1)
+    return found[0] if found else None
+
+
+def unknown_key(where: str, key: object, allowed: Iterable[str], *, listing: str = "allowed") -> ConfigError:
+    """The error for *key*, which table *where* does not take: it suggests the closest
+    allowed key, or else lists them (after *listing*)."""
+    allowed = list(allowed)
+    hint = closest(key, allowed)
+    more = f"; did you mean {hint!r}?" if hint else f"; {listing}: {', '.join(allowed) or 'none'}"
+    return ConfigError(f"{where}: unknown key {key!r}{more}")
 
 
 __all__ = [

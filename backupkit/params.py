@@ -10,14 +10,13 @@ values of secret-looking names and URL passwords replaced by ``***``.
 
 from __future__ import annotations
 
-import difflib
 import re
 from collections.abc import Mapping
 from typing import Any, TypeVar, cast
 
 import attrs
 
-from backupkit.errors import ConfigError
+from backupkit.errors import ConfigError, unknown_key
 
 T = TypeVar("T")
 
@@ -37,10 +36,7 @@ def build(cls: type[T], params: Mapping[str, Any], *, what: str) -> T:
     names = {f.alias or f.name: f.name for f in fields.values()}
     for key in params:
         if key not in names:
-            hint = difflib.get_close_matches(key, list(names), n=1)
-            known = ", ".join(sorted(names)) or "none"
-            suggestion = f"; did you mean {hint[0]!r}?" if hint else f"; known keys: {known}"
-            raise ConfigError(f"{what}: unknown key {key!r}{suggestion}")
+            raise unknown_key(what, key, sorted(names), listing="known keys")
     missing = [
         alias
         for alias, name in names.items()

@@ -11,7 +11,6 @@ to skip entry points (built-ins still load unless blocked), and
 
 from __future__ import annotations
 
-import difflib
 import functools
 import importlib
 import importlib.metadata
@@ -24,7 +23,7 @@ import attrs
 import pluggy
 
 from backupkit import hookspecs
-from backupkit.errors import PluginError
+from backupkit.errors import PluginError, closest
 from backupkit.plugin import Sink, Source, Transform
 from backupkit.plugin.registry import BLOCK_ENV, PROJECT, Register, how_to_block
 
@@ -50,8 +49,8 @@ def _lookup(table: dict[str, type[P]], plugin_id: str, kind: str) -> type[P]:
         return table[plugin_id]
     except KeyError:
         known = ", ".join(sorted(table)) or "none"
-        close = difflib.get_close_matches(plugin_id, table, n=1)
-        hint = f"did you mean {close[0]!r}? " if close else ""
+        close = closest(plugin_id, table)
+        hint = f"did you mean {close!r}? " if close else ""
         raise PluginError(
             f"unknown {kind} plugin {plugin_id!r}; {hint}known {kind}s: {known} "
             "(is the plugin package installed?)"

@@ -31,18 +31,18 @@ from typing import Any, BinaryIO, ClassVar
 import attrs
 
 import backupkit
-from backupkit import (
+from backupkit import Manifest
+from backupkit.core.manifest import MANIFEST_SUFFIX
+from backupkit.plugin import (
     ArtifactWriter,
     BackupContext,
-    Manifest,
     Register,
     RestoreContext,
     RunInfo,
     Sink,
     Source,
+    Writer,
 )
-from backupkit.core.manifest import MANIFEST_SUFFIX
-from backupkit.plugin import Writer
 from backupkit.sinks.local import LocalSink
 
 

@@ -456,7 +456,7 @@ def test_an_exception_nothing_translated_is_one_line_and_debug_shows_it(tmp_path
         "import attrs, backupkit\n"
         "from typing import ClassVar\n"
         "@attrs.frozen\n"
-        "class Crash(backupkit.Source):\n"
+        "class Crash(backupkit.plugin.Source):\n"
         "    id: ClassVar[str] = 'crash'\n"
         "    def backup(self, out, ctx):\n"
         "        raise RuntimeError('driver exploded')\n"

@@ -26,8 +26,9 @@ import pytest
 from conftest import Cli
 from crash_helpers import HookRecorder, files_under, incompressible
 
-from backupkit import Config, Engine, Manifest, RunInfo
+from backupkit import Config, Engine, Manifest
 from backupkit.errors import SinkError, SourceError
+from backupkit.plugin import RunInfo
 from backupkit.sinks.local import LocalSink
 from backupkit.streaming import CHUNK, DEPTH, Cancelled, ChunkPipe
 

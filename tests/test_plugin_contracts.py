@@ -16,9 +16,8 @@ import attrs
 import pytest
 
 import backupkit
-from backupkit import BackupContext, Register, RestoreContext, Source
 from backupkit.errors import BackupkitError, IntegrityError, RestoreError
-from backupkit.plugin import Writer
+from backupkit.plugin import BackupContext, Register, RestoreContext, Source, Writer
 
 HEADER = b"HEADER-16-BYTES!"
 

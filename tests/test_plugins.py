@@ -28,6 +28,7 @@ import pytest
 import backupkit
 from backupkit.cli import main
 from backupkit.config import Config
+from backupkit.core.manifest import PluginSpec
 from backupkit.errors import (
     ConfigError,
     IntegrityError,
@@ -147,7 +148,7 @@ def test_sqlite_source_from_entry_point_round_trips_rows_of_a_live_database(tmp_
         manifest = engine.backup("app")
 
     (artifact,) = manifest.artifacts
-    assert artifact.source == backupkit.PluginSpec("sqlite", {"path": str(db)})
+    assert artifact.source == PluginSpec("sqlite", {"path": str(db)})
     assert artifact.key.endswith(".sqlite.zst")
     assert artifact.extra["database"] == "app.db"
 
@@ -486,13 +487,13 @@ def test_an_exception_in_a_registration_hook_is_a_plugin_error_naming_the_plugin
 
 
 @attrs.frozen
-class _NullSource(backupkit.Source):
+class _NullSource(backupkit.plugin.Source):
     id: ClassVar[str] = "null-test"
 
-    def backup(self, out: Writer, ctx: backupkit.BackupContext) -> None:
+    def backup(self, out: Writer, ctx: backupkit.plugin.BackupContext) -> None:
         return None
 
-    def restore(self, stream: BinaryIO, ctx: backupkit.RestoreContext) -> None:
+    def restore(self, stream: BinaryIO, ctx: backupkit.plugin.RestoreContext) -> None:
         while stream.read(1 << 16):
             pass
 
@@ -539,7 +540,7 @@ def test_registering_the_same_class_twice_is_harmless() -> None:
 
 @pytest.mark.parametrize(
     "cls",
-    [dict, backupkit.Transform, pytest.param(_NullSource(), id="an-instance")],
+    [dict, backupkit.plugin.Transform, pytest.param(_NullSource(), id="an-instance")],
 )
 def test_registering_something_that_is_not_a_source_class_is_rejected(cls: Any) -> None:
     with pytest.raises(PluginError, match="not a subclass of Source"):
@@ -613,7 +614,7 @@ SECRET_PLUGIN = """
 
 
     @attrs.frozen
-    class TokenSource(backupkit.Source):
+    class TokenSource(backupkit.plugin.Source):
         id: ClassVar[str] = "token-test"
 
         label: str
@@ -684,7 +685,7 @@ def test_describe_and_repr_leave_secret_fields_out(
 MEMORY: dict[str, dict[str, bytes]] = {}
 
 
-class _MemoryWriter(backupkit.ArtifactWriter):
+class _MemoryWriter(backupkit.plugin.ArtifactWriter):
     def __init__(self, store: dict[str, bytes], key: str) -> None:
         self.store, self.key, self.buf = store, key, bytearray()
 
@@ -700,7 +701,7 @@ class _MemoryWriter(backupkit.ArtifactWriter):
 
 
 @attrs.frozen
-class MemorySink(backupkit.Sink):
+class MemorySink(backupkit.plugin.Sink):
     """A sink in a dict, owned by ``mem://BUCKET`` URLs."""
 
     id: ClassVar[str] = "memory-test"
@@ -715,7 +716,7 @@ class MemorySink(backupkit.Sink):
     def store(self) -> dict[str, bytes]:
         return MEMORY.setdefault(self.bucket, {})
 
-    def open_artifact(self, key: str, *, run_id: str) -> backupkit.ArtifactWriter:
+    def open_artifact(self, key: str, *, run_id: str) -> backupkit.plugin.ArtifactWriter:
         return _MemoryWriter(self.store, key)
 
     def put_bytes(self, key: str, data: bytes, *, run_id: str) -> None:
@@ -818,7 +819,7 @@ class _XorStream:
 
 
 @attrs.frozen
-class XorTransform(backupkit.Transform):
+class XorTransform(backupkit.plugin.Transform):
     id: ClassVar[str] = "xor-test"
     extension: ClassVar[str] = ".xor"
 
@@ -869,17 +870,17 @@ class Recorder:
     fail_before: bool = False
 
     @backupkit.hookimpl
-    def backupkit_before_run(self, run: backupkit.RunInfo) -> None:
+    def backupkit_before_run(self, run: backupkit.plugin.RunInfo) -> None:
         self.calls.append(("before", run))
         if self.fail_before:
             raise RuntimeError("maintenance window")
 
     @backupkit.hookimpl
-    def backupkit_after_run(self, run: backupkit.RunInfo, manifest: backupkit.Manifest) -> None:
+    def backupkit_after_run(self, run: backupkit.plugin.RunInfo, manifest: backupkit.Manifest) -> None:
         self.calls.append(("after", (run, manifest)))
 
     @backupkit.hookimpl
-    def backupkit_on_failure(self, run: backupkit.RunInfo, error: BaseException) -> None:
+    def backupkit_on_failure(self, run: backupkit.plugin.RunInfo, error: BaseException) -> None:
         self.calls.append(("failure", (run, error)))
 
 
@@ -900,7 +901,7 @@ def test_lifecycle_hooks_see_a_successful_run(tmp_path: Path) -> None:
 class _FailingSource(_NullSource):
     id: ClassVar[str] = "failing-test"
 
-    def backup(self, out: Writer, ctx: backupkit.BackupContext) -> None:
+    def backup(self, out: Writer, ctx: backupkit.plugin.BackupContext) -> None:
         out.write(b"x" * 100_000)
         raise SourceError("the dump command died")
 
@@ -923,7 +924,7 @@ def test_on_failure_sees_the_error_and_the_catalog_is_unchanged(tmp_path: Path) 
 
 class _BrokenNotifier:
     @backupkit.hookimpl
-    def backupkit_on_failure(self, run: backupkit.RunInfo, error: BaseException) -> None:
+    def backupkit_on_failure(self, run: backupkit.plugin.RunInfo, error: BaseException) -> None:
         raise RuntimeError("the notifier is down")
 
 

@@ -113,7 +113,7 @@ def test_a_crash_mid_prune_leaves_no_manifest_pointing_at_missing_data(tmp_path:
     daily_backups(engine, clock, 6)
     class Plugin:
         @backupkit.hookimpl
-        def backupkit_register_sinks(self, register: backupkit.Register) -> None:
+        def backupkit_register_sinks(self, register: backupkit.plugin.Register) -> None:
             register.sink(FailingDeletes)
 
     crashing = backupkit.Engine.from_config(

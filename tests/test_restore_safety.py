@@ -25,7 +25,8 @@ import pytest
 import treegen
 
 import backupkit
-from backupkit import Artifact, Engine, Manifest, PluginSpec
+from backupkit import Artifact, Engine, Manifest
+from backupkit.core.manifest import PluginSpec
 from backupkit.errors import RestoreError, UnsafeArchiveError
 
 if TYPE_CHECKING:

@@ -32,7 +32,6 @@ same *now* keeps all of them.
 from __future__ import annotations
 
 import datetime as dt
-import difflib
 import functools
 import re
 import types
@@ -44,7 +43,7 @@ import attrs
 from backupkit.core.catalog import Catalog
 from backupkit.core.manifest import Manifest
 from backupkit.core.tiers import TIERS
-from backupkit.errors import ConfigError
+from backupkit.errors import ConfigError, unknown_key
 
 #: Seed 002's tier ages: daily fulls 7 days, weekly 30, monthly 365, incrementals 24 hours.
 TIER_AGES: Mapping[str, dt.timedelta] = types.MappingProxyType(
@@ -209,9 +208,7 @@ class RetentionPolicy:
         values: dict[str, Any] = {}
         for key, raw in data.items():
             if key not in _KEYS:
-                hint = difflib.get_close_matches(str(key), _KEYS, n=1)
-                more = f"; did you mean {hint[0]!r}?" if hint else f"; allowed: {', '.join(_KEYS)}"
-                raise ConfigError(f"{origin}: unknown key {key!r}{more}")
+                raise unknown_key(origin, key, _KEYS)
             if key in _COUNT_KEYS:
                 _check_count(key, raw, origin)
                 values[key] = raw

@@ -86,7 +86,7 @@ def _copy(src: sqlite3.Connection, dst: sqlite3.Connection) -> None:
 
 
 @attrs.frozen
-class SqliteSource(backupkit.Source):
+class SqliteSource(backupkit.plugin.Source):
     """One SQLite database file, backed up with the online backup API."""
 
     id: ClassVar[str] = "sqlite"
@@ -99,7 +99,7 @@ class SqliteSource(backupkit.Source):
         return os.path.basename(os.path.normpath(self.path))
 
     # -- backup -------------------------------------------------------------------
-    def backup(self, out: Writer, ctx: backupkit.BackupContext) -> Mapping[str, Any] | None:
+    def backup(self, out: Writer, ctx: backupkit.plugin.BackupContext) -> Mapping[str, Any] | None:
         db = Path(self.path)
         if not db.is_file():
             raise SourceError(
@@ -138,7 +138,7 @@ class SqliteSource(backupkit.Source):
         return int(pages)
 
     # -- restore ------------------------------------------------------------------
-    def restore(self, stream: BinaryIO, ctx: backupkit.RestoreContext) -> None:
+    def restore(self, stream: BinaryIO, ctx: backupkit.plugin.RestoreContext) -> None:
         if ctx.target is None:
             raise ConfigError("restoring a SQLite database needs a target directory; pass --to DIR")
         target = Path(ctx.target)
@@ -190,5 +190,5 @@ class SqliteSource(backupkit.Source):
 
 
 @backupkit.hookimpl
-def backupkit_register_sources(register: backupkit.Register) -> None:
+def backupkit_register_sources(register: backupkit.plugin.Register) -> None:
     register.source(SqliteSource)
