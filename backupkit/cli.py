@@ -57,6 +57,7 @@ def _key_file(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``backupkit`` command."""
     parser = _ArgumentParser(
         prog="backupkit",
         description="Back up files and services, verify, list and restore backups.",
@@ -500,6 +501,7 @@ class _WarningLines(logging.Handler):
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``backupkit`` command with *argv*; return its exit code."""
     args = build_parser().parse_args(argv)
     debug = args.debug or os.environ.get("BACKUPKIT_DEBUG", "") not in ("", "0")
     previous = signal.signal(signal.SIGTERM, _on_sigterm)

@@ -100,6 +100,7 @@ class Config:
 
     @property
     def tz(self) -> dt.tzinfo:
+        """The configuration's time zone, in which calendar buckets and tiers are counted."""
         return zoneinfo.ZoneInfo(self.timezone)
 
     @classmethod
@@ -214,6 +215,7 @@ class Config:
         return cls(sink=location, retention_days=env.get("BACKUP_RETENTION_DAYS", ""))
 
     def get_set(self, name: str | None) -> SetConfig:
+        """The set *name*; with ``None``, the only configured set (an error if there are several)."""
         if name is None:
             if len(self.sets) == 1:
                 return next(iter(self.sets.values()))

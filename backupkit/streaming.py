@@ -86,6 +86,7 @@ class ChunkPipe:
         """Nothing to do: a source's writer wrapped around the pipe may call it."""
 
     def finish(self) -> None:
+        """End the stream: the reader sees its end once it has read what is queued."""
         self._put_small()
         self._put(_DONE)
 
@@ -109,6 +110,7 @@ class ChunkPipe:
 
     # consumer side
     def cancel(self) -> None:
+        """Stop the stream from the reading side: the writer's next write raises."""
         self._cancelled.set()
         while True:  # unblock a producer waiting on a full queue
             try:
@@ -229,11 +231,13 @@ class Digest:
         self.size = 0
 
     def update(self, data: bytes) -> None:
+        """Add *data* to the running size and sha256."""
         if self._hash is not None:
             self._hash.update(data)
         self.size += len(data)
 
     def hexdigest(self) -> str:
+        """The sha256 of everything added, in hex."""
         if self._same_as is not None:
             return self._same_as.hexdigest()
         assert self._hash is not None

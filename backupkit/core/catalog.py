@@ -58,20 +58,24 @@ class Catalog:
 
     @property
     def sets(self) -> tuple[str, ...]:
+        """The names of the sets with backups here, sorted."""
         return tuple(sorted({m.set_name for m in self.manifests}))
 
     def _filter(self, keep: Any) -> Catalog:
         return Catalog(tuple(m for m in self.manifests if keep(m)), self.problems)
 
     def for_set(self, set_name: str | None) -> Catalog:
+        """Only the backups of set *set_name* (``None``: every set); problems stay."""
         if set_name is None:
             return self
         return self._filter(lambda m: m.set_name == set_name)
 
     def by_kind(self, kind: str) -> Catalog:
+        """The backups of *kind* (``full`` or ``incremental``)."""
         return self._filter(lambda m: m.kind == kind)
 
     def by_tag(self, tag: str) -> Catalog:
+        """The backups tagged *tag*."""
         return self._filter(lambda m: tag in m.tags)
 
     def latest(self, *, set_name: str | None = None, kind: str | None = None) -> Manifest:
@@ -122,6 +126,7 @@ class Catalog:
         return self.for_set(set_name).get(ref)
 
     def children(self, manifest_id: str) -> tuple[Manifest, ...]:
+        """The backups whose parent is backup *manifest_id*."""
         return tuple(m for m in self.manifests if m.parent_id == manifest_id)
 
     def to_records(self) -> list[dict[str, Any]]:

@@ -41,6 +41,7 @@ class PluginSpec:
     params: Mapping[str, Any] = attrs.field(factory=dict, converter=_frozen_params)
 
     def to_dict(self) -> dict[str, Any]:
+        """A plain dict for the manifest's JSON."""
         return {"id": self.id, "params": dict(self.params)}
 
 
@@ -59,6 +60,7 @@ class Artifact:
     extra: Mapping[str, Any] = attrs.field(factory=dict, converter=_frozen_params)
 
     def to_dict(self) -> dict[str, Any]:
+        """A plain dict for the manifest's JSON."""
         return {
             "name": self.name,
             "source": self.source.to_dict(),
@@ -98,13 +100,16 @@ class Manifest:
 
     @property
     def raw_size(self) -> int:
+        """The bytes read from every source, sidecars included."""
         return sum(a.raw_size for a in self.artifacts)
 
     @property
     def stored_size(self) -> int:
+        """The bytes stored for every artifact, sidecars included."""
         return sum(a.stored_size for a in self.artifacts)
 
     def artifact(self, name: str) -> Artifact:
+        """The artifact named *name*; a :class:`ManifestError` if there is none."""
         for artifact in self.artifacts:
             if artifact.name == name:
                 return artifact
@@ -114,6 +119,7 @@ class Manifest:
         )
 
     def to_dict(self) -> dict[str, Any]:
+        """A plain dict, as the manifest's JSON holds it."""
         return {
             "format": self.format,
             "id": self.id,
@@ -131,6 +137,7 @@ class Manifest:
         }
 
     def to_json(self) -> bytes:
+        """The manifest as stored: UTF-8 JSON, one trailing newline."""
         return (json.dumps(self.to_dict(), indent=2, sort_keys=False) + "\n").encode()
 
     @classmethod
@@ -147,6 +154,7 @@ class Manifest:
 
     @classmethod
     def from_dict(cls, obj: Any, *, origin: str = "<manifest>") -> Manifest:
+        """A manifest from its JSON's dict; every defect is a :class:`ManifestError` naming *origin*."""
         reader = _Reader(origin)
         if not isinstance(obj, dict):
             reader.fail("top level", "must be a JSON object")

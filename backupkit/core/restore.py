@@ -34,6 +34,7 @@ class Fetch:
 
     @property
     def key(self) -> str:
+        """The stored key of the artifact to fetch."""
         return self.artifact.key
 
 
@@ -45,14 +46,17 @@ class RestorePlan:
 
     @property
     def target(self) -> Manifest:
+        """The backup the plan restores: the last of its chain."""
         return self.chain[-1]
 
     @property
     def full(self) -> Manifest:
+        """The full backup the chain starts from."""
         return self.chain[0]
 
     @property
     def incrementals(self) -> tuple[Manifest, ...]:
+        """The incremental backups applied on the full one, oldest first."""
         return self.chain[1:]
 
     @property

@@ -289,6 +289,7 @@ class Decision:
 
     @property
     def action(self) -> str:
+        """``keep`` or ``delete``."""
         return "keep" if self.keep else "delete"
 
     @property
@@ -313,6 +314,7 @@ class RetentionPlan:
 
     @property
     def keep(self) -> tuple[Manifest, ...]:
+        """The backups the plan keeps."""
         return tuple(d.manifest for d in self.decisions if d.keep)
 
     @property
@@ -352,12 +354,14 @@ class RetentionPlan:
         return tuple(order)
 
     def decision(self, backup_id: str) -> Decision:
+        """The decision on backup *backup_id*."""
         for d in self.decisions:
             if d.manifest.id == backup_id:
                 return d
         raise KeyError(backup_id)
 
     def for_set(self, set_name: str) -> RetentionPlan:
+        """Only the decisions on set *set_name*'s backups."""
         picked = tuple(d for d in self.decisions if d.manifest.set_name == set_name)
         return attrs.evolve(self, decisions=picked)
 

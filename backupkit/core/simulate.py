@@ -55,6 +55,7 @@ class SimulationRow:
     made: int  # backups made during the month
 
     def to_dict(self) -> dict[str, Any]:
+        """A plain dict for JSON output."""
         return attrs.asdict(self)
 
 

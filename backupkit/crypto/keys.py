@@ -68,6 +68,7 @@ def scrypt(secret: bytes, salt: bytes, log_n: int, r: int, p: int) -> bytes:
 
 
 def hkdf(secret: bytes, salt: bytes | None, info: bytes, length: int = KEY_SIZE) -> bytes:
+    """A key of *length* bytes derived from *secret* with HKDF-SHA256."""
     from cryptography.hazmat.primitives import hashes
     from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
@@ -253,6 +254,7 @@ class Keyring:
         return bool(self._keys)
 
     def ids(self) -> list[str]:
+        """The ids of every key, in the order they were found."""
         return [k.id for k in self._keys]
 
     def get(self, key_id: str) -> Key | None:

@@ -38,6 +38,7 @@ def seal_manifest(data: bytes, key: Key) -> bytes:
 
 
 def is_sealed_manifest(data: bytes) -> bool:
+    """Whether *data* is a sealed manifest's envelope."""
     return data.lstrip().startswith(_SEALED_START)
 
 

@@ -50,6 +50,7 @@ KEY_ID_PATTERN = re.compile(r"^[0-9a-f]{16}$")
 
 
 def check_key_id(inst: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    """An attrs validator: *value* is ``None`` or a 16-hex-digit key id (never echoed if it looks like a key)."""
     if value is None or (isinstance(value, str) and KEY_ID_PATTERN.match(value)):
         return
     if isinstance(value, str) and looks_like_key(value):  # never echo it: it may be the key
@@ -63,6 +64,7 @@ def check_key_id(inst: Any, attribute: attrs.Attribute[Any], value: Any) -> None
 
 
 def check_chunk_size(inst: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    """An attrs validator: *value* is a power of two from 4 KiB to 16 MiB."""
     if not _valid_chunk_size(value):
         raise ValueError(f"chunk_size must be a power of two from 4096 to 16777216, got {value!r}")
 
@@ -90,6 +92,7 @@ class Header:
     scrypt_p: int = 0
 
     def pack(self) -> bytes:
+        """The header's 48 bytes."""
         return HEADER.pack(
             MAGIC,
             VERSION,
@@ -136,6 +139,7 @@ class Header:
         return cls(kdf, chunk, key_id.hex(), salt, prefix, log_n, r, p)
 
     def payload_key(self, key: Key) -> bytes:
+        """The stream's payload key, derived from *key* as the header says."""
         expected = KDF_PASSPHRASE if key.kind == "passphrase" else KDF_KEY
         if self.kdf != expected:
             raise IntegrityError(

@@ -29,6 +29,7 @@ class Layout:
 
     @classmethod
     def of(cls, sink: Sink) -> Layout:
+        """The layout of *sink*, read off one ``key_for`` call with placeholder values."""
         started = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
         run = RunInfo(
             run_id=backup_id(started, "0" * 6), set_name="set", kind="full", reason="manual",

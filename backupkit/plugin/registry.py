@@ -35,12 +35,15 @@ class Register:
     _blockable: set[str] = attrs.field(factory=set, init=False, repr=False)
 
     def source(self, cls: type[Source]) -> None:
+        """Register source plugin class *cls* under its ``id``."""
         self._add(self.sources, cls, Source, "source")
 
     def transform(self, cls: type[Transform]) -> None:
+        """Register transform plugin class *cls* under its ``id``."""
         self._add(self.transforms, cls, Transform, "transform")
 
     def sink(self, cls: type[Sink]) -> None:
+        """Register sink plugin class *cls* under its ``id``."""
         self._add(self.sinks, cls, Sink, "sink")
 
     def _add(self, table: dict[str, Any], cls: Any, base: type, kind: str) -> None:
