@@ -297,7 +297,8 @@ def _machine() -> dict[str, str]:
     try:
         import zstandard
 
-        pyzstd = f"zstandard {zstandard.__version__} (libzstd {zstandard.ZSTD_VERSION[0]}.{zstandard.ZSTD_VERSION[1]}.{zstandard.ZSTD_VERSION[2]})"
+        libzstd = ".".join(str(n) for n in zstandard.ZSTD_VERSION[:3])
+        pyzstd = f"zstandard {zstandard.__version__} (libzstd {libzstd})"
     except ImportError:
         pyzstd = "zstandard not importable here"
     mem = "?"

@@ -45,6 +45,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "benchmarks"))
 
 from _common import write_section
+
 TARGET_RATIO = 0.9
 TARGET_RSS_MB = 150
 BUCKET = "bench"

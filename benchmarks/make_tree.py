@@ -139,7 +139,9 @@ class _Text:
 
     def _json_line(self) -> str:
         r = self.rng
-        return f'  "{r.choice(self.idents)}": {r.choice((r.randrange(10**6), repr(r.choice(self.words)).replace(chr(39), chr(34)), "true", "null"))},\n'
+        word = repr(r.choice(self.words)).replace(chr(39), chr(34))
+        value = r.choice((r.randrange(10**6), word, "true", "null"))
+        return f'  "{r.choice(self.idents)}": {value},\n'
 
     def pool_for(self, ext: str) -> list[str]:
         if ext in ("py", "toml"):

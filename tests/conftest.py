@@ -83,6 +83,6 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         except (OSError, TypeError):
             code = ""
         runs_programs = ("subprocess." in code or "run_cli(" in code or "start_backup(" in code
-                         or "run(" in code and "cli" in item.fixturenames)
+                         or ("run(" in code and "cli" in item.fixturenames))
         if "cli" in getattr(item, "fixturenames", ()) or runs_programs:
             item.add_marker(pytest.mark.integration)

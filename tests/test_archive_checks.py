@@ -72,7 +72,10 @@ def test_a_member_through_a_symlink_the_archive_made_is_refused(tmp_path) -> Non
     assert not (tmp_path / "x").exists()
 
 
-@pytest.mark.parametrize(("pax", "mtime"), [("inf", 0.0), ("nan", 0.0), ("1e999999", 0.0), ("x", float("inf")), ("x", float("nan"))])
+@pytest.mark.parametrize(
+    ("pax", "mtime"),
+    [("inf", 0.0), ("nan", 0.0), ("1e999999", 0.0), ("x", float("inf")), ("x", float("nan"))],
+)
 def test_an_mtime_the_reader_should_have_refused_is_tar_damage_not_a_crash(pax: str, mtime: float) -> None:
     """TarReader refuses such mtimes; the code that sets them is not the only guard."""
     from backupkit.sources.fsrestore import _mtime_ns

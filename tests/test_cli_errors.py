@@ -430,7 +430,9 @@ def test_a_closed_stdout_is_one_line_not_a_traceback(tmp_path: Path, cli: Cli) -
         preexec_fn=lambda: os.close(1),
     )
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
-    assert proc.stderr.strip() == "backupkit: error: cannot write to standard output: it is closed; redirect it to a file"
+    assert proc.stderr.strip() == (
+        "backupkit: error: cannot write to standard output: it is closed; redirect it to a file"
+    )
 
 
 def test_keys_id_needs_no_sink_from_the_config_file(tmp_path: Path, cli: Cli) -> None:

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from backupkit.core.manifest import Artifact, Manifest, PluginSpec, backup_id, format_timestamp
 from backupkit.errors import ManifestError
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 SHA = "a" * 64
 
 

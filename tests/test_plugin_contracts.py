@@ -188,7 +188,10 @@ def test_a_failing_notification_hook_does_not_silence_the_others(
         plugins=[sys.modules[__name__], Notifier(), Broken()], env={},
     )
     with caplog.at_level("WARNING", logger="backupkit"):
-        with pytest.raises(PluginError, match=r"was stored, but the backupkit_after_run hook .* failed: RuntimeError: webhook down"):
+        with pytest.raises(
+            PluginError,
+            match=r"was stored, but the backupkit_after_run hook .* failed: RuntimeError: webhook down",
+        ):
             engine.backup("app")
     assert len(Notifier.calls) == 1 and Notifier.calls[0].startswith("after ")
     assert len(engine.catalog()) == 1  # stored all the same

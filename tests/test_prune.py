@@ -19,7 +19,7 @@ from backupkit.errors import ConfigError, SinkError
 from backupkit.sinks.local import LocalSink
 from backupkit.sinks.s3 import S3Sink
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 
 
 class Clock:

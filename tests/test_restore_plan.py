@@ -213,7 +213,11 @@ def test_latest_and_times_refuse_to_skip_a_newer_backup_that_cannot_be_read(chai
     catalog = Catalog(chain, problems=[unreadable(30, "ffffff")])  # newer than the 24 h full
     newer = backup_id(T0 + dt.timedelta(hours=30), "ffffff")
 
-    with pytest.raises(ManifestError, match=rf"newest backup of set 'app', {newer}, cannot be read: .*0123456789abcdef.* restore {chain[4].id} by its id"):
+    with pytest.raises(
+        ManifestError,
+        match=rf"newest backup of set 'app', {newer}, cannot be read: .*0123456789abcdef.* "
+        rf"restore {chain[4].id} by its id",
+    ):
         plan_restore(catalog, target="latest")
     with pytest.raises(ManifestError, match=newer):
         plan_restore(catalog, target=T0 + dt.timedelta(hours=31))

@@ -297,7 +297,12 @@ def test_a_ustar_mtime_out_of_range_is_refused() -> None:
 
 @pytest.mark.parametrize(
     ("text", "mtime"),
-    [("-1.5", -1.5), ("1e-05", 1e-05), ("1700000000.123456789", 1700000000.123456789), ("9223372036854775807", 2**63 - 1)],
+    [
+        ("-1.5", -1.5),
+        ("1e-05", 1e-05),
+        ("1700000000.123456789", 1700000000.123456789),
+        ("9223372036854775807", 2**63 - 1),
+    ],
 )
 def test_pax_mtimes_as_writers_write_them_are_read(text: str, mtime: float) -> None:
     member = TarReader(io.BytesIO(pax_member({"mtime": text}))).next()

@@ -77,7 +77,7 @@ class Artifact:
 def _utc(value: dt.datetime) -> dt.datetime:
     if value.tzinfo is None or value.utcoffset() is None:
         raise ValueError("created_at must be timezone-aware")
-    return value.astimezone(dt.timezone.utc)
+    return value.astimezone(dt.UTC)
 
 
 @attrs.frozen
@@ -248,7 +248,7 @@ class _Reader:
         if value.tzinfo is None:
             self.fail(field, "must carry a time zone")
         try:
-            return value.astimezone(dt.timezone.utc)
+            return value.astimezone(dt.UTC)
         except (ValueError, OverflowError):  # 0001-01-01T00:30+01:00 is before year 1 in UTC
             return self.fail(field, f"is out of range: {text!r}")  # type: ignore[no-any-return]
 

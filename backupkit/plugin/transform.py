@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import abc
+import itertools
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol, runtime_checkable
 
@@ -58,7 +59,7 @@ class Transform(abc.ABC):
 
 def check_chain(chain: list[Transform] | tuple[Transform, ...], *, where: str) -> None:
     """Refuse chains that break the order rule (compress, then encrypt)."""
-    for before, after in zip(chain, chain[1:]):
+    for before, after in itertools.pairwise(chain):
         if STAGE_ORDER[before.stage] > STAGE_ORDER[after.stage]:
             raise ConfigError(
                 f"{where}: transform {after.id!r} ({after.stage}) comes after "
