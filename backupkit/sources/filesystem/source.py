@@ -1,21 +1,9 @@
-"""The ``filesystem`` source: files and directories as a POSIX (pax) tar stream.
+"""The ``filesystem`` source plugin: :class:`FilesystemSource` and its hook implementation.
 
-Each configured path is stored under its base name (``/srv/app/media`` becomes
-``media/...`` in the archive), so ``tar -x`` of a decompressed artifact recreates
-the same tree. Modes, mtimes, symlinks and hard links are kept; ownership is not
-restored (restores run as whoever runs them).
-
-The stream is written by :mod:`backupkit.sources.tarwrite` and read back by
-:mod:`backupkit.sources.tarread`, both faster than ``tarfile`` for many small files;
-the bytes are those of ``tarfile``'s pax format, so GNU tar and ``tarfile`` read them.
-
-Restore (:mod:`backupkit.sources.fsrestore`) is safe against hostile archives:
-absolute names, ``..`` components, links pointing outside the target and paths
-through a symlink the archive made are refused (what tarfile's ``data`` filter
-refuses, checked without touching the disk); set-id bits are dropped, device nodes
-skipped, FIFOs kept. Files are extracted into a fresh staging directory inside the
-target and moved into place only after the whole stream has been read and its
-checksums matched, so a corrupt backup writes nothing.
+A backup walks the configured paths into a pax tar stream and a file index (only what
+changed, for an incremental backup); a restore extracts a chain of such streams into a
+target directory. See :mod:`backupkit.sources.filesystem` for the format and the
+safety of restores.
 """
 
 from __future__ import annotations
@@ -50,7 +38,7 @@ from backupkit.plugin import (
     Writer,
     hookimpl,
 )
-from backupkit.sources.fsindex import (
+from backupkit.sources.filesystem.index import (
     INDEX_SIDECAR,
     IndexEntry,
     ParentIndex,
@@ -58,8 +46,13 @@ from backupkit.sources.fsindex import (
     json_bytes,
     unchanged,
 )
-from backupkit.sources.fsrestore import COPY_BUFSIZE, DELETED_MEMBER, lexical_problem, restore_tree
-from backupkit.sources.tarwrite import TarWriter, file_header, header
+from backupkit.sources.filesystem.restore import (
+    COPY_BUFSIZE,
+    DELETED_MEMBER,
+    lexical_problem,
+    restore_tree,
+)
+from backupkit.sources.filesystem.tarwrite import TarWriter, file_header, header
 
 log = logging.getLogger("backupkit.sources.filesystem")
 

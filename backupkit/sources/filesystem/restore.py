@@ -36,7 +36,7 @@ from typing import Any, BinaryIO, NoReturn, TypeVar, cast
 
 from backupkit.errors import IntegrityError, RestoreError, UnsafeArchiveError
 from backupkit.plugin import Reader
-from backupkit.sources.tarread import TarFormatError, TarReader
+from backupkit.sources.filesystem.tarread import TarFormatError, TarReader
 from backupkit.streaming import ReadAhead
 
 log = logging.getLogger("backupkit.sources.filesystem")
