@@ -27,4 +27,8 @@ the plugin seam (:mod:`backupkit.plugin`), :mod:`backupkit.errors`,
 
 from backupkit.sources.filesystem.source import FilesystemSource, backupkit_register_sources
 
+# The class is known by the plugin module that registers it: a registry names a clashing
+# class's module as the plugin to block, and a built-in registers only its own classes.
+FilesystemSource.__module__ = __name__
+
 __all__ = ["FilesystemSource", "backupkit_register_sources"]

@@ -9,7 +9,6 @@ safety of restores.
 from __future__ import annotations
 
 import errno
-import fnmatch
 import functools
 import grp
 import hashlib
@@ -21,7 +20,7 @@ import stat
 import tarfile
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import IO, Any, ClassVar, cast
+from typing import Any, ClassVar
 
 import attrs
 
@@ -53,13 +52,12 @@ from backupkit.sources.filesystem.restore import (
     restore_tree,
 )
 from backupkit.sources.filesystem.tarwrite import TarWriter, file_header, header
+from backupkit.sources.filesystem.walk import arcname_of, entries
 
 log = logging.getLogger("backupkit.sources.filesystem")
 
 # A regular file is opened as it is now: never through a symlink, never waiting on a FIFO.
 _OPEN_FILE = os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK
-
-
 
 
 def _str_tuple(value: Any) -> tuple[str, ...]:
@@ -72,17 +70,12 @@ def _str_tuple(value: Any) -> tuple[str, ...]:
     return tuple(os.fspath(v) for v in value)
 
 
-def _arcname_of(path: str) -> str:
-    name = os.path.basename(os.path.normpath(os.path.abspath(path)))
-    return name or "root"
-
-
 def _validate_paths(inst: Any, attribute: Any, value: tuple[str, ...]) -> None:
     if not value:
         raise ValueError("paths must name at least one file or directory")
     seen: dict[str, str] = {}
     for path in value:
-        name = _arcname_of(path)
+        name = arcname_of(path)
         if name in seen:
             raise ValueError(
                 f"paths {seen[name]!r} and {path!r} have the same base name {name!r}; "
@@ -158,46 +151,8 @@ class FilesystemSource(Source):
     exclude: tuple[str, ...] = attrs.field(default=(), converter=_str_tuple)
 
     # -- backup -------------------------------------------------------------------
-    def _matches(self, patterns: tuple[str, ...], arcname: str) -> bool:
-        base = arcname.rsplit("/", 1)[-1]
-        return any(fnmatch.fnmatchcase(arcname, p) or fnmatch.fnmatchcase(base, p) for p in patterns)
-
-    def _walk(self, root: str, arcroot: str) -> Iterator[tuple[str, str, os.stat_result]]:
-        """(path, arcname, lstat) in a stable order, excludes pruned."""
-        stack = [(root, arcroot)]
-        while stack:
-            path, arcname = stack.pop()
-            if self.exclude and arcname != arcroot and self._matches(self.exclude, arcname):
-                continue
-            try:
-                st = os.lstat(path)
-            except FileNotFoundError:
-                log.warning("%s vanished before it could be read; skipped", path)
-                continue
-            is_dir = stat.S_ISDIR(st.st_mode)
-            if not is_dir and self.include and not self._matches(self.include, arcname):
-                continue
-            yield path, arcname, st
-            if is_dir:
-                try:
-                    names = sorted(os.listdir(path), reverse=True)
-                except (FileNotFoundError, NotADirectoryError):  # removed or replaced meanwhile
-                    log.warning("%s vanished before it could be listed; its contents are skipped", path)
-                    continue
-                except OSError as exc:
-                    raise SourceError(f"cannot list {path}: {exc.strerror}; check permissions") from None
-                prefix, arcprefix = os.path.join(path, ""), arcname + "/"
-                stack.extend([(prefix + n, arcprefix + n) for n in names])
-
-    def _entries(self) -> Iterator[tuple[str, str, os.stat_result]]:
-        for root in self.paths:
-            walked = root
-            if os.path.islink(root):  # a source path that is a symlink: what it leads to
-                walked = os.path.realpath(root)
-                log.info("source path %s is a symlink; backing up %s under its name", root, walked)
-            yield from self._walk(walked, _arcname_of(root))
-
     def backup(self, out: Writer, ctx: BackupContext) -> Mapping[str, Any] | None:
+        """Write the tree to *out* as a tar stream, and its file index as a sidecar."""
         for path in self.paths:
             if not os.path.exists(path):
                 if os.path.islink(path):
@@ -224,7 +179,8 @@ class FilesystemSource(Source):
         # that vanishes before it is stored stays here, so it is listed as deleted.
         gone = parent.keys() if parent is not None else set()
         key = b""
-        for path, arcname, st in self._entries():
+        walked = entries(self.paths, include=self.include, exclude=self.exclude)
+        for path, arcname, st in walked:
             ctx.progress(arcname)
             # Hard-linked files are always stored, so the links can be rebuilt.
             if parent is not None:
@@ -269,7 +225,7 @@ class FilesystemSource(Source):
                 "%d symlink(s) lead out of the backed-up tree (first: %s); restoring them needs "
                 "--allow-external-symlinks", len(external), external[0],
             )
-        return {**counts, "paths": [_arcname_of(p) for p in self.paths]}
+        return {**counts, "paths": [arcname_of(p) for p in self.paths]}
 
     def _add(
         self,
@@ -337,7 +293,7 @@ class FilesystemSource(Source):
             _exact_mtime(info, st)
             head = header(info)
         reader = _Exactly(functools.partial(os.read, fd), st.st_size, path)
-        tar.add_encoded(head, st.st_size, cast(IO[bytes], reader))
+        tar.add_encoded(head, st.st_size, reader)
         if st.st_size > COPY_BUFSIZE:  # read in several calls: was it written to meanwhile?
             after = os.fstat(fd)
             if (after.st_size, after.st_mtime_ns) != (st.st_size, st.st_mtime_ns) and not reader.warned:
@@ -372,6 +328,7 @@ class FilesystemSource(Source):
 
     # -- restore ------------------------------------------------------------------
     def restore(self, stream: Reader, ctx: RestoreContext) -> None:
+        """Extract the full backup *stream* into the target directory."""
         self.restore_chain(iter([stream]), ctx)
 
     def restore_chain(self, streams: Iterator[Reader], ctx: RestoreContext) -> None:
@@ -456,4 +413,5 @@ def _exact_mtime(info: tarfile.TarInfo, st: os.stat_result) -> None:
 
 @hookimpl
 def backupkit_register_sources(register: Register) -> None:
+    """Register :class:`FilesystemSource`."""
     register.source(FilesystemSource)
