@@ -144,6 +144,9 @@ class ReadAhead:
     and report success.
     """
 
+    #: Reads are served from whole chunks held in memory: a reader need not buffer them.
+    buffered = True
+
     def __init__(self, inp: Any, *, name: str, chunk: int = CHUNK, depth: int = DEPTH) -> None:
         self._label: str = getattr(inp, "label", name)  # a CheckedReader names its artifact
         self._finished = self._closed = False  # then reads are a plugin's bug

@@ -6,7 +6,7 @@ import tarfile
 
 import pytest
 
-from backupkit.sources.fsrestore import lexical_problem
+from backupkit.sources.filesystem.restore import lexical_problem
 
 
 def member(name: str, kind: bytes = tarfile.REGTYPE, link: str = "") -> tarfile.TarInfo:
@@ -57,7 +57,7 @@ def test_a_member_through_a_symlink_the_archive_made_is_refused(tmp_path) -> Non
     import io
 
     from backupkit.errors import UnsafeArchiveError
-    from backupkit.sources.fsrestore import extract
+    from backupkit.sources.filesystem.restore import extract
 
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
@@ -78,8 +78,8 @@ def test_a_member_through_a_symlink_the_archive_made_is_refused(tmp_path) -> Non
 )
 def test_an_mtime_the_reader_should_have_refused_is_tar_damage_not_a_crash(pax: str, mtime: float) -> None:
     """TarReader refuses such mtimes; the code that sets them is not the only guard."""
-    from backupkit.sources.fsrestore import _mtime_ns
-    from backupkit.sources.tarread import TarFormatError
+    from backupkit.sources.filesystem.restore import _mtime_ns
+    from backupkit.sources.filesystem.tarread import TarFormatError
 
     info = member("f")
     info.pax_headers, info.mtime = {"mtime": pax}, mtime

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 import backupkit
 from backupkit.errors import IntegrityError
-from backupkit.sources.fsindex import (
+from backupkit.sources.filesystem.index import (
     IndexEntry,
     ParentIndex,
     file_line,

@@ -229,7 +229,8 @@ def test_the_deletion_list_is_applied_wherever_it_stands_in_the_stream(
 ) -> None:
     """Backups made before the list moved to the end of the stream have it first."""
     from backupkit.plugin import RestoreContext
-    from backupkit.sources.filesystem import DELETED_MEMBER, FilesystemSource
+    from backupkit.sources.filesystem import FilesystemSource
+    from backupkit.sources.filesystem.restore import DELETED_MEMBER
 
     full = _tar_stream([("t", None), ("t/a", b"old a"), ("t/b", b"b"), ("t/gone", None),
                         ("t/gone/x", b"x")])

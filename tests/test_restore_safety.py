@@ -314,7 +314,7 @@ def test_restore_into_a_symlink_to_an_empty_directory_fills_the_directory(
 def test_staging_stays_inside_the_target_and_a_stale_one_does_not_make_it_non_empty(
     tmp_path: Path, stored_tree: Engine, source_tree: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from backupkit.sources import fsrestore
+    from backupkit.sources.filesystem import restore as fsrestore
 
     target = tmp_path / "restore"
     (target / ".backupkit-partial-killed").mkdir(parents=True)  # left by a restore killed with -9
@@ -337,7 +337,7 @@ def test_staging_stays_inside_the_target_and_a_stale_one_does_not_make_it_non_em
 def test_overwrite_that_fails_while_moving_into_place_keeps_the_old_entries(
     tmp_path: Path, stored_tree: Engine, monkeypatch: pytest.MonkeyPatch, failure: BaseException
 ) -> None:
-    from backupkit.sources import fsrestore
+    from backupkit.sources.filesystem import restore as fsrestore
 
     target = tmp_path / "restore"
     (target / "tree").mkdir(parents=True)

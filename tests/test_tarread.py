@@ -15,8 +15,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from backupkit.sources.fsrestore import path_parts
-from backupkit.sources.tarread import TarFormatError, TarReader
+from backupkit.sources.filesystem.restore import path_parts
+from backupkit.sources.filesystem.tarread import TarFormatError, TarReader
 
 NAME_PART = st.text(
     alphabet=st.characters(blacklist_categories=("Cs", "Cc"), blacklist_characters="/\0"),

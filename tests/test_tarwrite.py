@@ -16,8 +16,8 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from backupkit.errors import SourceError
-from backupkit.sources.filesystem import _exact_mtime, _Exactly, _tarinfo
-from backupkit.sources.tarwrite import TarWriter, _byte_sum, file_header, header
+from backupkit.sources.filesystem.source import _exact_mtime, _Exactly, _tarinfo
+from backupkit.sources.filesystem.tarwrite import TarWriter, _byte_sum, file_header, header
 
 TEXT = st.one_of(
     st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=126), max_size=120),

@@ -1,27 +1,14 @@
-"""The ``filesystem`` source: files and directories as a POSIX (pax) tar stream.
+"""The ``filesystem`` source plugin: :class:`FilesystemSource` and its hook implementation.
 
-Each configured path is stored under its base name (``/srv/app/media`` becomes
-``media/...`` in the archive), so ``tar -x`` of a decompressed artifact recreates
-the same tree. Modes, mtimes, symlinks and hard links are kept; ownership is not
-restored (restores run as whoever runs them).
-
-The stream is written by :mod:`backupkit.sources.tarwrite` and read back by
-:mod:`backupkit.sources.tarread`, both faster than ``tarfile`` for many small files;
-the bytes are those of ``tarfile``'s pax format, so GNU tar and ``tarfile`` read them.
-
-Restore (:mod:`backupkit.sources.fsrestore`) is safe against hostile archives:
-absolute names, ``..`` components, links pointing outside the target and paths
-through a symlink the archive made are refused (what tarfile's ``data`` filter
-refuses, checked without touching the disk); set-id bits are dropped, device nodes
-skipped, FIFOs kept. Files are extracted into a fresh staging directory inside the
-target and moved into place only after the whole stream has been read and its
-checksums matched, so a corrupt backup writes nothing.
+A backup walks the configured paths into a pax tar stream and a file index (only what
+changed, for an incremental backup); a restore extracts a chain of such streams into a
+target directory. See :mod:`backupkit.sources.filesystem` for the format and the
+safety of restores.
 """
 
 from __future__ import annotations
 
 import errno
-import fnmatch
 import functools
 import grp
 import hashlib
@@ -33,7 +20,7 @@ import stat
 import tarfile
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import IO, Any, ClassVar, cast
+from typing import Any, ClassVar
 
 import attrs
 
@@ -50,7 +37,7 @@ from backupkit.plugin import (
     Writer,
     hookimpl,
 )
-from backupkit.sources.fsindex import (
+from backupkit.sources.filesystem.index import (
     INDEX_SIDECAR,
     IndexEntry,
     ParentIndex,
@@ -58,15 +45,19 @@ from backupkit.sources.fsindex import (
     json_bytes,
     unchanged,
 )
-from backupkit.sources.fsrestore import COPY_BUFSIZE, DELETED_MEMBER, lexical_problem, restore_tree
-from backupkit.sources.tarwrite import TarWriter, file_header, header
+from backupkit.sources.filesystem.restore import (
+    COPY_BUFSIZE,
+    DELETED_MEMBER,
+    lexical_problem,
+    restore_tree,
+)
+from backupkit.sources.filesystem.tarwrite import TarWriter, file_header, header
+from backupkit.sources.filesystem.walk import arcname_of, entries
 
 log = logging.getLogger("backupkit.sources.filesystem")
 
 # A regular file is opened as it is now: never through a symlink, never waiting on a FIFO.
 _OPEN_FILE = os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK
-
-
 
 
 def _str_tuple(value: Any) -> tuple[str, ...]:
@@ -79,17 +70,12 @@ def _str_tuple(value: Any) -> tuple[str, ...]:
     return tuple(os.fspath(v) for v in value)
 
 
-def _arcname_of(path: str) -> str:
-    name = os.path.basename(os.path.normpath(os.path.abspath(path)))
-    return name or "root"
-
-
 def _validate_paths(inst: Any, attribute: Any, value: tuple[str, ...]) -> None:
     if not value:
         raise ValueError("paths must name at least one file or directory")
     seen: dict[str, str] = {}
     for path in value:
-        name = _arcname_of(path)
+        name = arcname_of(path)
         if name in seen:
             raise ValueError(
                 f"paths {seen[name]!r} and {path!r} have the same base name {name!r}; "
@@ -165,46 +151,8 @@ class FilesystemSource(Source):
     exclude: tuple[str, ...] = attrs.field(default=(), converter=_str_tuple)
 
     # -- backup -------------------------------------------------------------------
-    def _matches(self, patterns: tuple[str, ...], arcname: str) -> bool:
-        base = arcname.rsplit("/", 1)[-1]
-        return any(fnmatch.fnmatchcase(arcname, p) or fnmatch.fnmatchcase(base, p) for p in patterns)
-
-    def _walk(self, root: str, arcroot: str) -> Iterator[tuple[str, str, os.stat_result]]:
-        """(path, arcname, lstat) in a stable order, excludes pruned."""
-        stack = [(root, arcroot)]
-        while stack:
-            path, arcname = stack.pop()
-            if self.exclude and arcname != arcroot and self._matches(self.exclude, arcname):
-                continue
-            try:
-                st = os.lstat(path)
-            except FileNotFoundError:
-                log.warning("%s vanished before it could be read; skipped", path)
-                continue
-            is_dir = stat.S_ISDIR(st.st_mode)
-            if not is_dir and self.include and not self._matches(self.include, arcname):
-                continue
-            yield path, arcname, st
-            if is_dir:
-                try:
-                    names = sorted(os.listdir(path), reverse=True)
-                except (FileNotFoundError, NotADirectoryError):  # removed or replaced meanwhile
-                    log.warning("%s vanished before it could be listed; its contents are skipped", path)
-                    continue
-                except OSError as exc:
-                    raise SourceError(f"cannot list {path}: {exc.strerror}; check permissions") from None
-                prefix, arcprefix = os.path.join(path, ""), arcname + "/"
-                stack.extend([(prefix + n, arcprefix + n) for n in names])
-
-    def _entries(self) -> Iterator[tuple[str, str, os.stat_result]]:
-        for root in self.paths:
-            walked = root
-            if os.path.islink(root):  # a source path that is a symlink: what it leads to
-                walked = os.path.realpath(root)
-                log.info("source path %s is a symlink; backing up %s under its name", root, walked)
-            yield from self._walk(walked, _arcname_of(root))
-
     def backup(self, out: Writer, ctx: BackupContext) -> Mapping[str, Any] | None:
+        """Write the tree to *out* as a tar stream, and its file index as a sidecar."""
         for path in self.paths:
             if not os.path.exists(path):
                 if os.path.islink(path):
@@ -231,7 +179,8 @@ class FilesystemSource(Source):
         # that vanishes before it is stored stays here, so it is listed as deleted.
         gone = parent.keys() if parent is not None else set()
         key = b""
-        for path, arcname, st in self._entries():
+        walked = entries(self.paths, include=self.include, exclude=self.exclude)
+        for path, arcname, st in walked:
             ctx.progress(arcname)
             # Hard-linked files are always stored, so the links can be rebuilt.
             if parent is not None:
@@ -276,7 +225,7 @@ class FilesystemSource(Source):
                 "%d symlink(s) lead out of the backed-up tree (first: %s); restoring them needs "
                 "--allow-external-symlinks", len(external), external[0],
             )
-        return {**counts, "paths": [_arcname_of(p) for p in self.paths]}
+        return {**counts, "paths": [arcname_of(p) for p in self.paths]}
 
     def _add(
         self,
@@ -344,7 +293,7 @@ class FilesystemSource(Source):
             _exact_mtime(info, st)
             head = header(info)
         reader = _Exactly(functools.partial(os.read, fd), st.st_size, path)
-        tar.add_encoded(head, st.st_size, cast(IO[bytes], reader))
+        tar.add_encoded(head, st.st_size, reader)
         if st.st_size > COPY_BUFSIZE:  # read in several calls: was it written to meanwhile?
             after = os.fstat(fd)
             if (after.st_size, after.st_mtime_ns) != (st.st_size, st.st_mtime_ns) and not reader.warned:
@@ -379,6 +328,7 @@ class FilesystemSource(Source):
 
     # -- restore ------------------------------------------------------------------
     def restore(self, stream: Reader, ctx: RestoreContext) -> None:
+        """Extract the full backup *stream* into the target directory."""
         self.restore_chain(iter([stream]), ctx)
 
     def restore_chain(self, streams: Iterator[Reader], ctx: RestoreContext) -> None:
@@ -463,4 +413,5 @@ def _exact_mtime(info: tarfile.TarInfo, st: os.stat_result) -> None:
 
 @hookimpl
 def backupkit_register_sources(register: Register) -> None:
+    """Register :class:`FilesystemSource`."""
     register.source(FilesystemSource)

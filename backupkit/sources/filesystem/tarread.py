@@ -19,7 +19,8 @@ import os
 import re
 import tarfile
 from collections.abc import Iterator
-from typing import BinaryIO
+
+from backupkit.plugin import Reader
 
 BLOCK = 512
 _ZERO_BLOCK = bytes(BLOCK)
@@ -146,7 +147,7 @@ class TarReader:
     *stream* should be buffered: headers are read 512 bytes at a time.
     """
 
-    def __init__(self, stream: BinaryIO) -> None:
+    def __init__(self, stream: Reader) -> None:
         self._read = stream.read
         self._left = 0  # data bytes of the current member not read yet
         self._padding = 0  # zero bytes after them, up to the next block

@@ -17,11 +17,11 @@ import os
 import re
 import stat
 from collections.abc import Iterable, Iterator
-from typing import BinaryIO
 
 import attrs
 
 from backupkit.errors import IntegrityError
+from backupkit.plugin import Reader
 
 INDEX_SIDECAR = "index"
 
@@ -48,11 +48,13 @@ class IndexEntry:
 
     @classmethod
     def from_json(cls, line: str | bytes) -> IndexEntry:
+        """The entry one line of an index file holds."""
         d = json.loads(line)
         return cls(d["p"], d["t"], d["s"], d["m"], d["o"], d["i"], d.get("h"), d.get("c"))
 
     @classmethod
     def from_stat(cls, path: str, st: os.stat_result, sha256: str | None = None) -> IndexEntry:
+        """The entry of *path* whose ``lstat`` is *st*, with its content's *sha256* if known."""
         if stat.S_ISREG(st.st_mode):
             kind = "f"
         elif stat.S_ISDIR(st.st_mode):
@@ -71,9 +73,12 @@ _JSON_ASCII = json.JSONEncoder(separators=(",", ":")).encode
 
 
 def json_bytes(value: object) -> bytes:
-    """Compact UTF-8 JSON. A file name that is not valid UTF-8 (its bytes kept as lone
-    surrogates, Python's ``surrogateescape``) is written with ``\\udcXX`` escapes, which
-    ``json.loads`` turns back into the same name."""
+    """Compact UTF-8 JSON of *value*, as the index writes paths and lines.
+
+    A file name that is not valid UTF-8 (its bytes kept as lone surrogates, Python's
+    ``surrogateescape``) is written with ``\\udcXX`` escapes, which ``json.loads`` turns
+    back into the same name.
+    """
     try:
         if type(value) is str:  # what the encoder does for a str, without its dispatch
             return _encode_str(value).encode()
@@ -89,8 +94,10 @@ def _file_line_start(key: bytes, st: os.stat_result) -> bytes:
 
 
 def file_line(key: bytes, st: os.stat_result, sha256: str) -> bytes:
-    """``IndexEntry.from_stat(path, st, sha256).to_line()`` for the regular file *st*
-    whose path is the JSON string *key*, without building the entry."""
+    """The index line of the regular file *st*, whose path is the JSON string *key*.
+
+    It is ``IndexEntry.from_stat(path, st, sha256).to_line()``, without building the entry.
+    """
     return b'%s"%s"}\n' % (_file_line_start(key, st), sha256.encode())
 
 
@@ -118,7 +125,8 @@ class ParentIndex:
         self.label = label
 
     @classmethod
-    def read(cls, stream: BinaryIO, *, label: str) -> ParentIndex:
+    def read(cls, stream: Reader, *, label: str) -> ParentIndex:
+        """The index read from *stream* to its end; *label* names it in errors."""
         lines: dict[bytes, bytes] = {}
         for block in _blocks(stream):
             plain = _PLAIN_LINE.findall(block)  # the common lines, found at C speed
@@ -135,17 +143,21 @@ class ParentIndex:
         return len(self._lines)
 
     def keys(self) -> set[bytes]:
+        """The paths of all lines, as JSON."""
         return set(self._lines)
 
     def same_line(self, key: bytes, st: os.stat_result) -> bytes | None:
-        """The parent's line for *key* if it describes the regular file *st* exactly
-        (size, mtime, mode, inode, ctime), else None."""
+        """The parent's line for *key* if it describes the regular file *st* exactly.
+
+        Exactly: the same size, mtime, mode, inode and ctime; otherwise None.
+        """
         line = self._lines.get(key)
         if line is None or not stat.S_ISREG(st.st_mode):
             return None
         return line if line.startswith(_file_line_start(key, st)) else None
 
     def entry(self, key: bytes) -> IndexEntry | None:
+        """The parent's entry for *key*, or None if the parent has no such path."""
         line = self._lines.get(key)
         if line is None:
             return None
@@ -173,7 +185,7 @@ def _loads(key: bytes, label: str) -> str:
     return path
 
 
-def _blocks(stream: BinaryIO) -> Iterator[bytes]:
+def _blocks(stream: Reader) -> Iterator[bytes]:
     """*stream* a megabyte at a time, each block ending with a whole line."""
     rest = b""
     while chunk := stream.read(1 << 20):
@@ -198,6 +210,7 @@ def _path_key(line: bytes, label: str) -> bytes:
 
 
 def file_sha256(path: str) -> str:
+    """The sha256 of the content of the file at *path*."""
     h = hashlib.sha256()
     with open(path, "rb") as fh:
         while chunk := fh.read(1 << 20):

@@ -18,7 +18,8 @@ import functools
 import os
 import tarfile
 import zlib
-from typing import IO, Any
+
+from backupkit.plugin import Reader, Writer
 
 BLOCK = tarfile.BLOCKSIZE
 RECORD = tarfile.RECORDSIZE
@@ -105,8 +106,11 @@ def header(info: tarfile.TarInfo) -> bytes:
 
 
 def file_header(name: str, st: os.stat_result, uname: str, gname: str) -> bytes | None:
-    """The header :func:`header` gives for a regular file *name* with the ``lstat`` *st*
-    (mtime to the nanosecond), straight from the numbers; None when it needs tarfile."""
+    """The header :func:`header` gives for the regular file *name* whose ``lstat`` is *st*.
+
+    It is built straight from the numbers (the mtime to the nanosecond); None when it
+    needs tarfile.
+    """
     seconds, ns = divmod(st.st_mtime_ns, 1_000_000_000)
     if not (
         0 <= seconds < 8**11 and st.st_size < 8**11 and 0 <= st.st_uid < 8**7
@@ -136,10 +140,12 @@ def _pax_head(size: int) -> bytes:
 
 
 class TarWriter:
-    """Members written to *out* as one tar stream; file contents are read *bufsize*
-    bytes at a time."""
+    """Members written to *out* as one tar stream.
 
-    def __init__(self, out: Any, bufsize: int = 1 << 20) -> None:
+    File contents are read *bufsize* bytes at a time.
+    """
+
+    def __init__(self, out: Writer, bufsize: int = 1 << 20) -> None:
         self._out = out
         self._bufsize = bufsize
         self._small = min(SMALL, bufsize)
@@ -149,11 +155,11 @@ class TarWriter:
         self.offset += len(data)
         self._out.write(data)
 
-    def add(self, info: tarfile.TarInfo, content: IO[bytes] | None = None) -> None:
+    def add(self, info: tarfile.TarInfo, content: Reader | None = None) -> None:
         """One member; a regular file's *content* gives exactly ``info.size`` bytes."""
         self.add_encoded(header(info), info.size if content is not None else 0, content)
 
-    def add_encoded(self, head: bytes, size: int, content: IO[bytes] | None) -> None:
+    def add_encoded(self, head: bytes, size: int, content: Reader | None) -> None:
         """One member whose header blocks are *head*; *content* gives exactly *size* bytes."""
         if content is None:
             self._write(head)

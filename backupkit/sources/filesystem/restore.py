@@ -32,12 +32,11 @@ import tarfile
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, BinaryIO, NoReturn, TypeVar, cast
+from typing import Any, NoReturn, TypeVar
 
 from backupkit.errors import IntegrityError, RestoreError, UnsafeArchiveError
 from backupkit.plugin import Reader
-from backupkit.sources.tarread import TarFormatError, TarReader
-from backupkit.streaming import ReadAhead
+from backupkit.sources.filesystem.tarread import TarFormatError, TarReader
 
 log = logging.getLogger("backupkit.sources.filesystem")
 
@@ -54,8 +53,10 @@ def restore_tree(
     streams: Iterator[Reader], target: Path, *, artifact: str, overwrite: bool,
     external_symlinks: bool = False,
 ) -> None:
-    """Extract *streams* (a full backup, then its incrementals) into *target*;
-    *external_symlinks* allows symlinks leading out of it (see :func:`lexical_problem`)."""
+    """Extract *streams* (a full backup, then its incrementals) into *target*.
+
+    *external_symlinks* allows symlinks leading out of it (see :func:`lexical_problem`).
+    """
     target = target.absolute()
     try:
         st: os.stat_result | None = os.stat(target)  # a symlink to a directory will do
@@ -173,7 +174,7 @@ def extract(
                 symlinks.add(name)
             _make_entry(reader, checked, dest_str, made, artifact)
             if checked.isdir():
-                directories.append(checked)  # attrs after their contents: see restore_chain
+                directories.append(checked)  # attrs after their contents: see restore_tree
     except tarfile.TarError as exc:
         # Damaged stored bytes are the likely cause: read on to EOF, where the engine's
         # checksum check raises the error that names the stored object.
@@ -200,14 +201,17 @@ class _RawReader(io.RawIOBase):
         return len(data)
 
 
-def _buffered(stream: Reader) -> BinaryIO:
-    """Read *stream* in big blocks: tarfile's stream mode reads 10 KiB at a time, and
-    each read went through the decompressor and both checksums (100,000 calls per GB).
+def _buffered(stream: Reader) -> Reader:
+    """Read *stream* in big blocks: tar headers are read 512 bytes at a time, and each
+    read went through the decompressor and both checksums (100,000 calls per GB).
     Bytes read ahead are checked like the rest; the caller reads *stream* to its end.
-    The engine's :class:`~backupkit.streaming.ReadAhead` already hands out big blocks.
+
+    A stream whose class sets ``buffered = True`` already serves reads from big blocks
+    it holds (the engine's read-ahead reader does) and is read as it is: buffering it
+    again would only copy every byte once more.
     """
-    if isinstance(stream, ReadAhead):
-        return cast(BinaryIO, stream)
+    if getattr(stream, "buffered", False) is True:
+        return stream
     return io.BufferedReader(_RawReader(stream), buffer_size=COPY_BUFSIZE)
 
 
