@@ -128,7 +128,10 @@ def _public_definitions(path: Path) -> list[tuple[str, ast.AST]]:
     for node in tree.body:
         if isinstance(node, ast.FunctionDef | ast.ClassDef) and not node.name.startswith("_"):
             found.append((node.name, node))
-            if isinstance(node, ast.ClassDef):
+            protocol = isinstance(node, ast.ClassDef) and any(
+                isinstance(b, ast.Name) and b.id == "Protocol" for b in node.bases
+            )
+            if isinstance(node, ast.ClassDef) and not protocol:  # a protocol's members: its docstring
                 found.extend(
                     (f"{node.name}.{item.name}", item) for item in node.body
                     if isinstance(item, ast.FunctionDef) and not item.name.startswith("_")

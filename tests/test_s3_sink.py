@@ -28,8 +28,8 @@ from hypothesis import strategies as st
 from backupkit import Engine, RetentionPolicy
 from backupkit.core.manifest import MANIFEST_SUFFIX
 from backupkit.errors import ConfigError, NotFoundError, SinkError
-from backupkit.sinks import s3 as s3_module
 from backupkit.sinks.s3 import S3Sink, part_size_for, translate_error
+from backupkit.sinks.s3 import writer as s3_module
 from backupkit.testing.s3server import S3Server, s3, s3_server  # noqa: F401
 
 pytestmark = pytest.mark.integration

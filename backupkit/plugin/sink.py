@@ -7,7 +7,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, BinaryIO, ClassVar
 
 from backupkit.core.manifest import MANIFEST_SUFFIX
-from backupkit.errors import ConfigError
+from backupkit.errors import ConfigError, SinkError
 from backupkit.params import build, public_params
 
 if TYPE_CHECKING:
@@ -104,6 +104,14 @@ class Sink(abc.ABC):
         return None
 
     # -- derived ------------------------------------------------------------------
+    def check_key(self, key: str) -> str:
+        """*key* if it is a key this sink may store (``/``-separated parts, none empty,
+        ``.`` or ``..``); a :class:`SinkError` naming it otherwise. Every sink checks the
+        keys it is given with this before it touches storage."""
+        if not key or any(part in ("", ".", "..") for part in key.split("/")):
+            raise SinkError(f"invalid key {key!r} for sink {self.location}")
+        return key
+
     def key_for(self, tier: str, filename: str, *, run: RunInfo | None = None) -> str:
         """The key of a file of a backup in *tier* (the layout; sinks may override).
 

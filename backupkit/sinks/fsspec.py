@@ -103,6 +103,7 @@ class FsspecSink(Sink):
 
     @property
     def root(self) -> str:
+        """The root path in the filesystem, without its protocol (``bucket/prefix``)."""
         self.fs  # noqa: B018 (fills the cache)
         root: str = self._cache["root"]
         return root
@@ -117,9 +118,7 @@ class FsspecSink(Sink):
         return "transaction" if OBJECT_STORES.intersection(protocols) else "rename"
 
     def _path(self, key: str) -> str:
-        parts = key.split("/")
-        if not key or any(p in ("", ".", "..") for p in parts):
-            raise SinkError(f"invalid key {key!r} for sink {self.location}")
+        self.check_key(key)
         return f"{self.root}/{key}"
 
     def _where(self, key: str) -> str:

@@ -155,10 +155,7 @@ class LocalSink(Sink):
         return {"root": str(self.root)}
 
     def _path(self, key: str) -> Path:
-        parts = key.split("/")
-        if not key or key.startswith("/") or any(p in ("", ".", "..") for p in parts):
-            raise SinkError(f"invalid key {key!r} for sink {self.root}")
-        return self.root.joinpath(*parts)
+        return self.root.joinpath(*self.check_key(key).split("/"))
 
     def _ensure_layout(self) -> None:
         if self.root.exists() and not self.root.is_dir():
@@ -313,6 +310,7 @@ class LocalSink(Sink):
                 raise _os_error(exc, "sync", directory) from None
 
     def size_of(self, key: str) -> int:
+        """The stored size of *key* in bytes."""
         return self._path(key).stat().st_size
 
 

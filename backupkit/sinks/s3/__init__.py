@@ -1,0 +1,74 @@
+"""The ``s3`` sink: backups in an S3 bucket or an S3-compatible store, on boto3.
+
+Layouts (keys under ``<prefix>/``)::
+
+    tiered (default)             <hostname>/<tier>/<set>_<kind>_<id>.<artifact><ext>
+                                 <hostname>/<tier>/<set>_<kind>_<id>.manifest.json
+                                 logs/<hostname>/<set>_<kind>_<id>.log
+    flat                         backups/<timestamp>-<reason>-backup-<timestamp>.<artifact><ext>
+                                 backups/<timestamp>-<reason>-backup-<timestamp>.manifest.json
+                                 logs/<set>_<kind>_<id>.log
+
+An artifact streams into a multipart upload of parts of ``part_size`` bytes,
+uploaded by a small thread pool with no local temporary copy: at most
+``concurrency`` parts in flight, so memory stays near ``(concurrency + 1) *
+part_size``. S3 allows 10,000 parts per upload and the artifact's size is not
+known in advance, so the part size doubles every 1,000 parts
+(:func:`part_size_for`): with the default 8 MiB, parts stay 8 MiB up to 7.8 GiB,
+and 10,000 parts hold 7.8 TiB, more than S3's 5 TiB object limit. As parts grow,
+fewer are in flight, at most ``concurrency * part_size`` bytes' worth (at least
+one part), so memory is that plus the part being filled: 48 MiB at 16 MiB parts,
+then two parts once one fills the cap (128 MiB for a 100 GiB artifact, defaults).
+
+Nothing is visible until CompleteMultipartUpload; ``abort`` calls
+AbortMultipartUpload, so no parts are left billing. Each part carries a CRC32 that
+S3 checks (the upload's composite checksum, as boto3's transfer manager does). An
+artifact smaller than one part is stored with a single PutObject. Every write is
+conditional (``If-None-Match: *``): a stored backup is never overwritten.
+
+Artifacts get ``storage_class`` (STANDARD_IA), manifests and run logs
+``manifest_storage_class`` (STANDARD: they are small and read often). Objects are
+private, encrypted with ``sse`` (``AES256`` or ``aws:kms`` with ``kms_key_id``).
+
+Credentials come from the standard AWS chain (environment, profile, instance
+role); the bucket from ``bucket``, else ``AWS_S3_BUCKET_NAME`` or
+``BACKUP_S3_BUCKET``; the region from ``region``, else ``AWS_REGION``. boto3 also
+honours ``AWS_ENDPOINT_URL``. botocore errors are translated here, at the
+boundary, into one-line :mod:`backupkit.errors` that say what to do.
+"""
+
+from backupkit.plugin import Register, hookimpl
+from backupkit.sinks.s3.errors import translate_error
+from backupkit.sinks.s3.sink import LAYOUTS, SSE_CHOICES, STALE_UPLOAD_AGE, S3Sink
+from backupkit.sinks.s3.writer import MAX_PARTS, PARTS_PER_SIZE, part_size_for
+
+__all__ = [
+    "LAYOUTS",
+    "MAX_PARTS",
+    "PARTS_PER_SIZE",
+    "SSE_CHOICES",
+    "STALE_UPLOAD_AGE",
+    "S3Sink",
+    "backupkit_register_sinks",
+    "backupkit_sink_for_url",
+    "part_size_for",
+    "translate_error",
+]
+
+
+@hookimpl
+def backupkit_register_sinks(register: Register) -> None:
+    register.sink(S3Sink)
+
+
+@hookimpl
+def backupkit_sink_for_url(url: str) -> tuple[str, dict[str, object]] | None:
+    """``s3://bucket/prefix`` belongs to the s3 sink (``s3:///prefix``: bucket from env)."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or scheme.lower() != "s3":
+        return None
+    bucket, _, prefix = rest.partition("/")
+    params: dict[str, object] = {"prefix": prefix.strip("/")}
+    if bucket:
+        params["bucket"] = bucket
+    return ("s3", params)
