@@ -52,11 +52,16 @@ def build(cls: type[T], params: Mapping[str, Any], *, what: str) -> T:
         raise ConfigError(f"{what}: {exc}") from None
 
 
+def is_secret(field: attrs.Attribute[Any]) -> bool:
+    """Whether attrs *field* was declared with :func:`secret`."""
+    return bool(field.metadata.get(_SECRET))
+
+
 def public_params(obj: Any) -> dict[str, Any]:
     """The non-secret fields of plugin *obj*, as JSON-ready values."""
     out: dict[str, Any] = {}
     for f in attrs.fields(type(obj)):
-        if f.metadata.get(_SECRET) or not f.init:  # secrets and internal state
+        if is_secret(f) or not f.init:  # secrets and internal state
             continue
         value = getattr(obj, f.name)
         if isinstance(value, tuple):

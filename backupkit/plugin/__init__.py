@@ -22,13 +22,14 @@ from backupkit.plugin.registry import Register, hookimpl
 from backupkit.plugin.run import Operation, RunInfo
 from backupkit.plugin.sink import ArtifactWriter, Sink
 from backupkit.plugin.source import BackupContext, RestoreContext, Source
-from backupkit.plugin.streams import Encoder, Reader, Writer
+from backupkit.plugin.streams import DamageChecked, Encoder, Reader, Writer
 from backupkit.plugin.transform import STAGE_ORDER, KeyedTransform, Stage, Transform, check_chain
 
 __all__ = [
     "STAGE_ORDER",
     "ArtifactWriter",
     "BackupContext",
+    "DamageChecked",
     "Encoder",
     "KeyedTransform",
     "Operation",

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Protocol
 
+from backupkit.errors import IntegrityError
+
 
 class Writer(Protocol):
     """Something bytes are written to (a source's output, a transform's output)."""
@@ -27,3 +29,28 @@ class Encoder(Protocol):
     def write(self, data: bytes, /) -> int: ...
 
     def close(self) -> None: ...
+
+
+class DamageChecked:
+    """A reader that re-raises a decoder library's errors as :class:`IntegrityError`.
+
+    Transforms wrap their decoder in it, so damaged or cut-short input ends a restore
+    with one line naming the stream (``zstd stream is corrupt and cannot be decoded (...)``) and never with a
+    library's exception::
+
+        return DamageChecked(gzip.GzipFile(fileobj=inp), (OSError, EOFError), "gzip stream")
+    """
+
+    __slots__ = ("_errors", "_reader", "_what")
+
+    def __init__(self, reader: Reader, errors: tuple[type[BaseException], ...], what: str) -> None:
+        self._reader, self._errors, self._what = reader, errors, what
+
+    def read(self, size: int = -1, /) -> bytes:
+        """Up to *size* decoded bytes (all that are left for ``-1``); ``b""`` at the end."""
+        try:
+            return self._reader.read(size)
+        except self._errors as exc:
+            raise IntegrityError(
+                f"{self._what} is corrupt and cannot be decoded ({type(exc).__name__}: {exc})"
+            ) from exc

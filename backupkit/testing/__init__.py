@@ -1,4 +1,15 @@
-"""A kit for plugin authors: conformance suites and pytest fixtures.
+"""A kit for plugin authors: conformance suites, fakes and pytest fixtures.
+
+``backupkit.testing.source_suite.SourceConformance``
+    the contract every source keeps; subclass it with ``params`` and ``target``
+    fixtures and ``expected``/``restored`` methods (see the module).
+
+``backupkit.testing.transform_suite.TransformConformance``
+    the contract every transform keeps; subclass it with a ``transform`` fixture.
+
+``backupkit.testing.fakes``
+    ``MemoryStore``/``MemorySink`` (a sink in memory), ``SteppingClock``,
+    ``HookRecorder`` and ``engine_for`` (an engine over one set).
 
 ``backupkit.testing.sink_suite.SinkConformance``
     the contract every sink keeps; subclass it with a ``sink`` fixture::
@@ -22,4 +33,8 @@ try:
 except ImportError:  # the kit is usable piecemeal without pytest (e.g. benchmarks)
     pass
 else:
-    pytest.register_assert_rewrite("backupkit.testing.sink_suite")
+    pytest.register_assert_rewrite(
+        "backupkit.testing.sink_suite",
+        "backupkit.testing.source_suite",
+        "backupkit.testing.transform_suite",
+    )

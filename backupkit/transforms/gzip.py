@@ -3,12 +3,22 @@
 from __future__ import annotations
 
 import gzip
+import zlib
 from typing import Any, ClassVar, cast
 
 import attrs
 
 from backupkit.params import check_range
-from backupkit.plugin import Encoder, Reader, Register, Stage, Transform, Writer, hookimpl
+from backupkit.plugin import (
+    DamageChecked,
+    Encoder,
+    Reader,
+    Register,
+    Stage,
+    Transform,
+    Writer,
+    hookimpl,
+)
 
 
 @attrs.frozen
@@ -28,7 +38,9 @@ class GzipTransform(Transform):
         )
 
     def decoder(self, inp: Reader) -> Reader:
-        return gzip.GzipFile(fileobj=cast(Any, inp), mode="rb")
+        reader = gzip.GzipFile(fileobj=cast(Any, inp), mode="rb")
+        # BadGzipFile is an OSError; a cut-short member is an EOFError.
+        return DamageChecked(reader, (OSError, EOFError, zlib.error), "gzip stream")
 
 
 @hookimpl

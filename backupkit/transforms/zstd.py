@@ -8,7 +8,16 @@ import attrs
 import zstandard
 
 from backupkit.params import check_range
-from backupkit.plugin import Encoder, Reader, Register, Stage, Transform, Writer, hookimpl
+from backupkit.plugin import (
+    DamageChecked,
+    Encoder,
+    Reader,
+    Register,
+    Stage,
+    Transform,
+    Writer,
+    hookimpl,
+)
 
 
 @attrs.frozen
@@ -36,10 +45,13 @@ class ZstdTransform(Transform):
         return writer
 
     def decoder(self, inp: Reader) -> Reader:
+        # A stream cut at a frame's end decodes to a prefix without an error (libzstd
+        # reads across frames); the engine's size and checksum of the stored bytes
+        # catch that before a restore makes anything visible.
         reader: Reader = zstandard.ZstdDecompressor().stream_reader(
             cast(IO[bytes], inp), read_across_frames=True, closefd=False
         )
-        return reader
+        return DamageChecked(reader, (zstandard.ZstdError,), "zstd stream")
 
 
 @hookimpl
