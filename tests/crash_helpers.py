@@ -1,4 +1,4 @@
-"""Third-party-style plugins and probes for tests/test_crash_safety.py.
+"""Third-party-style plugins and probes for tests/engine/test_crash_safety.py.
 
 Each plugin is written the way an outside package would write it: an attrs class
 registered through the ``backupkit_register_*`` hooks of this module, which the

@@ -26,7 +26,8 @@ from backupkit.plugin import Register
 from backupkit.plugin.registry import PROJECT
 from backupkit.plugins import AUTOLOAD_ENV, DEFAULT_PLUGINS, ENTRY_POINT_GROUP, make_plugin_manager
 
-ROOT = Path(__file__).resolve().parent.parent
+# The repository root: the nearest folder above this file that holds pyproject.toml.
+ROOT = next(p for p in Path(__file__).resolve().parents if (p / "pyproject.toml").is_file())
 TESTS = ROOT / "tests"
 HOOKS_MD = ROOT / "docs" / "hooks.md"
 PLUGINS_MD = ROOT / "docs" / "plugins.md"

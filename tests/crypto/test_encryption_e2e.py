@@ -29,7 +29,8 @@ from backupkit.errors import BackupkitError, ConfigError, IntegrityError, KeyMis
 if TYPE_CHECKING:
     from conftest import Cli
 
-ROOT = Path(__file__).resolve().parent.parent
+# The repository root: the nearest folder above this file that holds pyproject.toml.
+ROOT = next(p for p in Path(__file__).resolve().parents if (p / "pyproject.toml").is_file())
 SMALL = 4096
 PASSPHRASE = "a passphrase nobody will guess 7f3c"
 MANIFEST_GLOB = "*/*.manifest.json"
