@@ -10,6 +10,9 @@ from pathlib import Path
 import pytest
 import treegen
 
+# A real PostgreSQL per test session (skipped where the server programs are missing).
+pytest_plugins = ["backupkit.testing.postgres"]
+
 
 @pytest.fixture
 def source_tree(tmp_path: Path) -> Path:

@@ -202,17 +202,22 @@ class Engine:
         self,
         ref: str = "latest",
         *,
-        to: str | os.PathLike[str] | None,
+        to: str | os.PathLike[str] | Mapping[str, str | os.PathLike[str]] | None,
         set_name: str | None = None,
         artifacts: Iterable[str] | None = None,
         overwrite: bool = False,
+        options: Mapping[str, Any] | None = None,
         allow_external_symlinks: bool = False,
         allow_unencrypted: bool = False,
         progress: ProgressCallback | None = None,
     ) -> RestoreResult:
         """Restore backup *ref* (``latest``, an id, a unique prefix, a time) into *to*.
 
-        One artifact restores into *to*; several each into ``to/<artifact name>``.
+        One artifact restores into *to*; several each into ``to/<artifact name>``, or
+        each into its own target given as a mapping (``{"files": "/srv/app", "db":
+        "postgresql://..."}``; then only the mapped artifacts unless *artifacts* says).
+        *options* are flags for the sources (``clean``, ``create``, ``no_owner``,
+        ``no_privileges`` for databases; *overwrite* means ``clean`` to them).
         An incremental backup restores its whole chain, full backup first. Every byte
         is checked against the manifests before anything becomes visible.
         *allow_external_symlinks* lets symlinks leading out of the target (``/etc/localtime``,
@@ -222,7 +227,8 @@ class Engine:
         """
         return restore.restore(
             self.parts, ref, to=to, set_name=set_name, artifacts=artifacts, overwrite=overwrite,
-            allow_external_symlinks=allow_external_symlinks, allow_unencrypted=allow_unencrypted,
+            options=options, allow_external_symlinks=allow_external_symlinks,
+            allow_unencrypted=allow_unencrypted,
             progress=progress,
         )
 

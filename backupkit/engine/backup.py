@@ -65,6 +65,19 @@ def backup(
     return run_operation(parts.plugins, operation, run.run)
 
 
+def expanded(sources: list[tuple[str, Source]]) -> list[tuple[str, Source]]:
+    """Each source's artifacts (:meth:`Source.expand`: a server's databases), in order;
+    two artifacts of one name are refused."""
+    out: list[tuple[str, Source]] = []
+    for name, source in sources:
+        out.extend(source.expand(name))
+    names = [n for n, _ in out]
+    for n in names:
+        if names.count(n) > 1:
+            raise ConfigError(f"two artifacts of this backup are named {n!r}; rename one of the sources")
+    return out
+
+
 @attrs.define
 class BackupRun:
     """One backup of one set: what it reads and where it stores, and what it has stored
@@ -124,7 +137,7 @@ class BackupRun:
             log.info("backup %s of set %s to %s started", run.run_id, self.set_cfg.name,
                      self.sink.location)
             artifacts: list[Artifact] = []
-            for name, source in self.sources:
+            for name, source in expanded(self.sources):
                 store = SourceStore(self.parts, self.sink, self.chain, self.committed,
                                     self.progress, self.t0, run, name, source, tier, stem, parent)
                 artifacts.extend(store.run())

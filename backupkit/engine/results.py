@@ -61,17 +61,22 @@ class VerifyResult:
 
 @attrs.frozen
 class RestoreResult:
-    """What a restore wrote: each artifact's target, the bytes read and the time taken."""
+    """What a restore wrote: each artifact's target, the bytes read, the time taken, and
+    what the sources checked after restoring (a database's row counts)."""
 
     backup_id: str
     targets: Mapping[str, str]
     bytes: int
     seconds: float
+    checks: Mapping[str, Mapping[str, Any]] = attrs.field(factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """A plain dict for JSON output."""
-        return {"backup_id": self.backup_id, "targets": dict(self.targets),
-                "bytes": self.bytes, "seconds": round(self.seconds, 3)}
+        out = {"backup_id": self.backup_id, "targets": dict(self.targets),
+               "bytes": self.bytes, "seconds": round(self.seconds, 3)}
+        if self.checks:
+            out["checks"] = {k: dict(v) for k, v in self.checks.items()}
+        return out
 
 
 @attrs.frozen

@@ -45,15 +45,22 @@ class BackupContext:
 
 @attrs.frozen
 class RestoreContext:
-    """Where and how a source should restore its stream."""
+    """Where and how a source should restore its stream.
+
+    ``target`` is a :class:`~pathlib.Path`, or a string when the user gave a URL
+    (``postgresql://...``). ``facts`` are what :meth:`Source.backup` returned for this
+    artifact (from the manifest), for checks after the restore. ``options`` are the
+    restore's flags (``clean``, ``create``, ``no_owner``...) for sources that read them.
+    """
 
     artifact: str
-    target: Path | None
+    target: Path | str | None
     overwrite: bool = False
     #: Whether symlinks whose targets lead out of the target (absolute, or up past its
     #: top) may be created as they are. Nothing is ever written through them.
     allow_external_symlinks: bool = False
     options: Mapping[str, Any] = attrs.field(factory=dict)
+    facts: Mapping[str, Any] = attrs.field(factory=dict)
 
 
 class Source(abc.ABC):
@@ -79,20 +86,43 @@ class Source(abc.ABC):
         """Parameters recorded in the manifest; secret fields are left out."""
         return public_params(self)
 
+    def expand(self, name: str) -> list[tuple[str, Source]]:
+        """The artifacts this source stores in one backup, each with the source that
+        writes and later restores it; by default one, *name*, written by this source.
+
+        A source covering several things (a server's databases) returns one source per
+        thing, each recorded in the manifest on its own (``<name>.<thing>``). Called once
+        per backup, before anything is stored: errors here leave nothing behind.
+        """
+        return [(name, self)]
+
+    def check(self, stream: Reader, ctx: RestoreContext) -> str | None:
+        """Read the raw stream to its end and check that it is well-formed, without
+        restoring it (``backupkit verify``); return a note for the report, or ``None``.
+
+        The default only reads it: the engine checks sizes and checksums at the end.
+        Raise :class:`backupkit.errors.IntegrityError` or ``RestoreError`` for a stream
+        that is damaged in a way only the source can tell.
+        """
+        while stream.read(1 << 20):
+            pass
+        return None
+
     @abc.abstractmethod
     def backup(self, out: Writer, ctx: BackupContext) -> Mapping[str, Any] | None:
         """Write the raw stream to *out*; return extra facts for the manifest, if any."""
 
     @abc.abstractmethod
-    def restore(self, stream: Reader, ctx: RestoreContext) -> None:
-        """Read the raw stream from *stream* and restore it as *ctx* says.
+    def restore(self, stream: Reader, ctx: RestoreContext) -> Mapping[str, Any] | None:
+        """Read the raw stream from *stream* and restore it as *ctx* says; return what
+        was checked after the restore (for the result), if anything.
 
         The engine checks sizes and checksums when *stream* reaches its end and raises
         :class:`backupkit.errors.IntegrityError` there, so read it to the end (EOF)
         before making anything visible.
         """
 
-    def restore_chain(self, streams: Iterator[Reader], ctx: RestoreContext) -> None:
+    def restore_chain(self, streams: Iterator[Reader], ctx: RestoreContext) -> Mapping[str, Any] | None:
         """Restore a full stream followed by incremental streams, oldest first.
 
         Called instead of :meth:`restore` when the backup is an incremental one.
