@@ -91,6 +91,17 @@ def qualified(schema: str, table: str) -> str:
     return f"{schema}.{table}"
 
 
+def unreadable(conn: Any, tables: Iterable[tuple[str, str]]) -> list[str]:
+    """The *tables* the connected role may not SELECT from (``schema.table``)."""
+    out = []
+    for schema, table in tables:
+        (ok,) = one(conn, "SELECT has_schema_privilege(%s, 'USAGE') AND has_table_privilege("
+                          "format('%%I.%%I', %s::text, %s::text), 'SELECT')", (schema, schema, table))
+        if not ok:
+            out.append(qualified(schema, table))
+    return out
+
+
 def row_counts(conn: Any, tables: Iterable[tuple[str, str]]) -> dict[str, int]:
     """``{"schema.table": exact count}`` for *tables*, in *conn*'s current snapshot."""
     from psycopg import sql

@@ -145,6 +145,12 @@ class PostgresSource(Source):
             tables = catalog.selected(catalog.all_tables(db), schemas=self.schemas,
                                       exclude_schemas=self.exclude_schemas, include=self.tables,
                                       exclude=self.exclude_tables)
+            if denied := catalog.unreadable(db, tables):
+                raise SourceError(
+                    f"pg_dump of database {conn.dbname!r}: permission denied for table {denied[0]}"
+                    f"{f' (and {len(denied) - 1} more)' if len(denied) > 1 else ''}: the role lacks "
+                    "SELECT on it; GRANT it, or leave it out with 'exclude_tables'"
+                )
             counts: dict[str, int] = {}
             stream_out(self._dump_args(pg_dump, conn, snapshot), conn, out,
                        what=f"pg_dump of database {conn.dbname!r} failed",
