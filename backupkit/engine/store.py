@@ -114,7 +114,7 @@ class SourceStore:
                     side.pipe.fail(exc)
                 pipe.fail(exc)
 
-        key = sink.key_for(self.tier, f"{self.stem}.{self.name}{self.source.extension}"
+        key = sink.key_for(self.tier, f"{self.stem}.{self.name}{self.source.stream_extension()}"
                            f"{self.extensions}", run=self.info)
         writer: ArtifactWriter = SinkWriter(sink.open_artifact(key, run_id=self.info.run_id), sink, key)
         thread = threading.Thread(target=produce, name=f"backupkit-source-{self.name}", daemon=True)

@@ -86,6 +86,11 @@ class Source(abc.ABC):
         """Parameters recorded in the manifest; secret fields are left out."""
         return public_params(self)
 
+    def stream_extension(self) -> str:
+        """The file extension of this source's stream; sources whose format depends on
+        their parameters override it (the default is the class's ``extension``)."""
+        return self.extension
+
     def expand(self, name: str) -> list[tuple[str, Source]]:
         """The artifacts this source stores in one backup, each with the source that
         writes and later restores it; by default one, *name*, written by this source.

@@ -483,3 +483,70 @@ def test_connection_keywords_win_over_the_url_and_the_password_stays_apart() -> 
     assert conn.redact("failed for pw at h") == "failed for *** at h"
     from_env = Conn.resolve(None, {}, None, env={"DATABASE_URL": "postgresql://x@y/z"})
     assert from_env.keywords == {"user": "x", "host": "y", "dbname": "z"}
+
+
+# -- the parallel directory mode --------------------------------------------------------------
+def test_the_parallel_directory_mode_round_trips_and_plain_pg_restore_reads_it(
+    pg: Database, tmp_path: Path
+) -> None:
+    populate(pg, rows=5000)
+    with pg.connect() as conn:  # data files whose dump ids are not in restore order
+        conn.execute("CREATE TABLE public.zzz_first AS SELECT i FROM generate_series(1, 300) i")
+        conn.execute("CREATE TABLE public.aaa_last AS SELECT i FROM generate_series(1, 200) i")
+        conn.execute("SELECT lo_from_bytea(0, 'second large object')")
+    temp = tmp_path / "scratch"
+    temp.mkdir()
+    engine = engine_over(tmp_path / "sink", {"type": "postgres", "name": "db", "url": pg.url,
+                                              "format": "directory", "jobs": 2, "temp_dir": str(temp)})
+    manifest = engine.backup()
+    artifact = manifest.artifact("db")
+    assert artifact.key.endswith(".tar.zst") and artifact.extra["format"] == "directory"
+    assert artifact.extra["tables"]["public.zzz_first"] == 300
+    assert list(temp.iterdir()) == []  # the temporary dump is gone
+    assert engine.verify(manifest.id).ok
+    target = pg.sibling("fromdir")
+    engine.restore(manifest.id, to=target.url, options={"create": True})
+    assert content(target.url) == content(pg.url)
+
+    if shutil.which("zstd"):
+        plain = pg.sibling("plaintar").create()
+        pipeline = (f"zstd -d < {tmp_path / 'sink' / artifact.key} | "
+                    f"pg_restore -Ft --exit-on-error -d '{plain.url}'")
+        done = subprocess.run(["bash", "-o", "pipefail", "-c", pipeline], capture_output=True, text=True,
+                              check=False)
+        assert done.returncode == 0, done.stderr
+        assert content(plain.url) == content(pg.url)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounts a tiny tmpfs")
+def test_a_full_temp_dir_in_directory_mode_is_a_one_line_error_and_nothing_is_stored(
+    pg: Database, tmp_path: Path
+) -> None:
+    populate(pg, rows=20_000)
+    tiny = tmp_path / "tiny"
+    tiny.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(tiny)],
+                      capture_output=True, check=False).returncode != 0:
+        pytest.skip("cannot mount a tmpfs here")
+    try:
+        engine = engine_over(tmp_path / "sink", {"type": "postgres", "name": "db", "url": pg.url,
+                                                  "format": "directory", "temp_dir": str(tiny)})
+        with pytest.raises(SourceError, match="No space left on device.*free space") as caught:
+            engine.backup()
+        assert "\n" not in str(caught.value)
+        assert list(tiny.iterdir()) == []
+    finally:
+        subprocess.run(["umount", str(tiny)], check=False)
+    assert manifest_files(tmp_path / "sink") == []
+
+
+def test_tar_members_follow_the_archives_restore_order() -> None:
+    from backupkit.sources.postgres.directory import member_order
+
+    listing = ("; comment\n214; 1259 16386 TABLE public a postgres\n"
+               "3350; 0 16400 TABLE DATA public aaa postgres\n3342; 0 16386 TABLE DATA public zzz postgres\n"
+               "3345; 0 0 BLOBS - BLOBS \n3360; 0 16500 SEQUENCE SET public s postgres\n")
+    names = ["3342.dat", "3350.dat", "blob_20.dat", "blob_3.dat", "blobs.toc", "toc.dat"]
+    assert member_order(listing, names) == [
+        "toc.dat", "3350.dat", "3342.dat", "blob_3.dat", "blob_20.dat", "blobs.toc",
+    ]

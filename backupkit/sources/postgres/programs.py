@@ -109,31 +109,56 @@ class Child:
                     pipe.close()
 
 
+def _alongside(during: Callable[[], None] | None) -> tuple[threading.Thread | None, list[BaseException]]:
+    errors: list[BaseException] = []
+    if during is None:
+        return None, errors
+
+    def run() -> None:
+        try:
+            during()
+        except BaseException as exc:  # reported after the program ends
+            errors.append(exc)
+
+    helper = threading.Thread(target=run, name="backupkit-postgres-counts", daemon=True)
+    helper.start()
+    return helper, errors
+
+
+def _joined(helper: threading.Thread | None, errors: list[BaseException]) -> None:
+    if helper is not None:
+        helper.join()
+    if errors:
+        raise errors[0]
+
+
+def run_program(args: Sequence[str], conn: Conn, *, what: str,
+                during: Callable[[], None] | None = None) -> str:
+    """Run a program that writes its own files; *during* runs in a thread meanwhile."""
+    child = Child(args, conn)
+    try:
+        helper, errors = _alongside(during)
+        stderr = child.finish(SourceError, what)
+        _joined(helper, errors)
+        return stderr
+    except BaseException:
+        child.kill()
+        raise
+
+
 def stream_out(args: Sequence[str], conn: Conn, out: Writer, *, what: str,
                during: Callable[[], None] | None = None) -> str:
     """Run a program whose stdout is the backup stream; copy it to *out*. *during* runs
-    in this thread while the program writes (in a helper thread it would race the pipe).
+    in a helper thread while the program writes.
     Returns the program's stderr; raises :class:`SourceError` when it fails."""
     child = Child(args, conn, stdout=True)
     try:
-        extra: list[BaseException] = []
-        helper = None
-        if during is not None:
-            def run() -> None:
-                try:
-                    during()
-                except BaseException as exc:  # reported after the program ends
-                    extra.append(exc)
-            helper = threading.Thread(target=run, name="backupkit-postgres-counts", daemon=True)
-            helper.start()
+        helper, errors = _alongside(during)
         assert child.proc.stdout is not None
         while chunk := child.proc.stdout.read1(CHUNK):  # type: ignore[attr-defined]
             out.write(chunk)
         stderr = child.finish(SourceError, what)
-        if helper is not None:
-            helper.join()
-        if extra:
-            raise extra[0]
+        _joined(helper, errors)
         return stderr
     except BaseException:
         child.kill()

@@ -26,6 +26,11 @@ from backupkit.sources.postgres.tools import candidates, find_program
 OPTIONS = ("clean", "create", "no_owner", "no_privileges")
 
 
+def archive_format(ctx: RestoreContext) -> str:
+    """pg_restore's ``--format`` for the artifact: a parallel dump is stored as tar."""
+    return "--format=tar" if ctx.facts.get("format") == "directory" else "--format=custom"
+
+
 def _dbname(conn: Conn) -> str:
     assert conn.dbname, "a target names its database"
     return conn.dbname
@@ -82,7 +87,7 @@ def restore_database(conn: Conn, stream: Reader, ctx: RestoreContext, *, bin_dir
                 )
             pg_restore = find_program("pg_restore", None, bin_dir)
             db.rollback()
-            args = [pg_restore, f"--dbname={conn.conninfo()}", "--no-password",
+            args = [pg_restore, f"--dbname={conn.conninfo()}", "--no-password", archive_format(ctx),
                     "--single-transaction", "--exit-on-error"]
             if clean:
                 args += ["--clean", "--if-exists"]
@@ -141,7 +146,7 @@ def check_archive(stream: Reader, ctx: RestoreContext, *, bin_dir: str | None, g
         return "checksums only: pg_restore is not installed here, so the archive was not read through"
     pg_restore = find_program("pg_restore", None, bin_dir)
     conn = Conn({})
-    child = Child([pg_restore, "--file=/dev/null"], conn, stdin=True)
+    child = Child([pg_restore, archive_format(ctx), "--file=/dev/null"], conn, stdin=True)
     try:
         assert child.proc.stdin is not None
         try:
