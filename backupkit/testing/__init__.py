@@ -21,6 +21,10 @@
             def sink(self, tmp_path):
                 return MySink(root=tmp_path)
 
+``backupkit.testing.postgres``
+    a throwaway PostgreSQL cluster per test session (``pg_cluster``) and a fresh
+    database per test (``pg``); skipped where the server programs are missing.
+
 ``backupkit.testing.s3server``
     a real S3 HTTP endpoint on 127.0.0.1 (moto's server mode) and the fixtures
     ``s3_server`` (one per session) and ``s3`` (reset, environment pointed at it).
