@@ -31,7 +31,6 @@ from typing import Any, BinaryIO, ClassVar
 import attrs
 
 import backupkit
-from backupkit import Manifest
 from backupkit.core.manifest import MANIFEST_SUFFIX
 from backupkit.plugin import (
     ArtifactWriter,
@@ -268,31 +267,6 @@ def backupkit_register_sources(register: Register) -> None:
     register.source(BlocksSource)
     register.source(DiskFillSource)
     register.source(SidecarSource)
-
-
-# -- lifecycle hooks ----------------------------------------------------------------
-@attrs.define
-class HookRecorder:
-    """Records lifecycle hook calls; *probe* runs inside each one (state at that moment)."""
-
-    probe: Callable[[RunInfo], Any] = lambda run: None
-    calls: list[tuple[str, RunInfo, Any, Any]] = attrs.field(factory=list)
-
-    @backupkit.hookimpl
-    def backupkit_before_run(self, run: RunInfo) -> None:
-        self.calls.append(("before_run", run, None, self.probe(run)))
-
-    @backupkit.hookimpl
-    def backupkit_after_run(self, run: RunInfo, manifest: Manifest) -> None:
-        self.calls.append(("after_run", run, manifest, self.probe(run)))
-
-    @backupkit.hookimpl
-    def backupkit_on_failure(self, run: RunInfo, error: BaseException) -> None:
-        self.calls.append(("on_failure", run, error, self.probe(run)))
-
-    @property
-    def names(self) -> list[str]:
-        return [c[0] for c in self.calls]
 
 
 # -- looking at a sink ----------------------------------------------------------------

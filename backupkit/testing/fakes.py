@@ -10,7 +10,7 @@ moves, a recorder of hook calls, and a factory for an engine over one set.
         engine = engine_for({"type": "my-source", "dsn": "..."}, sink=store,
                             clock=clock, plugins=[MyPlugin(), hooks])
         manifest = engine.backup()
-        assert hooks.names == ["operation", "before_run", "after_run"]
+        assert hooks.names == ["operation", "before_run", "after_run", "operation_end"]
         assert any(key.endswith(".manifest.json") for key in store.objects)
 
 Everything here is real code paths of the engine; only the storage and the time are
@@ -23,7 +23,7 @@ import datetime as dt
 import io
 import itertools
 import os
-from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
+from collections.abc import Callable, Collection, Generator, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, BinaryIO, ClassVar
 
 import attrs
@@ -201,11 +201,19 @@ class HookRecorder:
     ``on_failure``), the :class:`Operation` or :class:`RunInfo`, the result, manifest
     or error, and what *probe* returned when called inside the hook (the state of the
     world at that moment). ``fail_before`` makes ``before_run`` veto every run.
+    ``only`` limits the recording (and the probing) to some hook names, for instance
+    ``HookRecorder(only=HookRecorder.LIFECYCLE)``; by default every hook is recorded.
     """
+
+    #: The run hooks: ``before_run``, ``after_run``, ``on_failure``.
+    LIFECYCLE: ClassVar[frozenset[str]] = frozenset({"before_run", "after_run", "on_failure"})
+    #: The two halves of the ``backupkit_operation`` wrapper.
+    OPERATION: ClassVar[frozenset[str]] = frozenset({"operation", "operation_end"})
 
     probe: Callable[[Any], Any] = lambda subject: None
     fail_before: BaseException | None = None
     calls: list[tuple[str, Any, Any, Any]] = attrs.field(factory=list)
+    only: Collection[str] | None = None
 
     @property
     def names(self) -> list[str]:
@@ -217,6 +225,8 @@ class HookRecorder:
         return [(subject, detail) for hook, subject, detail, _ in self.calls if hook == name]
 
     def _add(self, name: str, subject: Any, detail: Any) -> None:
+        if self.only is not None and name not in self.only:
+            return
         self.calls.append((name, subject, detail, self.probe(subject)))
 
     @hookimpl(wrapper=True)
@@ -262,7 +272,7 @@ def _source_entry(spec: SourceSpec, index: int) -> dict[str, Any]:
 def engine_for(
     sources: SourceSpec | Iterable[SourceSpec],
     *,
-    sink: MemoryStore | str | os.PathLike[str] | None = None,
+    sink: MemoryStore | Mapping[str, Any] | str | os.PathLike[str] | None = None,
     set_name: str = "app",
     plugins: Iterable[object] = (),
     env: Mapping[str, str] | None = None,
@@ -275,9 +285,10 @@ def engine_for(
     *sources* is one source or a list: a path (a ``filesystem`` source over it) or a
     source's configuration mapping (``{"type": ..., "name": ..., **params}``; the first
     unnamed one is called ``files``). *sink* is a :class:`MemoryStore` (the memory sink
-    is then registered), a location, or by default a new memory store. *env* defaults
-    to an empty environment, so the host's ``BACKUP_*`` variables never leak in;
-    *set_body* adds set keys (``encrypt``, ``retention``, ``compress``...).
+    is then registered), a location, a sink's configuration mapping (``{"type": ...,
+    **params}``, as for a sink a plugin registers), or by default a new memory store.
+    *env* defaults to an empty environment, so the host's ``BACKUP_*`` variables never
+    leak in; *set_body* adds set keys (``encrypt``, ``retention``, ``compress``...).
     """
     from backupkit.engine import Engine  # the kit is imported by plugins; keep it light
 
@@ -288,9 +299,12 @@ def engine_for(
     extra: list[object] = []
     if sink is None:
         sink = MemoryStore()
+    location: str | dict[str, Any]
     if isinstance(sink, MemoryStore):
         extra.append(MemoryPlugin())
         location = sink.url
+    elif isinstance(sink, Mapping):
+        location = dict(sink)
     else:
         location = os.fspath(sink)
     body = {"sources": [_source_entry(s, i) for i, s in enumerate(specs)], "sink": location, **set_body}

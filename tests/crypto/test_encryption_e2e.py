@@ -25,6 +25,7 @@ from backupkit import Engine, Manifest
 from backupkit.crypto.keys import KEY_ENV, Key, Keyring
 from backupkit.crypto.stream import HEADER_SIZE, TAG_SIZE
 from backupkit.errors import BackupkitError, ConfigError, IntegrityError, KeyMissingError
+from backupkit.testing import fakes
 
 if TYPE_CHECKING:
     from conftest import Cli
@@ -57,19 +58,23 @@ def key() -> Key:
     return Key.generate()
 
 
+TRANSFORMS: list[Any] = ["zstd", {"type": "aes", "chunk_size": SMALL}]
+
+
 def config(sink: Path, src: Path, **set_body: Any) -> dict[str, Any]:
     body: dict[str, Any] = {
         "sources": [{"type": "filesystem", "name": "files", "paths": [str(src)]}],
         "sink": str(sink),
-        "transforms": ["zstd", {"type": "aes", "chunk_size": SMALL}],
+        "transforms": TRANSFORMS,
         **set_body,
     }
     return {"sets": {"app": body}}
 
 
-def engine_for(sink: Path, src: Path, key_text: str | None, **set_body: Any) -> Engine:
+def engine_for(sink: Path, src: Path, key_text: str | None, **kw: Any) -> Engine:
+    """Set ``app`` over *src*, zstd then aes unless *kw* says otherwise; *key_text* in the env."""
     env = {KEY_ENV: key_text} if key_text else {}
-    return Engine.from_config(config(sink, src, **set_body), env=env)
+    return fakes.engine_for(src, sink=sink, env=env, **{"transforms": TRANSFORMS, **kw})
 
 
 def main_artifact(manifest: Manifest) -> Any:
@@ -190,7 +195,7 @@ def test_key_rotation_new_key_writes_old_keys_still_read(tmp_path: Path, src: Pa
     keys = tmp_path / "keys"
     keys.write_text(f"# new key first\n{new.encode()}\n{old.encode()}\n")
     keys.chmod(0o600)
-    engine = Engine.from_config(config(sink, src), env={}, key_file=keys)
+    engine = engine_for(sink, src, None, key_file=keys)
     assert engine.keyring.ids() == [new.id, old.id]
     second = engine.backup()
     assert main_artifact(first).transforms[1].params["key_id"] == old.id
@@ -198,7 +203,7 @@ def test_key_rotation_new_key_writes_old_keys_still_read(tmp_path: Path, src: Pa
     for i, manifest in enumerate((first, second)):
         engine.restore(manifest.id, to=tmp_path / f"out{i}")
         assert same_tree(src, restored_tree(tmp_path / f"out{i}", src))
-    only_new = Engine.from_config(config(sink, src), env={KEY_ENV: new.encode()})
+    only_new = engine_for(sink, src, new.encode())
     with pytest.raises(KeyMissingError, match=old.id):
         only_new.restore(first.id, to=tmp_path / "out-old")
 
@@ -234,7 +239,7 @@ def test_wrong_key_names_the_key_id_needed(tmp_path: Path, src: Path, key: Key) 
 def test_missing_key_when_the_manifest_says_encrypted(tmp_path: Path, src: Path, key: Key) -> None:
     sink = tmp_path / "sink"
     manifest = engine_for(sink, src, key.encode()).backup()
-    engine = Engine.from_config(config(sink, src), env={})
+    engine = engine_for(sink, src, None)
     assert not engine.keyring
     with pytest.raises(KeyMissingError, match=f"encrypted with key {key.id}.*configured: none"):
         engine.restore(manifest.id, to=tmp_path / "out")

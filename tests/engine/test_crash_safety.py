@@ -24,13 +24,14 @@ from typing import Any
 import crash_helpers
 import pytest
 from conftest import Cli
-from crash_helpers import HookRecorder, files_under, incompressible
+from crash_helpers import files_under, incompressible
 
 from backupkit import Config, Engine, Manifest
 from backupkit.errors import SinkError, SourceError
 from backupkit.plugin import RunInfo
 from backupkit.sinks.local import LocalSink
 from backupkit.streaming import CHUNK, DEPTH, Cancelled, ChunkPipe
+from backupkit.testing.fakes import HookRecorder
 
 MIB = 1 << 20
 BIG_MIB = 300  # the "large artifact" a run is killed in the middle of
@@ -321,7 +322,7 @@ def test_enospc_from_a_sink_plugin_leaves_catalog_as_before(tmp_path: Path) -> N
     before = catalog_state(sink)
     before_tiers = tiers(sink)
     src = small_tree(tmp_path / "src", mib=6)
-    recorder = HookRecorder()
+    recorder = HookRecorder(only=HookRecorder.LIFECYCLE)
 
     engine = quota_engine(sink, fs_source(src), recorder=recorder, enospc_after=2 * MIB)
     with pytest.raises(SinkError) as failed:
@@ -344,7 +345,7 @@ def test_enospc_writing_the_manifest_removes_the_stored_artifacts(tmp_path: Path
     baseline(sink, tmp_path)
     before = catalog_state(sink)
     before_tiers = tiers(sink)
-    recorder = HookRecorder(probe=lambda run: tiers(sink))
+    recorder = HookRecorder(probe=lambda run: tiers(sink), only=HookRecorder.LIFECYCLE)
     engine = quota_engine(
         sink,
         fs_source(small_tree(tmp_path / "a", seed=5), "first"),
@@ -408,7 +409,8 @@ def test_source_failing_halfway_leaves_catalog_and_calls_on_failure(
     baseline(sink, tmp_path)
     before = catalog_state(sink)
     before_tiers = tiers(sink)
-    recorder = HookRecorder(probe=lambda run: (catalog_state(sink), in_temp(sink)))
+    recorder = HookRecorder(probe=lambda run: (catalog_state(sink), in_temp(sink)),
+                            only=HookRecorder.LIFECYCLE)
     config = set_config(
         str(sink),
         fs_source(small_tree(tmp_path / "src")),  # stored and committed first
@@ -519,7 +521,7 @@ def test_before_and_after_run_hooks_see_the_run_and_its_manifest(tmp_path: Path)
         ids = [m["id"] for m in catalog_state(sink)[0]]
         return (run.run_id in ids, (sink / "temp" / run.run_id).exists())
 
-    recorder = HookRecorder(probe=probe)
+    recorder = HookRecorder(probe=probe, only=HookRecorder.LIFECYCLE)
     config = set_config(str(sink), fs_source(small_tree(tmp_path / "src")))
     engine = Engine.from_config(config, plugins=[recorder])
     manifest = engine.backup(reason="nightly", tags=["t1"])

@@ -10,44 +10,29 @@ from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import pytest
 
 from backupkit import Engine
 from backupkit.crypto.keys import KEY_ENV, Key
 from backupkit.errors import IntegrityError
+from backupkit.testing.fakes import SteppingClock, engine_for
 
 if TYPE_CHECKING:
     from conftest import Cli
 
 
-def set_config(sink: Path, src: Path, *, encrypt: bool, seal: bool = False) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "sources": [{"type": "filesystem", "name": "files", "paths": [str(src)]}],
-        "sink": str(sink),
-        "encrypt": encrypt,
-        "encrypt_manifest": seal,
-    }
-    return {"sets": {"app": body}}
+# Each test's clock moves an hour on at every reading (the first reads 03:00), so backups
+# get distinct, ordered times.
+HOUR = dt.timedelta(hours=1)
+FIRST_READING = dt.datetime(2026, 1, 1, 3, 0, tzinfo=dt.UTC)
 
 
-class Clock:
-    """A clock a test moves on, so backups get distinct, ordered times."""
-
-    def __init__(self) -> None:
-        self.now = dt.datetime(2026, 1, 1, 2, 0, tzinfo=dt.UTC)
-
-    def __call__(self) -> dt.datetime:
-        self.now += dt.timedelta(hours=1)
-        return self.now
-
-
-def engine(sink: Path, src: Path, clock: Clock, key: Key | None, **kw: Any) -> Engine:
+def engine(sink: Path, src: Path, clock: SteppingClock, key: Key | None, *, encrypt: bool,
+           seal: bool = False) -> Engine:
     env = {KEY_ENV: key.encode()} if key else {}
-    e = Engine.from_config(set_config(sink, src, **kw), env=env)
-    e.clock = clock
-    return e
+    return engine_for(src, sink=sink, env=env, clock=clock, encrypt=encrypt, encrypt_manifest=seal)
 
 
 def tree(root: Path, text: str) -> Path:
@@ -58,7 +43,7 @@ def tree(root: Path, text: str) -> Path:
 
 @pytest.mark.parametrize("seal", [False, True])
 def test_a_plain_backup_planted_in_an_encrypted_set_is_refused(tmp_path: Path, seal: bool) -> None:
-    sink, clock, key = tmp_path / "sink", Clock(), Key.generate()
+    sink, clock, key = tmp_path / "sink", SteppingClock(FIRST_READING, HOUR), Key.generate()
     owner = engine(sink, tree(tmp_path / "src", "the real data\n"), clock, key, encrypt=True, seal=seal)
     owner.backup("app")
     # The attacker: write access to the sink, no key. A plain backup of the same set, newer.
@@ -77,7 +62,7 @@ def test_a_plain_backup_planted_in_an_encrypted_set_is_refused(tmp_path: Path, s
 
 
 def test_a_plain_manifest_in_a_set_that_seals_them_is_refused(tmp_path: Path) -> None:
-    sink, clock, key = tmp_path / "sink", Clock(), Key.generate()
+    sink, clock, key = tmp_path / "sink", SteppingClock(FIRST_READING, HOUR), Key.generate()
     owner = engine(sink, tree(tmp_path / "src", "real\n"), clock, key, encrypt=True, seal=True)
     owner.backup("app")
     # Encrypted artifacts, but a manifest anyone could have written: not what the set does.
@@ -89,7 +74,7 @@ def test_a_plain_manifest_in_a_set_that_seals_them_is_refused(tmp_path: Path) ->
 
 
 def test_backups_from_before_encryption_was_turned_on_still_restore(tmp_path: Path, cli: Cli) -> None:
-    sink, clock, key = tmp_path / "sink", Clock(), Key.generate()
+    sink, clock, key = tmp_path / "sink", SteppingClock(FIRST_READING, HOUR), Key.generate()
     before = engine(sink, tree(tmp_path / "src", "plain days\n"), clock, None, encrypt=False)
     old = before.backup("app")
     after = engine(sink, tree(tmp_path / "src", "encrypted days\n"), clock, key, encrypt=True)

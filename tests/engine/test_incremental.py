@@ -16,14 +16,7 @@ import zstandard
 from treegen import assert_same_tree, make_tree
 
 import backupkit
-
-
-def engine_for(src: Path, sink: Path) -> backupkit.Engine:
-    return backupkit.Engine.from_config(
-        {"sets": {"app": {"sources": [{"type": "filesystem", "name": "files", "paths": [str(src)]}],
-                          "sink": str(sink)}}},
-        env={},
-    )
+from backupkit.testing.fakes import engine_for
 
 
 def copy_of(src: Path, dest: Path) -> Path:
@@ -87,7 +80,7 @@ def change_5(src: Path) -> None:  # a new hard link; nothing else
 @pytest.mark.integration
 def test_full_then_five_incrementals_each_point_restores_exactly(tmp_path: Path) -> None:
     src = make_tree(tmp_path / "app")
-    engine = engine_for(src, tmp_path / "sink")
+    engine = engine_for(src, sink=tmp_path / "sink")
     points = []
     first = engine.backup("app", kind="full")
     points.append((first, copy_of(src, tmp_path / "copy0")))
@@ -109,7 +102,7 @@ def test_full_then_five_incrementals_each_point_restores_exactly(tmp_path: Path)
 @pytest.mark.integration
 def test_incremental_stores_only_changed_files_and_lists_deletions(tmp_path: Path) -> None:
     src = make_tree(tmp_path / "app")
-    engine = engine_for(src, tmp_path / "sink")
+    engine = engine_for(src, sink=tmp_path / "sink")
     full = engine.backup("app")
     files = full.artifact("files")
     change_1(src)
@@ -128,7 +121,7 @@ def test_incremental_stores_only_changed_files_and_lists_deletions(tmp_path: Pat
 
 def test_replaced_file_with_same_content_is_not_stored_again(tmp_path: Path) -> None:
     src = make_tree(tmp_path / "app")
-    engine = engine_for(src, tmp_path / "sink")
+    engine = engine_for(src, sink=tmp_path / "sink")
     engine.backup("app")
     same = (src / "binary.bin").read_bytes()
     replace_keeping_size_and_mtime(src / "binary.bin", same)  # new inode, same bytes
@@ -145,7 +138,7 @@ def test_incremental_without_a_full_backup_runs_as_full_and_says_so(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     src = make_tree(tmp_path / "app")
-    engine = engine_for(src, tmp_path / "sink")
+    engine = engine_for(src, sink=tmp_path / "sink")
     with caplog.at_level(logging.WARNING, logger="backupkit"):
         manifest = engine.backup("app", kind="incremental")
     assert manifest.kind == "full" and manifest.parent_id is None
@@ -155,7 +148,7 @@ def test_incremental_without_a_full_backup_runs_as_full_and_says_so(
 def test_restore_fails_clearly_when_a_link_of_the_chain_is_missing(tmp_path: Path) -> None:
     src = make_tree(tmp_path / "app")
     sink = tmp_path / "sink"
-    engine = engine_for(src, sink)
+    engine = engine_for(src, sink=sink)
     full = engine.backup("app")
     change_1(src)
     inc = engine.backup("app", kind="incremental")
@@ -189,7 +182,7 @@ def test_file_names_that_are_not_utf8_survive_full_incremental_and_restore(tmp_p
     bad, later = os.fsencode(src) + b"/bad-\xff.txt", os.fsencode(src) + b"/later-\xfe\xfd.txt"
     with open(bad, "wb") as fh:
         fh.write(b"first")
-    engine = engine_for(src, tmp_path / "sink")
+    engine = engine_for(src, sink=tmp_path / "sink")
     full = engine.backup()
     with open(later, "wb") as fh:
         fh.write(b"second")
@@ -253,7 +246,7 @@ def test_a_directory_renamed_and_replaced_by_a_symlink_keeps_its_contents_on_res
     (src / "data/deeper").mkdir(parents=True)
     (src / "data/report.txt").write_text("precious\n")
     (src / "data/deeper/notes.txt").write_text("also precious\n")
-    engine = engine_for(src, sink)
+    engine = engine_for(src, sink=sink)
     engine.backup("app")
     (src / "data").rename(src / "data-2024")
     (src / "data").symlink_to("data-2024")  # the old name now leads to the new place
@@ -271,7 +264,7 @@ def test_an_edit_that_puts_the_old_mtime_back_is_still_stored(tmp_path: Path) ->
     src, sink = tmp_path / "src", tmp_path / "sink"
     src.mkdir()
     (src / "balance.txt").write_text("balance=100\n")
-    engine = engine_for(src, sink)
+    engine = engine_for(src, sink=sink)
     engine.backup("app")
     st = (src / "balance.txt").stat()
     with (src / "balance.txt").open("r+") as fh:  # same size, same inode
@@ -289,7 +282,7 @@ def test_a_file_whose_ctime_alone_changed_is_hashed_not_stored_again(tmp_path: P
     src, sink = tmp_path / "src", tmp_path / "sink"
     src.mkdir()
     (src / "same.bin").write_bytes(os.urandom(10_000))
-    engine = engine_for(src, sink)
+    engine = engine_for(src, sink=sink)
     engine.backup("app")
     os.chmod(src / "same.bin", 0o600)
     os.chmod(src / "same.bin", (src / "same.bin").stat().st_mode | 0o044)  # back: only ctime moved
@@ -307,7 +300,7 @@ def test_an_incremental_whose_parent_is_deleted_while_it_runs_fails_and_keeps_no
     src, sink = tmp_path / "src", tmp_path / "sink"
     src.mkdir()
     (src / "a.txt").write_text("a\n")
-    engine = engine_for(src, sink)
+    engine = engine_for(src, sink=sink)
     parent = engine.backup("app")
     (parent_manifest,) = [p for p in sink.rglob("*.manifest.json") if parent.id in p.name]
     before = sorted(p.relative_to(sink).as_posix() for p in sink.rglob("*") if p.is_file())
@@ -334,7 +327,7 @@ def test_an_incremental_on_a_backup_whose_chain_is_broken_runs_as_a_full_one(
     src, sink = tmp_path / "src", tmp_path / "sink"
     src.mkdir()
     (src / "a.txt").write_text("a\n")
-    engine = engine_for(src, sink)
+    engine = engine_for(src, sink=sink)
     engine.backup("app")
     base = engine.backup("app")
     engine.backup("app", kind="incremental")

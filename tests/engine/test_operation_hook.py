@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from collections.abc import Generator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -13,59 +12,38 @@ import backupkit
 from backupkit.engine.results import PruneResult, RestoreResult, VerifyResult
 from backupkit.errors import PluginError, SourceError
 from backupkit.plugin import Operation, hookimpl
-
-
-class Recorder:
-    """Records each operation and how it ended."""
-
-    def __init__(self) -> None:
-        self.seen: list[tuple[str, Operation, Any]] = []
-
-    @hookimpl(wrapper=True)
-    def backupkit_operation(self, operation: Operation) -> Generator[None, object, object]:
-        self.seen.append(("start", operation, None))
-        try:
-            result = yield
-        except BaseException as exc:
-            self.seen.append(("error", operation, exc))
-            raise
-        self.seen.append(("result", operation, result))
-        return result
+from backupkit.testing.fakes import HookRecorder, engine_for
 
 
 def engine(tmp_path: Path, *plugins: object, paths: list[str] | None = None) -> backupkit.Engine:
     src = tmp_path / "src"
     src.mkdir(exist_ok=True)
     (src / "a.txt").write_text("alpha")
-    return backupkit.Engine.from_config(
-        {"sets": {"app": {
-            "sources": [{"type": "filesystem", "name": "files", "paths": paths or [str(src)]}],
-            "sink": str(tmp_path / "sink"),
-        }}},
-        plugins=plugins, env={},
-    )
+    source = {"type": "filesystem", "paths": paths or [str(src)]}
+    return engine_for(source, sink=tmp_path / "sink", plugins=plugins)
 
 
 def test_every_verb_runs_inside_the_operation_hook_with_its_result(tmp_path: Path) -> None:
-    rec = Recorder()
+    rec = HookRecorder(only=HookRecorder.OPERATION)  # each operation and how it ended
     eng = engine(tmp_path, rec)
     manifest = eng.backup("app")
     verified = eng.verify("latest")
     restored = eng.restore("latest", to=tmp_path / "out")
     pruned = eng.prune("app", dry_run=True)
-    verbs = [(kind, op.verb) for kind, op, _ in rec.seen]
+    verbs = [(name, op.verb) for name, op, _, _ in rec.calls]
     assert verbs == [
-        ("start", "backup"), ("result", "backup"),
-        ("start", "verify"), ("result", "verify"),
-        ("start", "restore"), ("result", "restore"),
-        ("start", "prune"), ("result", "prune"),
+        ("operation", "backup"), ("operation_end", "backup"),
+        ("operation", "verify"), ("operation_end", "verify"),
+        ("operation", "restore"), ("operation_end", "restore"),
+        ("operation", "prune"), ("operation_end", "prune"),
     ]
-    backup_op = rec.seen[0][1]
+    backup_op = rec.calls[0][1]
     assert backup_op.run_id == manifest.id
     assert backup_op.set_name == "app"
     assert backup_op.sink == str(tmp_path / "sink")
     assert backup_op.started_at == manifest.created_at
-    results = [r for kind, _, r in rec.seen if kind == "result"]
+    results = [r for _, r in rec.of("operation_end")]
+    assert not any(isinstance(r, BaseException) for r in results)
     assert results[0] is manifest
     assert results[1] is verified and isinstance(verified, VerifyResult) and verified.ok
     assert results[2] is restored and isinstance(restored, RestoreResult)
@@ -74,12 +52,12 @@ def test_every_verb_runs_inside_the_operation_hook_with_its_result(tmp_path: Pat
 
 
 def test_a_wrapper_sees_the_error_of_a_failed_backup(tmp_path: Path) -> None:
-    rec = Recorder()
+    rec = HookRecorder(only=HookRecorder.OPERATION)
     eng = engine(tmp_path, rec, paths=[str(tmp_path / "missing")])
     with pytest.raises(SourceError) as caught:
         eng.backup("app")
-    assert [kind for kind, _, _ in rec.seen] == ["start", "error"]
-    assert rec.seen[1][2] is caught.value
+    assert rec.names == ["operation", "operation_end"]
+    assert rec.calls[1][2] is caught.value
     assert len(eng.catalog()) == 0
 
 
@@ -126,7 +104,7 @@ def test_a_plain_operation_implementation_is_refused_by_name() -> None:
 
 
 def test_prune_of_two_sinks_names_no_single_sink(tmp_path: Path) -> None:
-    rec = Recorder()
+    rec = HookRecorder(only=HookRecorder.OPERATION)
     src = tmp_path / "src"
     src.mkdir()
     body = {"sources": [{"type": "filesystem", "paths": [str(src)]}]}
@@ -136,5 +114,5 @@ def test_prune_of_two_sinks_names_no_single_sink(tmp_path: Path) -> None:
         plugins=[rec], env={},
     )
     eng.prune(dry_run=True)
-    op = rec.seen[0][1]
+    op = rec.calls[0][1]
     assert (op.verb, op.set_name, op.sink) == ("prune", None, None)

@@ -18,31 +18,23 @@ from backupkit.engine.prune import ORPHAN_GRACE, UNTRACKED_RUN_GRACE, find_orpha
 from backupkit.errors import ConfigError, SinkError
 from backupkit.sinks.local import LocalSink
 from backupkit.sinks.s3 import S3Sink
+from backupkit.testing.fakes import SteppingClock, engine_for
 
 UTC = dt.UTC
 
 
-class Clock:
-    def __init__(self, start: dt.datetime) -> None:
-        self.now = start
-
-    def __call__(self) -> dt.datetime:
-        return self.now
-
-
-def make_engine(tmp_path: Path, clock: Clock, **set_extra: Any) -> backupkit.Engine:
+def make_engine(tmp_path: Path, clock: SteppingClock, **set_extra: Any) -> backupkit.Engine:
     src = tmp_path / "src"
     src.mkdir(exist_ok=True)
     (src / "f.txt").write_text("data\n")
-    body = {"sources": [{"type": "filesystem", "paths": [str(src)]}], "sink": str(tmp_path / "sink"), **set_extra}
-    return backupkit.Engine.from_config({"sets": {"app": body}}, env={}, clock=clock)
+    return engine_for(src, sink=tmp_path / "sink", clock=clock, **set_extra)
 
 
-def daily_backups(engine: backupkit.Engine, clock: Clock, days: int) -> list[backupkit.Manifest]:
+def daily_backups(engine: backupkit.Engine, clock: SteppingClock, days: int) -> list[backupkit.Manifest]:
     made = []
     for _ in range(days):
         made.append(engine.backup("app"))
-        clock.now += dt.timedelta(days=1)
+        clock.advance(days=1)
     return made
 
 
@@ -52,7 +44,7 @@ def stored_files(sink: Path) -> set[str]:
 
 
 def test_dry_run_deletes_nothing_and_yes_deletes_exactly_the_plan(tmp_path: Path) -> None:
-    clock = Clock(dt.datetime(2024, 1, 1, 2, 0, tzinfo=UTC))
+    clock = SteppingClock(dt.datetime(2024, 1, 1, 2, 0, tzinfo=UTC))
     engine = make_engine(tmp_path, clock)
     made = daily_backups(engine, clock, 10)
     before = stored_files(tmp_path / "sink")
@@ -73,7 +65,7 @@ def test_dry_run_deletes_nothing_and_yes_deletes_exactly_the_plan(tmp_path: Path
 
 
 def test_configured_retention_table_is_used(tmp_path: Path) -> None:
-    clock = Clock(dt.datetime(2024, 1, 1, 2, 0, tzinfo=UTC))
+    clock = SteppingClock(dt.datetime(2024, 1, 1, 2, 0, tzinfo=UTC))
     engine = make_engine(tmp_path, clock, retention={"keep_daily": 2})
     daily_backups(engine, clock, 5)
     (result,) = engine.prune(dry_run=False)
@@ -82,7 +74,7 @@ def test_configured_retention_table_is_used(tmp_path: Path) -> None:
 
 
 def test_default_policy_keeps_seed_tiers(tmp_path: Path) -> None:
-    clock = Clock(dt.datetime(2024, 1, 1, 2, 0, tzinfo=UTC))
+    clock = SteppingClock(dt.datetime(2024, 1, 1, 2, 0, tzinfo=UTC))
     engine = make_engine(tmp_path, clock)
     daily_backups(engine, clock, 40)
     engine.prune(dry_run=False)
@@ -108,7 +100,7 @@ class FailingDeletes(LocalSink):
 
 
 def test_a_crash_mid_prune_leaves_no_manifest_pointing_at_missing_data(tmp_path: Path) -> None:
-    clock = Clock(dt.datetime(2024, 1, 1, 2, 0, tzinfo=UTC))
+    clock = SteppingClock(dt.datetime(2024, 1, 1, 2, 0, tzinfo=UTC))
     engine = make_engine(tmp_path, clock)
     daily_backups(engine, clock, 6)
     class Plugin:
@@ -116,11 +108,8 @@ def test_a_crash_mid_prune_leaves_no_manifest_pointing_at_missing_data(tmp_path:
         def backupkit_register_sinks(self, register: backupkit.plugin.Register) -> None:
             register.sink(FailingDeletes)
 
-    crashing = backupkit.Engine.from_config(
-        {"sets": {"app": {"sources": [{"type": "filesystem", "paths": [str(tmp_path / "src")]}],
-                          "sink": {"type": "failing-local", "root": str(tmp_path / "sink")}}}},
-        env={}, clock=clock, plugins=[Plugin()],
-    )
+    crashing = engine_for(tmp_path / "src", sink={"type": "failing-local", "root": str(tmp_path / "sink")},
+                          clock=clock, plugins=[Plugin()])
     with pytest.raises(SinkError, match="simulated crash"):
         crashing.prune(policy=RetentionPolicy(keep_last=2), dry_run=False)
     engine = make_engine(tmp_path, clock)
@@ -129,7 +118,7 @@ def test_a_crash_mid_prune_leaves_no_manifest_pointing_at_missing_data(tmp_path:
     for m in remaining:
         assert engine.verify(m.id).ok, m.id  # every manifest still has all its data
     # The dead prune left the artifacts of the deleted manifest: the next prune collects them.
-    clock.now += dt.timedelta(days=1)
+    clock.advance(days=1)
     (result,) = engine.prune(policy=RetentionPolicy(keep_last=2), dry_run=False)
     assert len(result.orphans) >= 2  # the orphaned archive and its index
     assert len(engine.catalog()) == 2
@@ -139,7 +128,7 @@ def test_a_crash_mid_prune_leaves_no_manifest_pointing_at_missing_data(tmp_path:
 
 
 def test_orphans_respect_grace_running_backups_unknown_files_and_unreadable_manifests(tmp_path: Path) -> None:
-    clock = Clock(dt.datetime(2024, 1, 10, 2, 0, tzinfo=UTC))
+    clock = SteppingClock(dt.datetime(2024, 1, 10, 2, 0, tzinfo=UTC))
     engine = make_engine(tmp_path, clock)
     kept = engine.backup("app")
     sink = tmp_path / "sink"
@@ -204,7 +193,7 @@ def test_cli_simulation_reports_each_month(tmp_path: Path, cli: Any) -> None:
 
 
 def test_api_simulation_uses_catalog_sizes(tmp_path: Path) -> None:
-    clock = Clock(dt.datetime(2024, 1, 1, 2, 0, tzinfo=UTC))
+    clock = SteppingClock(dt.datetime(2024, 1, 1, 2, 0, tzinfo=UTC))
     engine = make_engine(tmp_path, clock)
     made = daily_backups(engine, clock, 2)
     rows = engine.simulate(RetentionPolicy(keep_last=3), duration=dt.timedelta(days=60),
@@ -216,25 +205,22 @@ def test_api_simulation_uses_catalog_sizes(tmp_path: Path) -> None:
 
 
 def test_prune_of_a_sink_holding_another_sink_leaves_the_inner_sink_alone(tmp_path: Path) -> None:
-    clock = Clock(dt.datetime(2024, 1, 1, 2, 0, tzinfo=UTC))
+    clock = SteppingClock(dt.datetime(2024, 1, 1, 2, 0, tzinfo=UTC))
     src = tmp_path / "src"
     src.mkdir()
     (src / "f.txt").write_text("data\n")
     outer, inner = tmp_path / "bk", tmp_path / "bk" / "laptop"
 
-    def engine_for(set_name: str, sink: Path) -> backupkit.Engine:
-        body = {"sources": [{"type": "filesystem", "paths": [str(src)]}], "sink": str(sink)}
-        return backupkit.Engine.from_config({"sets": {set_name: body}}, env={}, clock=clock)
-
-    server, laptop = engine_for("server", outer), engine_for("laptop", inner)
+    server = engine_for(src, sink=outer, set_name="server", clock=clock)
+    laptop = engine_for(src, sink=inner, set_name="laptop", clock=clock)
     for _ in range(3):
         server.backup()
         laptop.backup()
-        clock.now += dt.timedelta(days=1)
+        clock.advance(days=1)
     inner_files = {p: p.read_bytes() for p in inner.rglob("*") if p.is_file()}
     assert {m.set_name for m in server.catalog()} == {"server"}  # not the inner sink's backups
 
-    clock.now += dt.timedelta(days=30)  # past every orphan grace
+    clock.advance(days=30)  # past every orphan grace
     outer_only = backupkit.Engine(backupkit.Config.for_sink(str(outer)), clock=clock)
     (result,) = outer_only.prune(policy=RetentionPolicy(keep_last=1), dry_run=False)
     assert len(result.deleted) == 2 and result.orphans == ()

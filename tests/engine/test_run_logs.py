@@ -9,16 +9,13 @@ from pathlib import Path
 from backupkit import Engine
 from backupkit.crypto.keys import KEY_ENV, Key, Keyring
 from backupkit.crypto.sealed import is_sealed_manifest, open_manifest
+from backupkit.testing import fakes
 
 
 def engine_for(sink: Path, src: Path, **body: object) -> Engine:
     key = body.pop("key", None)
     env = {KEY_ENV: key.encode()} if isinstance(key, Key) else {}
-    return Engine.from_config(
-        {"sets": {"app": {"sources": [{"type": "filesystem", "name": "files", "paths": [str(src)]}],
-                          "sink": str(sink), **body}}},
-        env=env,
-    )
+    return fakes.engine_for(src, sink=sink, env=env, **body)
 
 
 def tree(root: Path, name: str) -> Path:

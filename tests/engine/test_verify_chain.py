@@ -12,17 +12,10 @@ import pytest
 from backupkit import Engine
 from backupkit.core.manifest import MANIFEST_SUFFIX
 from backupkit.errors import ConfigError, ManifestError
+from backupkit.testing.fakes import engine_for
 
 if TYPE_CHECKING:
     from conftest import Cli
-
-
-def engine_for(sink: Path, sources: dict[str, Path]) -> Engine:
-    return Engine.from_config(
-        {"sets": {name: {"sources": [{"type": "filesystem", "name": "files", "paths": [str(src)]}],
-                         "sink": str(sink)} for name, src in sources.items()}},
-        env={},
-    )
 
 
 def tree(root: Path, text: str) -> Path:
@@ -39,7 +32,7 @@ def flip_a_byte(path: Path) -> None:
 
 def test_verify_of_an_incremental_checks_its_whole_chain(tmp_path: Path, cli: Cli) -> None:
     sink = tmp_path / "sink"
-    engine = engine_for(sink, {"app": tree(tmp_path / "src", "v1\n")})
+    engine = engine_for(tree(tmp_path / "src", "v1\n"), sink=sink)
     full = engine.backup("app")
     (tmp_path / "src/file.txt").write_text("v2\n")
     incremental = engine.backup("app", kind="incremental")
@@ -56,7 +49,12 @@ def test_verify_of_an_incremental_checks_its_whole_chain(tmp_path: Path, cli: Cl
 
 def test_verify_and_url_of_latest_need_a_set_when_the_sink_holds_several(tmp_path: Path) -> None:
     sink = tmp_path / "sink"
-    engine = engine_for(sink, {"app": tree(tmp_path / "a", "a\n"), "db": tree(tmp_path / "d", "d\n")})
+    sources = {"app": tree(tmp_path / "a", "a\n"), "db": tree(tmp_path / "d", "d\n")}
+    engine = Engine.from_config(  # two sets in one configuration: engine_for has one
+        {"sets": {name: {"sources": [{"type": "filesystem", "name": "files", "paths": [str(src)]}],
+                         "sink": str(sink)} for name, src in sources.items()}},
+        env={},
+    )
     engine.backup("app")
     engine.backup("db")
 
@@ -69,7 +67,7 @@ def test_restore_and_verify_refuse_to_skip_a_newer_backup_they_cannot_read(
     tmp_path: Path, cli: Cli
 ) -> None:
     sink = tmp_path / "sink"
-    engine = engine_for(sink, {"app": tree(tmp_path / "src", "old\n")})
+    engine = engine_for(tree(tmp_path / "src", "old\n"), sink=sink)
     old = engine.backup("app")
     (tmp_path / "src/file.txt").write_text("new\n")
     new = engine.backup("app")
@@ -90,7 +88,7 @@ def test_restore_and_verify_refuse_to_skip_a_newer_backup_they_cannot_read(
 
 def test_an_id_whose_manifest_cannot_be_read_says_so_with_exit_5(tmp_path: Path, cli: Cli) -> None:
     sink = tmp_path / "sink"
-    engine = engine_for(sink, {"app": tree(tmp_path / "src", "x\n")})
+    engine = engine_for(tree(tmp_path / "src", "x\n"), sink=sink)
     made = engine.backup("app")
     (manifest,) = sink.rglob(f"*{MANIFEST_SUFFIX}")
     manifest.write_bytes(b"{not json")

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import attrs
 import pytest
@@ -13,40 +13,21 @@ from plugin_helpers import _autoload_on, _NullSource, _Registers, files_config  
 import backupkit
 from backupkit.errors import SourceError
 from backupkit.plugin import Writer
+from backupkit.testing.fakes import HookRecorder
 
 
 # -- lifecycle hooks -------------------------------------------------------------------------
-@attrs.define
-class Recorder:
-    calls: list[tuple[str, Any]] = attrs.field(factory=list)
-    fail_before: bool = False
-
-    @backupkit.hookimpl
-    def backupkit_before_run(self, run: backupkit.plugin.RunInfo) -> None:
-        self.calls.append(("before", run))
-        if self.fail_before:
-            raise RuntimeError("maintenance window")
-
-    @backupkit.hookimpl
-    def backupkit_after_run(self, run: backupkit.plugin.RunInfo, manifest: backupkit.Manifest) -> None:
-        self.calls.append(("after", (run, manifest)))
-
-    @backupkit.hookimpl
-    def backupkit_on_failure(self, run: backupkit.plugin.RunInfo, error: BaseException) -> None:
-        self.calls.append(("failure", (run, error)))
-
-
 def test_lifecycle_hooks_see_a_successful_run(tmp_path: Path) -> None:
-    recorder = Recorder()
+    recorder = HookRecorder(only=HookRecorder.LIFECYCLE)
     engine = backupkit.Engine.from_config(
         files_config(tmp_path, str(tmp_path / "sink"), tags=["t1"]), plugins=[recorder]
     )
     manifest = engine.backup(reason="test")
-    assert [name for name, _ in recorder.calls] == ["before", "after"]
+    assert recorder.names == ["before_run", "after_run"]
     run = recorder.calls[0][1]
     assert (run.set_name, run.kind, run.reason, run.run_id) == ("app", "full", "test", manifest.id)
     assert run.sink == str(tmp_path / "sink")
-    assert recorder.calls[1][1] == (run, manifest)
+    assert recorder.of("after_run") == [(run, manifest)]
 
 
 @attrs.frozen
@@ -59,14 +40,14 @@ class _FailingSource(_NullSource):
 
 
 def test_on_failure_sees_the_error_and_the_catalog_is_unchanged(tmp_path: Path) -> None:
-    recorder = Recorder()
+    recorder = HookRecorder(only=HookRecorder.LIFECYCLE)
     config = files_config(tmp_path, str(tmp_path / "sink"))
     config["sets"]["app"]["sources"].append({"type": "failing-test"})
     engine = backupkit.Engine.from_config(config, plugins=[recorder, _Registers(_FailingSource)])
     with pytest.raises(SourceError, match="the dump command died"):
         engine.backup()
-    assert [name for name, _ in recorder.calls] == ["before", "failure"]
-    run, error = recorder.calls[1][1]
+    assert recorder.names == ["before_run", "on_failure"]
+    ((run, error),) = recorder.of("on_failure")
     assert run == recorder.calls[0][1]
     assert isinstance(error, SourceError)
     assert engine.catalog().to_records() == []
@@ -92,19 +73,27 @@ def test_a_failing_on_failure_hook_does_not_hide_the_real_error(
     assert "the notifier is down" in caplog.text
 
 
+class _MaintenanceWindow:
+    """A plugin vetoing every run, as an outside package would write one."""
+
+    @backupkit.hookimpl
+    def backupkit_before_run(self, run: backupkit.plugin.RunInfo) -> None:
+        raise RuntimeError("maintenance window")
+
+
 def test_before_run_can_veto_a_run_before_anything_is_written(tmp_path: Path) -> None:
-    recorder = Recorder(fail_before=True)
-    engine = backupkit.Engine.from_config(
-        files_config(tmp_path, str(tmp_path / "sink")), plugins=[recorder]
+    recorder = HookRecorder(only=HookRecorder.LIFECYCLE)
+    engine = backupkit.Engine.from_config(  # pluggy calls the last registered first
+        files_config(tmp_path, str(tmp_path / "sink")), plugins=[_MaintenanceWindow(), recorder]
     )
     with pytest.raises(RuntimeError, match="maintenance window"):
         engine.backup()
-    assert [name for name, _ in recorder.calls] == ["before", "failure"]
+    assert recorder.names == ["before_run", "on_failure"]
     assert not (tmp_path / "sink").exists()
 
 
 def test_each_engine_has_its_own_plugin_manager(tmp_path: Path) -> None:
-    recorder = Recorder()
+    recorder = HookRecorder()
     config = files_config(tmp_path, str(tmp_path / "sink"))
     with_recorder = backupkit.Engine.from_config(config, plugins=[recorder])
     without = backupkit.Engine.from_config(config)

@@ -18,6 +18,7 @@ import pytest
 import backupkit
 from backupkit.errors import BackupkitError, IntegrityError, RestoreError
 from backupkit.plugin import BackupContext, Register, RestoreContext, Source, Writer
+from backupkit.testing import fakes
 
 HEADER = b"HEADER-16-BYTES!"
 
@@ -91,16 +92,14 @@ def backupkit_register_sources(register: Register) -> None:
     register.source(TakesOnlyTheFull)
 
 
-def engine_for(tmp_path: Path, source: str, **sink: Any) -> backupkit.Engine:
-    return backupkit.Engine.from_config(
-        {"sets": {"app": {"sources": [{"type": source, "name": "db"}], "compress": "none",
-                          "sink": sink or str(tmp_path / "sink")}}},
-        plugins=[sys.modules[__name__]], env={},
-    )
+def engine_for(sink: Path | dict[str, Any], source: str, *plugins: object) -> backupkit.Engine:
+    """Set ``app``: one uncompressed source *source* named ``db``, this module's sources."""
+    return fakes.engine_for({"type": source, "name": "db"}, sink=sink, compress="none",
+                            plugins=[sys.modules[__name__], *plugins])
 
 
 def test_a_parent_sidecar_read_in_part_is_still_checked(tmp_path: Path) -> None:
-    engine = engine_for(tmp_path, "headeronly")
+    engine = engine_for(tmp_path / "sink", "headeronly")
     engine.backup("app")
     (index,) = (tmp_path / "sink").rglob("*.db.index")
     index.write_bytes(b"TAMPERED-HEADER!" + index.read_bytes()[16:])  # what the source reads
@@ -118,11 +117,8 @@ def test_a_failed_backup_does_not_wait_for_a_source_that_never_writes_again(
 
     monkeypatch.setattr(store_module, "SOURCE_GRACE", 1)
     Stuck.release.clear()
-    engine = backupkit.Engine.from_config(
-        {"sets": {"app": {"sources": [{"type": "stuck", "name": "db"}], "compress": "none",
-                          "sink": {"type": "quota", "root": str(tmp_path / "sink"), "enospc_after": 0}}}},
-        plugins=[sys.modules[__name__], crash_helpers], env={},
-    )
+    quota = {"type": "quota", "root": str(tmp_path / "sink"), "enospc_after": 0}
+    engine = engine_for(quota, "stuck", crash_helpers)
     outcome: list[BaseException] = []
 
     def run() -> None:
@@ -142,7 +138,7 @@ def test_a_failed_backup_does_not_wait_for_a_source_that_never_writes_again(
 
 
 def test_a_chain_restore_that_skips_backups_is_an_error(tmp_path: Path) -> None:
-    engine = engine_for(tmp_path, "fullonly")
+    engine = engine_for(tmp_path / "sink", "fullonly")
     engine.backup("app")
     engine.backup("app", kind="incremental")
 
@@ -182,11 +178,8 @@ def test_a_failing_notification_hook_does_not_silence_the_others(
     from backupkit.errors import PluginError, SourceError
 
     Notifier.calls.clear()
-    engine = backupkit.Engine.from_config(  # Broken registered last: pluggy calls it first
-        {"sets": {"app": {"sources": [{"type": "headeronly", "name": "db"}], "compress": "none",
-                          "sink": str(tmp_path / "sink")}}},
-        plugins=[sys.modules[__name__], Notifier(), Broken()], env={},
-    )
+    # Broken registered last: pluggy calls it first
+    engine = engine_for(tmp_path / "sink", "headeronly", Notifier(), Broken())
     with caplog.at_level("WARNING", logger="backupkit"):
         with pytest.raises(
             PluginError,
@@ -196,11 +189,8 @@ def test_a_failing_notification_hook_does_not_silence_the_others(
     assert len(Notifier.calls) == 1 and Notifier.calls[0].startswith("after ")
     assert len(engine.catalog()) == 1  # stored all the same
 
-    broken_source = backupkit.Engine.from_config(
-        {"sets": {"app": {"sources": [{"type": "filesystem", "paths": [str(tmp_path / "missing")]}],
-                          "sink": str(tmp_path / "sink2")}}},
-        plugins=[Notifier(), Broken()], env={},
-    )
+    broken_source = fakes.engine_for(tmp_path / "missing", sink=tmp_path / "sink2",
+                                     plugins=[Notifier(), Broken()])
     with pytest.raises(SourceError):
         broken_source.backup("app")
     assert Notifier.calls[-1] == "failure SourceError"

@@ -20,16 +20,8 @@ import pytest
 import treegen
 import zstandard
 
-from backupkit import Engine
 from backupkit.errors import SourceError
-
-
-def engine_for(src: Path, sink: Path) -> Engine:
-    return Engine.from_config(
-        {"sets": {"app": {"sources": [{"type": "filesystem", "name": "files", "paths": [str(src)]}],
-                          "sink": str(sink)}}},
-        env={},
-    )
+from backupkit.testing.fakes import engine_for
 
 
 def before_call(monkeypatch: pytest.MonkeyPatch, name: str, when: Callable[[Any], bool],
@@ -63,7 +55,7 @@ def test_a_file_replaced_by_rename_after_the_walk_is_stored_whole_as_the_new_fil
         os.replace(src / "config.tmp", src / "config.json")
 
     before_call(monkeypatch, "open", opening(src / "config.json"), save_atomically)
-    engine = engine_for(src, tmp_path / "sink")
+    engine = engine_for(src, sink=tmp_path / "sink")
     engine.backup("app")
     monkeypatch.undo()
 
@@ -84,7 +76,7 @@ def test_a_file_swapped_for_a_symlink_is_stored_as_the_symlink_never_its_target(
         (src / "mine.txt").symlink_to(tmp_path / "secret")
 
     before_call(monkeypatch, "open", opening(src / "mine.txt"), swap)
-    engine = engine_for(src, tmp_path / "sink")
+    engine = engine_for(src, sink=tmp_path / "sink")
     manifest = engine.backup("app")
     monkeypatch.undo()
 
@@ -108,7 +100,7 @@ def test_a_file_swapped_for_a_fifo_does_not_hang_the_backup(
         os.mkfifo(src / "pipe")
 
     before_call(monkeypatch, "open", opening(src / "pipe"), swap)
-    engine = engine_for(src, tmp_path / "sink")
+    engine = engine_for(src, sink=tmp_path / "sink")
     run = threading.Thread(target=engine.backup, args=("app",), daemon=True)
     run.start()
     run.join(timeout=60)
@@ -133,7 +125,7 @@ def test_a_directory_that_vanishes_before_it_is_listed_is_skipped_with_a_warning
 
     before_call(monkeypatch, "listdir", opening(src / "cache"),
                 lambda: shutil.rmtree(src / "cache"))
-    engine = engine_for(src, tmp_path / "sink")
+    engine = engine_for(src, sink=tmp_path / "sink")
     with caplog.at_level(logging.WARNING, logger="backupkit"):
         manifest = engine.backup("app")
     monkeypatch.undo()
@@ -154,7 +146,7 @@ def test_a_hard_linked_file_whose_first_name_vanishes_still_restores(
     os.link(src / "a", src / "c")
 
     before_call(monkeypatch, "open", opening(src / "a"), (src / "a").unlink)
-    engine = engine_for(src, tmp_path / "sink")
+    engine = engine_for(src, sink=tmp_path / "sink")
     engine.backup("app")
     monkeypatch.undo()
 
@@ -172,7 +164,7 @@ def test_a_file_that_vanishes_during_an_incremental_is_not_restored_by_later_poi
     src.mkdir()
     (src / "session.tmp").write_text("v1\n")
     (src / "keep.txt").write_text("kept\n")
-    engine = engine_for(src, tmp_path / "sink")
+    engine = engine_for(src, sink=tmp_path / "sink")
     engine.backup("app")
     (src / "session.tmp").write_text("v2, changed: the incremental will read it\n")
 
@@ -206,7 +198,7 @@ def test_a_big_file_written_to_while_it_is_read_is_reported(
 
     monkeypatch.setattr(os, "read", read)
     with caplog.at_level(logging.WARNING, logger="backupkit"):
-        engine_for(src, tmp_path / "sink").backup("app")
+        engine_for(src, sink=tmp_path / "sink").backup("app")
     monkeypatch.undo()
 
     assert any("db.bin changed while it was read" in r.getMessage() for r in caplog.records)
@@ -216,7 +208,7 @@ def test_a_source_path_that_is_a_symlink_backs_up_what_it_leads_to(tmp_path: Pat
     (tmp_path / "disk/app").mkdir(parents=True)
     (tmp_path / "disk/app/data.txt").write_text("the data\n")
     (tmp_path / "app").symlink_to(tmp_path / "disk/app")  # /var/lib/app -> /mnt/disk/app
-    engine = engine_for(tmp_path / "app", tmp_path / "sink")
+    engine = engine_for(tmp_path / "app", sink=tmp_path / "sink")
 
     manifest = engine.backup("app")
 
@@ -229,7 +221,7 @@ def test_a_source_path_that_is_a_symlink_backs_up_what_it_leads_to(tmp_path: Pat
 def test_a_source_path_that_is_a_dangling_symlink_is_one_clear_error(tmp_path: Path) -> None:
     (tmp_path / "app").symlink_to(tmp_path / "unmounted/app")
     with pytest.raises(SourceError, match=r"is a symlink to .*unmounted/app, which does not exist"):
-        engine_for(tmp_path / "app", tmp_path / "sink").backup("app")
+        engine_for(tmp_path / "app", sink=tmp_path / "sink").backup("app")
 
 
 def test_mtimes_before_1970_with_fractions_restore_exactly(tmp_path: Path) -> None:
@@ -240,7 +232,7 @@ def test_mtimes_before_1970_with_fractions_restore_exactly(tmp_path: Path) -> No
     for name, ns in mtimes.items():
         (src / name).write_text(name)
         os.utime(src / name, ns=(ns, ns))
-    engine = engine_for(src, tmp_path / "sink")
+    engine = engine_for(src, sink=tmp_path / "sink")
     engine.backup("app")
 
     engine.restore("latest", to=tmp_path / "out")

@@ -16,6 +16,7 @@ import pytest
 import treegen
 
 from backupkit import Artifact, Engine, Manifest
+from backupkit.testing import fakes
 
 if TYPE_CHECKING:
     from conftest import Cli
@@ -24,18 +25,9 @@ EXTENSIONS = {"zstd": ".tar.zst", "gzip": ".tar.gz", "none": ".tar"}
 
 
 def engine_for(paths: list[Path], sink: Path, compress: str) -> Engine:
-    return Engine.from_config(
-        {
-            "sets": {
-                "files": {
-                    "sources": [{"type": "filesystem", "paths": [str(p) for p in paths]}],
-                    "compress": compress,
-                    "sink": str(sink),
-                }
-            }
-        },
-        env={},
-    )
+    """Set ``files``: one filesystem source over all of *paths*."""
+    source = {"type": "filesystem", "paths": [str(p) for p in paths]}
+    return fakes.engine_for(source, sink=sink, set_name="files", compress=compress)
 
 
 def tree_artifact(manifest: Manifest) -> Artifact:
