@@ -106,6 +106,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="databases: drop what the backup holds before restoring it "
                         "(pg_restore --clean --if-exists); a non-empty database is refused without it")
     p.add_argument("--create", action="store_true", help="databases: create the target database if missing")
+    p.add_argument("--flush", action="store_true",
+                   help="redis: replace the keys of a target server that holds some (refused without it)")
     p.add_argument("--no-owner", action="store_true", help="databases: do not restore object owners")
     p.add_argument("--no-privileges", action="store_true", help="databases: do not restore GRANTs")
     p.add_argument("--allow-unencrypted", action="store_true",
@@ -336,7 +338,7 @@ def _cmd_restore(args: argparse.Namespace) -> int:
     progress = _ProgressLine(sys.stderr, enabled=not args.json)
     try:
         options = {"clean": args.clean, "create": args.create, "no_owner": args.no_owner,
-                   "no_privileges": args.no_privileges}
+                   "no_privileges": args.no_privileges, "flush": args.flush}
         result = engine.restore(args.backup, to=_targets(args.to), set_name=args.set_name,
                                 artifacts=args.artifact, overwrite=args.overwrite or args.clean,
                                 options=options, allow_external_symlinks=args.allow_external_symlinks,
@@ -349,6 +351,8 @@ def _cmd_restore(args: argparse.Namespace) -> int:
         where = ", ".join(f"{k} to {v}" for k, v in result.targets.items())
     checked = "".join(f"; {name}: {c['tables_checked']} tables, row counts match the backup"
                       for name, c in result.checks.items() if c.get("row_counts_match"))
+    checked += "".join(f"; {name}: {sum(c['keys'].values())} keys, key counts match the backup"
+                       for name, c in result.checks.items() if c.get("key_counts_match"))
     _emit(args, result.to_dict(),
           f"restored backup {result.backup_id} ({_human(result.bytes)}) {where}{checked}")
     return 0

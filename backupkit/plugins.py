@@ -33,6 +33,7 @@ AUTOLOAD_ENV = "BACKUPKIT_DISABLE_PLUGIN_AUTOLOAD"
 DEFAULT_PLUGINS: tuple[str, ...] = (
     "backupkit.sources.filesystem",
     "backupkit.sources.postgres",
+    "backupkit.sources.redis",
     "backupkit.transforms.gzip",
     "backupkit.transforms.zstd",
     "backupkit.transforms.aes",

@@ -1,0 +1,20 @@
+"""The ``redis`` source: a Redis server's data as an RDB snapshot or a per-key stream.
+
+Mode ``rdb`` (default) fetches a point-in-time snapshot the way ``redis-cli --rdb``
+does (the replication handshake, ``REPLCONF rdb-only 1``, ``SYNC``): the server forks
+and streams its RDB, which goes through the transforms into the sink as it arrives. No
+access to the server's disk is needed, and the artifact is exactly the file a server
+writes (the diskless transfer's end marker is stripped), so after ``zstd -d`` a stock
+``redis-server`` loads it. Mode ``keys`` (``SCAN`` + ``DUMP`` + ``PTTL``) serves
+servers that refuse replication. See docs/redis.md.
+
+Modules: :mod:`.source` (the plugin), :mod:`.connection`, :mod:`.replication` (the
+``SYNC`` client), :mod:`.rdb` (reading an RDB's structure as it streams), :mod:`.keys`
+(the per-key stream), :mod:`.restore` and :mod:`.server` (a throwaway ``redis-server``
+for restores, tests and drills). redis-py is needed only when a redis source is used
+(``backupkit[redis]``).
+"""
+
+from backupkit.sources.redis.source import RedisSource, backupkit_register_sources
+
+__all__ = ["RedisSource", "backupkit_register_sources"]

@@ -1,0 +1,238 @@
+"""Restoring a ``redis`` artifact: an RDB file into a directory (``dump.rdb`` for a
+server to load at start), or either kind into a running server, its key counts then
+compared with the manifest.
+
+An RDB goes into a running server through a temporary local ``redis-server`` that
+loads it: a target on this machine replicates from it (``REPLICAOF``, wait for the
+link and the sync, ``REPLICAOF NO ONE``); any other target gets every key by
+``DUMP``/``RESTORE``. The artifact is read to its end (and so checked) before the
+target is touched.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import secrets
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from backupkit.errors import RestoreError
+from backupkit.plugin import Reader, RestoreContext
+from backupkit.sources.redis import rdb
+from backupkit.sources.redis.connection import RedisConn
+from backupkit.sources.redis.keys import BATCH, read_records
+from backupkit.sources.redis.server import TempRedis, redis_server_program
+
+CHUNK = 1 << 20
+SYNC_TIMEOUT = 3600.0
+
+
+def _copy(stream: Reader, path: Path) -> None:
+    with open(path, "xb") as fh:
+        while chunk := stream.read(CHUNK):  # to the end: the checksums are checked there
+            fh.write(chunk)
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def restore_to_dir(stream: Reader, target: Path, ctx: RestoreContext) -> Mapping[str, Any]:
+    """Write the RDB as ``target/dump.rdb`` (staged, renamed once checked)."""
+    dest = target / "dump.rdb"
+    if target.exists() and not target.is_dir():
+        raise RestoreError(f"restore target {target} is not a directory")
+    if dest.exists() and not ctx.overwrite:
+        raise RestoreError(f"{dest} already exists; choose another target or pass --overwrite")
+    target.mkdir(parents=True, exist_ok=True)
+    tmp = target / f".dump.rdb.backupkit-partial-{secrets.token_hex(4)}"
+    try:
+        _copy(stream, tmp)
+        with open(tmp, "rb") as fh:
+            summary = rdb.walk(fh.read)
+        os.replace(tmp, dest)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return {"file": str(dest), "rdb_version": summary.version,
+            "keys": {str(db): n for db, n in summary.keys.items()}}
+
+
+def _local_version() -> str:
+    out = subprocess.run([redis_server_program(), "--version"], capture_output=True, text=True,
+                         check=False).stdout
+    for part in out.split():
+        if part.startswith("v="):
+            return part[2:]
+    return ""
+
+
+def check_loadable(version: int | None, server: str, where: str) -> None:
+    """Refuse an RDB newer than a server of version *server* loads."""
+    most = rdb.max_rdb_version(server)
+    if version and most is not None and version > most:
+        raise RestoreError(
+            f"the backup is RDB version {version}; Redis {server} at {where} loads RDB {most} at most "
+            "(RDB formats are not backward compatible): restore into a newer Redis"
+        )
+
+
+def _is_local(host: str) -> bool:
+    try:
+        return all(ipaddress.ip_address(info[4][0]).is_loopback
+                   for info in socket.getaddrinfo(host, None))
+    except (OSError, ValueError):
+        return False
+
+
+def _keyspace(client: Any) -> dict[str, int]:
+    info = client.info("keyspace")
+    return {k[2:]: int(v["keys"]) for k, v in info.items() if k.startswith("db")}
+
+
+def _prepare(conn: RedisConn, ctx: RestoreContext) -> Any:
+    client = conn.client(db=0)
+    with conn.calls("refused the restore"):
+        server = client.info("server")["redis_version"]
+        check_loadable(ctx.facts.get("rdb_version"), server, conn.where())
+        held = _keyspace(client)
+    if held and not (ctx.overwrite or ctx.options.get("flush")):
+        raise RestoreError(
+            f"Redis at {conn.where()} holds keys ({sum(held.values())} in {len(held)} databases); "
+            "restore into an empty server, or pass --flush to replace them"
+        )
+    return client
+
+
+def _compare(expected: Mapping[str, int] | None, actual: Mapping[str, int], expires: Mapping[str, int],
+             where: str, *, every_db: bool = True) -> dict[str, Any]:
+    if expected is None:  # no manifest facts to compare with (a stream restored by hand)
+        return {"keys": dict(actual)}
+    problems, expired = [], 0
+    dbs = set(expected) | set(actual) if every_db else set(expected)
+    for db in sorted(dbs, key=int):
+        want, got = int(expected.get(db, 0)), int(actual.get(db, 0))
+        if got == want:
+            continue
+        if got < want <= got + int(expires.get(db, 0)):
+            expired += want - got  # keys whose TTL ran out since the backup
+            continue
+        problems.append(f"database {db} has {got} keys, the backup {want}")
+    if problems:
+        raise RestoreError(f"Redis at {where} was restored but " + "; ".join(problems))
+    return {"keys": dict(actual), "key_counts_match": True, "expired_since_backup": expired}
+
+
+def _replicate(client: Any, source: TempRedis, conn: RedisConn) -> None:
+    with conn.calls("refused REPLICAOF"):
+        client.execute_command("REPLICAOF", "127.0.0.1", str(source.port))
+        try:
+            deadline = time.monotonic() + SYNC_TIMEOUT
+            while time.monotonic() < deadline:
+                info = client.info("replication")
+                if info.get("master_link_status") == "up" and not int(info.get("master_sync_in_progress", 0)):
+                    return
+                time.sleep(0.05)
+            raise RestoreError(f"Redis at {conn.where()} did not finish loading the backup within "
+                               f"{SYNC_TIMEOUT:.0f} s")
+        finally:
+            client.execute_command("REPLICAOF", "NO", "ONE")
+
+
+def _copy_keys(source: TempRedis, conn: RedisConn, dbs: list[int]) -> None:
+    src = RedisConn(port=source.port)
+    for db in dbs:
+        reader, writer = src.client(db=db), conn.client(db=db)
+        with conn.calls("refused RESTORE"):
+            batch: list[bytes] = []
+            for key in reader.scan_iter(count=1000):
+                batch.append(key)
+                if len(batch) >= BATCH:
+                    _move(reader, writer, batch)
+                    batch = []
+            if batch:
+                _move(reader, writer, batch)
+
+
+def _move(reader: Any, writer: Any, keys: list[bytes]) -> None:
+    pipe = reader.pipeline(transaction=False)
+    for key in keys:
+        pipe.dump(key)
+        pipe.pttl(key)
+    replies = pipe.execute()
+    out = writer.pipeline(transaction=False)
+    for key, payload, ttl in zip(keys, replies[::2], replies[1::2]):
+        if payload is not None:
+            out.restore(key, max(int(ttl), 0), payload, replace=True)
+    out.execute()
+
+
+def _restore_records(stream: Reader, conn: RedisConn) -> int:
+    """RESTORE every record (keys already expired are skipped); return how many were."""
+    clients: dict[int, Any] = {}
+    pipes: dict[int, Any] = {}
+    now, skipped, pending = int(time.time() * 1000), 0, 0
+    with conn.calls("refused RESTORE"):
+        for db, expiry, key, payload in read_records(stream.read):
+            if 0 <= expiry <= now:
+                skipped += 1
+                continue
+            if db not in pipes:
+                clients[db] = conn.client(db=db)
+                pipes[db] = clients[db].pipeline(transaction=False)
+            pipes[db].restore(key, max(expiry, 0), payload, replace=True, absttl=expiry >= 0)
+            pending += 1
+            if pending >= BATCH:
+                for pipe in pipes.values():
+                    pipe.execute()
+                pending = 0
+        for pipe in pipes.values():
+            pipe.execute()
+    return skipped
+
+
+def restore_into_server(stream: Reader, conn: RedisConn, ctx: RestoreContext, *, mode: str) -> Mapping[str, Any]:
+    """Load the artifact into the running server *conn* names; compare key counts."""
+    recorded = ctx.facts.get("keys")
+    expected = {db: n for db, n in dict(recorded or {}).items() if n}
+    expires = dict(ctx.facts.get("expires") or {})
+    if mode == "keys":
+        client = _prepare(conn, ctx)
+        if ctx.overwrite or ctx.options.get("flush"):
+            with conn.calls("refused FLUSHALL"):
+                client.flushall()
+        # Records are read and sent as they come: a damaged stream stops the restore part way.
+        skipped = _restore_records(stream, conn)
+        with conn.calls():
+            actual = _keyspace(client)
+        result = _compare(expected if recorded is not None else None, actual,
+                          {db: skipped for db in expected}, conn.where())
+        return {**result, "method": "RESTORE"}
+    client = _prepare(conn, ctx)
+    with tempfile.TemporaryDirectory(prefix="backupkit-redis-restore-") as tmp:
+        rdb_file = Path(tmp) / "dump.rdb"
+        _copy(stream, rdb_file)  # read whole and checked before anything else happens
+        check_loadable(ctx.facts.get("rdb_version"), _local_version(), "this machine (redis-server)")
+        source = TempRedis().start(rdb_file)
+        try:
+            local = _is_local(conn.host)
+            if local:
+                _replicate(client, source, conn)
+            else:
+                if ctx.overwrite or ctx.options.get("flush"):
+                    with conn.calls("refused FLUSHALL"):
+                        client.flushall()
+                _copy_keys(source, conn, sorted(int(db) for db in expected))
+        finally:
+            source.stop()
+        with conn.calls():
+            actual = _keyspace(client)
+        result = _compare(expected if recorded is not None else None, actual, expires, conn.where(),
+                          every_db=ctx.facts.get("keys_counted") != "the first database")
+        return {**result, "method": "REPLICAOF" if local else "RESTORE"}
+
+
+
