@@ -120,13 +120,6 @@ class TestRedisKeysMode(TestRedisSource):
         populate(redis_server.port)
         return {"type": "redis", "url": redis_server.url, "mode": "keys"}
 
-    def test_a_stream_cut_short_is_an_error_and_leaves_the_target_as_it_was(self) -> None:
-        pytest.skip("mode keys restores records as they arrive (documented); the engine's checksums "
-                    "stop it at the first damaged byte, but earlier keys are in")
-
-    def test_a_stream_damaged_at_its_end_leaves_the_target_as_it_was(self) -> None:
-        pytest.skip("as above: mode keys is not atomic (documented)")
-
 
 # -- the artifact is a plain RDB file --------------------------------------------------------
 @pytest.mark.skipif(shutil.which("zstd") is None, reason="needs the zstd program")

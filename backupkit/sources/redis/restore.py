@@ -170,7 +170,7 @@ def _move(reader: Any, writer: Any, keys: list[bytes]) -> None:
     out.execute()
 
 
-def _restore_records(stream: Reader, conn: RedisConn) -> int:
+def _restore_records(stream: Any, conn: RedisConn) -> int:
     """RESTORE every record (keys already expired are skipped); return how many were."""
     clients: dict[int, Any] = {}
     pipes: dict[int, Any] = {}
@@ -201,11 +201,18 @@ def restore_into_server(stream: Reader, conn: RedisConn, ctx: RestoreContext, *,
     expires = dict(ctx.facts.get("expires") or {})
     if mode == "keys":
         client = _prepare(conn, ctx)
-        if ctx.overwrite or ctx.options.get("flush"):
-            with conn.calls("refused FLUSHALL"):
-                client.flushall()
-        # Records are read and sent as they come: a damaged stream stops the restore part way.
-        skipped = _restore_records(stream, conn)
+        # Spooled and read through first, so a damaged stream never reaches the server.
+        with tempfile.TemporaryDirectory(prefix="backupkit-redis-restore-") as tmp:
+            spool = Path(tmp) / "keys"
+            _copy(stream, spool)
+            with open(spool, "rb") as fh:
+                for _ in read_records(fh.read):
+                    pass
+            if ctx.overwrite or ctx.options.get("flush"):
+                with conn.calls("refused FLUSHALL"):
+                    client.flushall()
+            with open(spool, "rb") as fh:
+                skipped = _restore_records(fh, conn)
         with conn.calls():
             actual = _keyspace(client)
         result = _compare(expected if recorded is not None else None, actual,
