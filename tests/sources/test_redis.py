@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import shutil
 import socket
@@ -312,20 +313,27 @@ def test_a_connection_dropped_mid_snapshot_stores_nothing(redis_server: TempRedi
 
 def test_a_server_still_loading_its_dataset_says_so(redis_server: TempRedis, tmp_path: Path) -> None:
     c = redis.Redis(port=redis_server.port)
-    c.execute_command("DEBUG", "POPULATE", "2000", "k", "10")
-    c.config_set("key-load-delay", "5000")  # 5 ms per key while loading: about 10 s,
+    c.execute_command("DEBUG", "POPULATE", "1000", "k", "10")
+    c.config_set("key-load-delay", "3000")  # 3 ms per key while loading: about 3 s,
     c.config_set("loading-process-events-interval-bytes", "1024")  # answering clients meanwhile
-    reload = threading.Thread(target=lambda: redis.Redis(port=redis_server.port, socket_timeout=60)
-                              .execute_command("DEBUG", "RELOAD"), daemon=True)
-    reload.start()
-    probe = redis.Redis(port=redis_server.port, socket_timeout=60)
-    deadline = time.monotonic() + 5
-    while not int(probe.info("persistence")["loading"]) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert int(probe.info("persistence")["loading"]) == 1
-    engine = engine_over(tmp_path / "sink", redis_server.url)
-    with pytest.raises(SourceError, match="is loading its dataset into memory; try again"):
-        engine.backup()
+
+    def reload() -> None:
+        with contextlib.suppress(redis.exceptions.RedisError):
+            redis.Redis(port=redis_server.port, socket_timeout=60).execute_command("DEBUG", "RELOAD")
+
+    thread = threading.Thread(target=reload)
+    thread.start()
+    try:
+        probe = redis.Redis(port=redis_server.port, socket_timeout=60)
+        deadline = time.monotonic() + 5
+        while not int(probe.info("persistence")["loading"]) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert int(probe.info("persistence")["loading"]) == 1
+        engine = engine_over(tmp_path / "sink", redis_server.url)
+        with pytest.raises(SourceError, match="is loading its dataset into memory; try again"):
+            engine.backup()
+    finally:
+        thread.join(timeout=30)
     assert manifests(tmp_path / "sink") == []
 
 

@@ -10,7 +10,6 @@ the stored bytes already guards the artifact.
 
 from __future__ import annotations
 
-import struct
 from collections.abc import Callable
 from typing import Any
 
@@ -64,39 +63,65 @@ class RdbSummary:
 
 
 class _Reader:
-    """Exact reads from a ``read(n)`` callable, counting the offset."""
+    """Exact reads from a ``read(n)`` callable through a window of about 1 MiB, so that
+    most fields are an index into bytes already read (a key costs a few microseconds)."""
 
-    __slots__ = ("_read", "offset")
+    __slots__ = ("_read", "base", "buf", "pos")
 
     def __init__(self, read: Callable[[int], bytes]) -> None:
         self._read = read
-        self.offset = 0
+        self.buf = b""
+        self.pos = 0
+        self.base = 0  # the stream offset of buf[0]
+
+    @property
+    def offset(self) -> int:
+        return self.base + self.pos
+
+    def _fill(self, n: int) -> None:
+        """Make *n* bytes available at ``pos`` (or fail: the stream ended)."""
+        parts = [self.buf[self.pos :]]
+        have = len(parts[0])
+        while have < n:
+            chunk = self._read(max(1 << 20, n - have))
+            if not chunk:
+                raise RdbError(f"the RDB stream ends early, at byte {self.base + len(self.buf)}")
+            parts.append(chunk)
+            have += len(chunk)
+        self.base += self.pos
+        self.buf = b"".join(parts)
+        self.pos = 0
 
     def take(self, n: int) -> bytes:
-        data = self._read(n)
-        if len(data) != n:
-            data += self._more(n - len(data))
-        self.offset += n
-        return data
-
-    def _more(self, n: int) -> bytes:
-        parts = []
-        while n:
-            chunk = self._read(n)
-            if not chunk:
-                raise RdbError(f"the RDB stream ends early, at byte {self.offset}")
-            parts.append(chunk)
-            n -= len(chunk)
-        return b"".join(parts)
+        pos = self.pos
+        if pos + n > len(self.buf):
+            self._fill(n)
+            pos = 0
+        self.pos = pos + n
+        return self.buf[pos : pos + n]
 
     def skip(self, n: int) -> None:
+        left = len(self.buf) - self.pos
+        if n <= left:
+            self.pos += n
+            return
+        n -= left  # past the window: read and drop, never holding more than a chunk
+        self.base += len(self.buf)
+        self.buf, self.pos = b"", 0
         while n > 0:
-            step = min(n, 1 << 20)
-            self.take(step)
-            n -= step
+            chunk = self._read(min(n, 1 << 20))
+            if not chunk:
+                raise RdbError(f"the RDB stream ends early, at byte {self.base}")
+            n -= len(chunk)
+            self.base += len(chunk)
 
     def byte(self) -> int:
-        return self.take(1)[0]
+        pos = self.pos
+        if pos >= len(self.buf):
+            self._fill(1)
+            pos = 0
+        self.pos = pos + 1
+        return self.buf[pos]
 
     def length(self) -> tuple[int, bool]:
         """A length, or (encoding, True) for a specially encoded string."""
@@ -109,9 +134,9 @@ class _Reader:
         if kind == 3:
             return first & 0x3F, True
         if first == 0x80:
-            return struct.unpack(">I", self.take(4))[0], False
+            return int.from_bytes(self.take(4), "big"), False
         if first == 0x81:
-            return struct.unpack(">Q", self.take(8))[0], False
+            return int.from_bytes(self.take(8), "big"), False
         raise RdbError(f"unknown length encoding 0x{first:02x} at byte {self.offset - 1}")
 
     def number(self) -> int:
@@ -122,19 +147,19 @@ class _Reader:
 
     def string(self, keep: bool = False) -> bytes:
         n, special = self.length()
-        if special:
-            if n in (0, 1, 2):
-                data = self.take(1 << n)
-                return str(int.from_bytes(data, "little", signed=True)).encode() if keep else b""
-            if n == 3:  # LZF: compressed length, uncompressed length, the bytes
-                clen, _ = self.number(), self.number()
-                self.skip(clen)
-                return b""
-            raise RdbError(f"unknown string encoding {n} at byte {self.offset}")
-        if keep:
-            return self.take(n)
-        self.skip(n)
-        return b""
+        if not special:
+            if keep:
+                return self.take(n)
+            self.skip(n)
+            return b""
+        if n in (0, 1, 2):
+            data = self.take(1 << n)
+            return str(int.from_bytes(data, "little", signed=True)).encode() if keep else b""
+        if n == 3:  # LZF: compressed length, uncompressed length, the bytes
+            clen, _ = self.number(), self.number()
+            self.skip(clen)
+            return b""
+        raise RdbError(f"unknown string encoding {n} at byte {self.offset}")
 
 
 def _skip_value(r: _Reader, kind: int) -> None:
