@@ -34,6 +34,7 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "backupkit.sources.filesystem",
     "backupkit.sources.postgres",
     "backupkit.sources.redis",
+    "backupkit.sources.jsonexport",
     "backupkit.transforms.gzip",
     "backupkit.transforms.zstd",
     "backupkit.transforms.aes",

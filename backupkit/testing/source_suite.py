@@ -198,7 +198,7 @@ class SourceConformance:
         assert self.restored(target) == want
 
     def test_a_backup_through_an_engine_restores_to_the_same_data(
-        self, params: Mapping[str, Any], source: Source, target: Any
+        self, params: Mapping[str, Any], source: Source, target: Any, restore_options: Mapping[str, Any]
     ) -> None:
         want = self.expected(source)
         store = MemoryStore()
@@ -206,7 +206,7 @@ class SourceConformance:
         engine = engine_for(entry, sink=store, plugins=self.plugins)
         manifest = engine.backup()
         assert manifest.artifact(self.artifact).stored_size > 0
-        engine.restore(manifest.id, to=target)
+        engine.restore(manifest.id, to=target, options=restore_options)
         assert self.restored(target) == want
 
     def test_a_stream_damaged_at_its_end_leaves_the_target_as_it_was(

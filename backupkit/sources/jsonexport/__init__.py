@@ -1,0 +1,15 @@
+"""The ``json`` source: a whole database exported as one JSON document, and restored.
+
+Any database SQLAlchemy can reflect (PostgreSQL, SQLite; MySQL/MariaDB with their
+driver): every table of the chosen schemas, in foreign-key order, read in one
+consistent read-only transaction and written row by row (memory stays bounded). The
+document (:mod:`.document`) is plain JSON, one row per line, so ``gunzip | jq`` reads
+it and a restore streams it back; values are lossless (:mod:`.kinds`). A restore
+(:mod:`.restore`) fills an empty database in one transaction and checks every table's
+row count. See docs/json-export.md. SQLAlchemy is needed only when a json source is
+used (``backupkit[json]``).
+"""
+
+from backupkit.sources.jsonexport.source import JsonSource, backupkit_register_sources
+
+__all__ = ["JsonSource", "backupkit_register_sources"]
