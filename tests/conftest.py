@@ -11,7 +11,7 @@ import pytest
 import treegen
 
 # A real PostgreSQL per test session (skipped where the server programs are missing).
-pytest_plugins = ["backupkit.testing.postgres", "backupkit.testing.redis"]
+pytest_plugins = ["backupkit.testing.postgres", "backupkit.testing.redis", "backupkit.testing.s3server"]
 
 
 @pytest.fixture

@@ -6,6 +6,7 @@ Layouts (keys under ``<prefix>/``)::
                                  <hostname>/<tier>/<set>_<kind>_<id>.manifest.json
                                  logs/<hostname>/<set>_<kind>_<id>.log
     flat                         backups/<timestamp>-<reason>-backup-<timestamp>.<artifact><ext>
+                                 (an artifact named like its format once: ``...backup-<ts>.json.gz``)
                                  backups/<timestamp>-<reason>-backup-<timestamp>.manifest.json
                                  logs/<set>_<kind>_<id>.log
 

@@ -205,6 +205,9 @@ class S3Sink(Sink):
                 return f"backups/{filename}"
             stamp = run.started_at.astimezone(dt.UTC).strftime("%Y-%m-%dT%H-%M-%S")
             rest = filename.partition(run.run_id)[2] or f".{filename}"
+            parts = rest.split(".")  # an artifact named like its format is not named twice:
+            if len(parts) > 3 and parts[1] == parts[2]:  # ".json.json.gz" -> ".json.gz"
+                rest = "." + ".".join(parts[2:])
             reason = _UNSAFE.sub("-", run.reason) or "manual"
             return f"backups/{stamp}-{reason}-backup-{stamp}{rest}"
         return f"{_host(run)}/{tier}/{filename}"

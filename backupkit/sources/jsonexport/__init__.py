@@ -10,6 +10,7 @@ row count. See docs/json-export.md. SQLAlchemy is needed only when a json source
 used (``backupkit[json]``).
 """
 
+from backupkit.sources.jsonexport.restore import restore_file
 from backupkit.sources.jsonexport.source import JsonSource, backupkit_register_sources
 
-__all__ = ["JsonSource", "backupkit_register_sources"]
+__all__ = ["JsonSource", "backupkit_register_sources", "restore_file"]
