@@ -281,19 +281,27 @@ def test_a_connection_dropped_mid_snapshot_stores_nothing(redis_server: TempRedi
     proxy.bind(("127.0.0.1", 0))
     proxy.listen(1)
 
-    def relay() -> None:  # forwards the first 500 kB of the snapshot, then hangs up
+    def relay() -> None:  # passes everything through, and hangs up 500 kB into the snapshot
         client, _ = proxy.accept()
         upstream = socket.create_connection(("127.0.0.1", redis_server.port))
-        upstream.sendall(client.recv(65536))  # REPLCONF
-        client.sendall(upstream.recv(65536))
-        upstream.sendall(client.recv(65536))  # SYNC
+
+        def up() -> None:
+            with contextlib.suppress(OSError):
+                while data := client.recv(65536):
+                    upstream.sendall(data)
+
+        threading.Thread(target=up, daemon=True).start()
         sent = 0
         while sent < 500_000:
             data = upstream.recv(65536)
+            if not data:
+                break
             client.sendall(data)
             sent += len(data)
-        client.close()
-        upstream.close()
+        for sock in (client, upstream):  # shutdown: a recv blocked in the other thread ends too
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            sock.close()
 
     thread = threading.Thread(target=relay, daemon=True)
     thread.start()

@@ -231,6 +231,75 @@ def _skip_module(r: _Reader) -> None:
             raise RdbError(f"unknown module opcode {opcode} at byte {r.offset}")
 
 
+_SIMPLE = bytes(1 if i in _ONE_STRING else 0 for i in range(256))
+
+
+def _skip_len(buf: bytes, p: int) -> int:
+    """The position after the string at *p* in *buf*, or -1 for one the fast path leaves
+    to the reader (LZF, long lengths)."""
+    b = buf[p]
+    t = b >> 6
+    if t == 0:
+        return p + 1 + (b & 0x3F)
+    if t == 1:
+        return p + 2 + (((b & 0x3F) << 8) | buf[p + 1])
+    if b == 0x80:
+        return p + 5 + int.from_bytes(buf[p + 1 : p + 5], "big")
+    if t == 3:
+        if (b & 0x3F) < 3:
+            return p + 1 + (1 << (b & 0x3F))
+        if b == 0xC3:  # LZF: compressed length, uncompressed length, the bytes
+            clen, p = _len_at(buf, p + 1)
+            if p < 0:
+                return -1
+            _, p = _len_at(buf, p)
+            return -1 if p < 0 else p + clen
+    return -1
+
+
+def _len_at(buf: bytes, p: int) -> tuple[int, int]:
+    """A plain length at *p*: (value, position after), or (0, -1) when not plain."""
+    b = buf[p]
+    t = b >> 6
+    if t == 0:
+        return b & 0x3F, p + 1
+    if t == 1:
+        return ((b & 0x3F) << 8) | buf[p + 1], p + 2
+    if b == 0x80:
+        return int.from_bytes(buf[p + 1 : p + 5], "big"), p + 5
+    return 0, -1
+
+
+def _fast_keys(r: _Reader) -> tuple[int, int]:
+    """Skip a run of plain keys (a string-encoded value, an optional millisecond expiry)
+    inside the window without method calls; return (keys, of them with a TTL). Anything
+    else, and a key reaching past the window, is left to the general loop."""
+    buf, pos = r.buf, r.pos
+    end = len(buf) - 16
+    keys = ttl = 0
+    simple = _SIMPLE
+    while pos < end:
+        p = pos
+        op = buf[p]
+        expiring = op == _EXPIRE_MS
+        if expiring:
+            p += 9
+            op = buf[p]
+        if not simple[op]:
+            break
+        p = _skip_len(buf, p + 1)
+        if p < 0 or p >= end:
+            break
+        p = _skip_len(buf, p)
+        if p < 0 or p > len(buf):
+            break
+        pos = p
+        keys += 1
+        ttl += expiring
+    r.pos = pos
+    return keys, ttl
+
+
 def head(read: Callable[[int], bytes]) -> RdbSummary:
     """Read an RDB file only up to its first database's ``RESIZEDB`` record: the
     version, the auxiliary fields and that database's key count (all of them, for a
@@ -250,6 +319,11 @@ def walk(read: Callable[[int], bytes], *, stop_at_first_db: bool = False) -> Rdb
     db = 0
     counted_expires: dict[int, int] = {}
     while True:
+        if out.keys:  # inside a database: most keys are plain strings
+            fast, ttl = _fast_keys(r)
+            if fast:
+                out.keys[db] = out.keys.get(db, 0) + fast
+                counted_expires[db] = counted_expires.get(db, 0) + ttl
         op = r.byte()
         if op == _EOF:
             out.checksum = r.take(8) if out.version >= 5 else b""

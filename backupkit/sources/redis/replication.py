@@ -1,6 +1,6 @@
 """Fetching a point-in-time RDB over the replication protocol, as ``redis-cli --rdb``
-does: log in, ``REPLCONF rdb-only 1``, ``SYNC``; the server forks and streams its
-dataset. Diskless transfers end with a 40-byte marker announced up front
+does: log in, ``REPLCONF rdb-only 1``, ``REPLCONF capa eof``, ``SYNC``; the server
+forks and streams its dataset. Diskless transfers end with a 40-byte marker announced up front
 (``$EOF:<marker>``), which is not part of the RDB and is stripped here; disk-based
 ones announce their length (``$<bytes>``).
 """
@@ -64,7 +64,11 @@ def fetch_rdb(conn: RedisConn, write: Callable[[bytes], object]) -> int:
         reply = lines.line().decode(errors="replace")
         if reply.startswith("-") and ("NOAUTH" in reply or "NOPERM" in reply or "LOADING" in reply):
             raise (refused(conn, reply.lstrip("-")) if "NOPERM" in reply else conn.error(RuntimeError(reply[1:])))
-        # older servers do not know rdb-only: they answer an error and still replicate
+        # older servers do not know rdb-only: they answer an error and still replicate.
+        # "capa eof" lets the server stream the snapshot as it forks (diskless) instead of
+        # writing it to its own disk first (which also rewrote its dump.rdb).
+        sock.sendall(_command("REPLCONF", "capa", "eof"))
+        lines.line()
         sock.sendall(b"SYNC\r\n")
         while True:  # newlines are keep-alives while the server prepares the snapshot
             head = lines.line()
