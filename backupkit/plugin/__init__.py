@@ -22,7 +22,7 @@ from backupkit.plugin.registry import Register, hookimpl
 from backupkit.plugin.run import Operation, RunInfo
 from backupkit.plugin.sink import ArtifactWriter, Sink
 from backupkit.plugin.source import BackupContext, RestoreContext, Source
-from backupkit.plugin.streams import DamageChecked, Encoder, Reader, Writer
+from backupkit.plugin.streams import DamageChecked, Encoder, Reader, Writer, held_back
 from backupkit.plugin.transform import STAGE_ORDER, KeyedTransform, Stage, Transform, check_chain
 
 __all__ = [
@@ -44,6 +44,7 @@ __all__ = [
     "Writer",
     "check_chain",
     "check_range",
+    "held_back",
     "hookimpl",
     "secret",
 ]

@@ -3,6 +3,7 @@ transform wraps, what a restore reads from."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Protocol
 
 from backupkit.errors import IntegrityError
@@ -29,6 +30,21 @@ class Encoder(Protocol):
     def write(self, data: bytes, /) -> int: ...
 
     def close(self) -> None: ...
+
+
+def held_back(stream: Reader, chunk: int = 1 << 20) -> Iterator[bytes]:
+    """The chunks of *stream*, each given only once the next was read, so that the last
+    one comes after the stream's end was checked (the engine raises
+    :class:`IntegrityError` at the end of a damaged stream). A program or server fed
+    with them never receives a complete copy of a stream that turns out damaged: what
+    restores into a service (a database, a running server) commits nothing then."""
+    held = b""
+    while data := stream.read(chunk):
+        if held:
+            yield held
+        held = data
+    if held:
+        yield held
 
 
 class DamageChecked:

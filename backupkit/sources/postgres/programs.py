@@ -9,10 +9,10 @@ import fcntl
 import re
 import subprocess
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 
 from backupkit.errors import BackupkitError, RestoreError, SourceError
-from backupkit.plugin import Reader, Writer
+from backupkit.plugin import Reader, Writer, held_back
 from backupkit.sources.postgres.connection import Conn
 
 CHUNK = 1 << 20
@@ -175,19 +175,6 @@ def stream_out(args: Sequence[str], conn: Conn, out: Writer, *, what: str,
     except BaseException:
         child.kill()
         raise
-
-
-def held_back(stream: Reader) -> Iterator[bytes]:
-    """The chunks of *stream*, each given only once the next was read: the last one comes
-    after the stream's end was checked, so a program fed with them never sees a complete
-    archive of a stream that turns out damaged (the engine raises at the end)."""
-    held = b""
-    while chunk := stream.read(CHUNK):
-        if held:
-            yield held
-        held = chunk
-    if held:
-        yield held
 
 
 def stream_in(args: Sequence[str], conn: Conn, stream: Reader, *, what: str) -> str:

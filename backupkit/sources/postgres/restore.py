@@ -4,7 +4,7 @@ manifest; the globals through ``psql``; and checking an archive without a server
 
 A restore never leaves half a database: ``pg_restore --single-transaction`` commits
 only once it has read the whole archive, and the archive's last bytes reach it only
-after the engine checked the stream's checksums (:func:`programs.held_back`). A
+after the engine checked the stream's checksums (:func:`backupkit.plugin.held_back`). A
 database the restore created is dropped again when the restore fails.
 """
 

@@ -27,6 +27,7 @@ from backupkit.plugin import Reader, RestoreContext
 from backupkit.sources.redis import rdb
 from backupkit.sources.redis.connection import RedisConn
 from backupkit.sources.redis.keys import BATCH, read_records
+from backupkit.sources.redis.master import load_by_replication
 from backupkit.sources.redis.server import TempRedis, redis_server_program
 
 CHUNK = 1 << 20
@@ -126,22 +127,6 @@ def _compare(expected: Mapping[str, int] | None, actual: Mapping[str, int], expi
     return {"keys": dict(actual), "key_counts_match": True, "expired_since_backup": expired}
 
 
-def _replicate(client: Any, source: TempRedis, conn: RedisConn) -> None:
-    with conn.calls("refused REPLICAOF"):
-        client.execute_command("REPLICAOF", "127.0.0.1", str(source.port))
-        try:
-            deadline = time.monotonic() + SYNC_TIMEOUT
-            while time.monotonic() < deadline:
-                info = client.info("replication")
-                if info.get("master_link_status") == "up" and not int(info.get("master_sync_in_progress", 0)):
-                    return
-                time.sleep(0.05)
-            raise RestoreError(f"Redis at {conn.where()} did not finish loading the backup within "
-                               f"{SYNC_TIMEOUT:.0f} s")
-        finally:
-            client.execute_command("REPLICAOF", "NO", "ONE")
-
-
 def _copy_keys(source: TempRedis, conn: RedisConn, dbs: list[int]) -> None:
     src = RedisConn(port=source.port)
     for db in dbs:
@@ -219,27 +204,30 @@ def restore_into_server(stream: Reader, conn: RedisConn, ctx: RestoreContext, *,
                           {db: skipped for db in expected}, conn.where())
         return {**result, "method": "RESTORE"}
     client = _prepare(conn, ctx)
+    if _is_local(conn.host):  # straight from the stream: we are the target's master for one sync
+        load_by_replication(stream, client, conn)
+        with conn.calls():
+            actual = _keyspace(client)
+        result = _compare(expected if recorded is not None else None, actual, expires, conn.where(),
+                          every_db=ctx.facts.get("keys_counted") != "the first database")
+        return {**result, "method": "REPLICAOF"}
     with tempfile.TemporaryDirectory(prefix="backupkit-redis-restore-") as tmp:
         rdb_file = Path(tmp) / "dump.rdb"
         _copy(stream, rdb_file)  # read whole and checked before anything else happens
         check_loadable(ctx.facts.get("rdb_version"), _local_version(), "this machine (redis-server)")
         source = TempRedis().start(rdb_file)
         try:
-            local = _is_local(conn.host)
-            if local:
-                _replicate(client, source, conn)
-            else:
-                if ctx.overwrite or ctx.options.get("flush"):
-                    with conn.calls("refused FLUSHALL"):
-                        client.flushall()
-                _copy_keys(source, conn, sorted(int(db) for db in expected))
+            if ctx.overwrite or ctx.options.get("flush"):
+                with conn.calls("refused FLUSHALL"):
+                    client.flushall()
+            _copy_keys(source, conn, sorted(int(db) for db in expected))
         finally:
             source.stop()
         with conn.calls():
             actual = _keyspace(client)
         result = _compare(expected if recorded is not None else None, actual, expires, conn.where(),
                           every_db=ctx.facts.get("keys_counted") != "the first database")
-        return {**result, "method": "REPLICAOF" if local else "RESTORE"}
+        return {**result, "method": "RESTORE"}
 
 
 
