@@ -400,3 +400,22 @@ def test_the_url_gives_tls_user_password_and_database() -> None:
     assert "p@ss" not in repr(conn) and conn.where() == "alice@cache.internal:6380"
     with pytest.raises(backupkit.errors.ConfigError, match="must start with redis://"):
         RedisConn.resolve("http://x")
+
+
+def test_an_rdb_of_the_wrong_size_never_completes_the_sync_and_the_target_keeps_its_data(
+    redis_server: TempRedis, redis_factory: Factory
+) -> None:
+    populate(redis_server.port)
+    out = io.BytesIO()
+    from backupkit.sources.redis.replication import fetch_rdb
+
+    size = fetch_rdb(RedisConn(port=redis_server.port), out.write)
+    target = redis_factory()
+    redis.Redis(port=target.port).set("precious", "1")
+    ctx = RestoreContext(artifact="cache", target=target.url, options={"flush": True},
+                         facts={"rdb_version": 10, "rdb_bytes": size + 1, "keys": {"0": 211, "3": 2}})
+    with pytest.raises(RdbError, match=f"is {size} bytes and should be {size + 1}"):
+        restore_into_server(io.BytesIO(out.getvalue()), RedisConn.resolve(target.url), ctx, mode="rdb")
+    client = redis.Redis(port=target.port)
+    assert client.get("precious") == b"1" and client.dbsize() == 1
+    assert client.info("replication")["role"] == "master"

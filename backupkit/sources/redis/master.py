@@ -24,7 +24,7 @@ from typing import Any
 from backupkit.errors import RestoreError
 from backupkit.plugin import Reader
 from backupkit.sources.redis.connection import RedisConn
-from backupkit.sources.redis.rdb import Walking, walk
+from backupkit.sources.redis.rdb import RdbError, Walking, walk
 
 CHUNK = 1 << 20
 
@@ -34,8 +34,9 @@ SYNC_TIMEOUT = 3600.0
 class RdbMaster:
     """A listener on a loopback port that serves *stream* to the first replica."""
 
-    def __init__(self, stream: Reader) -> None:
+    def __init__(self, stream: Reader, size: int | None = None) -> None:
         self._stream = stream
+        self._size = size
         self._listener = socket.socket()
         self._listener.bind(("127.0.0.1", 0))
         self._listener.listen(1)
@@ -76,20 +77,30 @@ class RdbMaster:
             self.close_client()
 
     def _send_checked(self, client: socket.socket) -> None:
-        """Send the RDB, its last chunk only once the engine checked the stream's end and
-        the walker read every record: a replica given a cut or malformed RDB would stop
-        (Redis exits on a corrupt RDB), and one given most of it keeps its old data."""
-        walker = Walking(walk)
+        """Send the RDB, its last chunk only once it is known to be whole: a replica given a
+        cut or malformed RDB would stop (Redis exits on a corrupt RDB), one given most of it
+        keeps its old data. Whole means, with the size the manifest recorded: that many
+        bytes, the engine's checksums matched at the end, and the RDB's end record there;
+        without it (a stream restored by hand), the walker read every record."""
+        walker = Walking(walk) if self._size is None else None
+        total = 0
         try:
             held = b""
             while data := self._stream.read(CHUNK):
-                walker.write(data)
+                total += len(data)
+                if walker is not None:
+                    walker.write(data)
                 if held:
                     client.sendall(held)
                 held = data
-            walker.result()
+            if walker is not None:
+                walker.result()
+            elif total != self._size or len(held) < 9 or held[-9] != 0xFF:
+                raise RdbError(f"the RDB is {total} bytes and should be {self._size}, ending in its "
+                               "end record; nothing was loaded")
         finally:
-            walker.close()
+            if walker is not None:
+                walker.close()
         client.sendall(held)
 
     def close_client(self) -> None:
@@ -123,9 +134,10 @@ def _read_command(reader: Any) -> list[bytes]:
     return args
 
 
-def load_by_replication(stream: Reader, client: Any, conn: RedisConn) -> None:
-    """Make the server behind *client* load the RDB on *stream* as a replica of ours."""
-    master = RdbMaster(stream)
+def load_by_replication(stream: Reader, client: Any, conn: RedisConn, *, size: int | None = None) -> None:
+    """Make the server behind *client* load the RDB on *stream* (of *size* bytes, when
+    the manifest says) as a replica of ours."""
+    master = RdbMaster(stream, size)
     try:
         with conn.calls("refused REPLICAOF"):
             client.execute_command("REPLICAOF", "127.0.0.1", str(master.port))

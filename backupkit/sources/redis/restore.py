@@ -205,7 +205,7 @@ def restore_into_server(stream: Reader, conn: RedisConn, ctx: RestoreContext, *,
         return {**result, "method": "RESTORE"}
     client = _prepare(conn, ctx)
     if _is_local(conn.host):  # straight from the stream: we are the target's master for one sync
-        load_by_replication(stream, client, conn)
+        load_by_replication(stream, client, conn, size=ctx.facts.get("rdb_bytes"))
         with conn.calls():
             actual = _keyspace(client)
         result = _compare(expected if recorded is not None else None, actual, expires, conn.where(),
