@@ -362,3 +362,22 @@ def test_the_example_restore_script_restores_a_downloaded_gunzipped_file(tmp_pat
         assert done.returncode == 0, done.stderr
         assert "restored 302 rows into 3 tables" in done.stdout
         assert sqlite_content(target) == sqlite_content(tmp_path / "a.db")
+
+
+def test_a_row_postgresql_refuses_is_named_and_nothing_is_restored(pg: Database, tmp_path: Path) -> None:
+    with pg.connect() as conn:
+        conn.execute("CREATE TABLE items (id serial PRIMARY KEY, price numeric)")
+        conn.execute("INSERT INTO items (price) SELECT i FROM generate_series(1, 20) i")
+        conn.execute("CREATE TABLE other (x int); INSERT INTO other VALUES (1)")
+    engine = backupkit.Engine.from_config({"sets": {"app": {
+        "sources": [{"type": "json", "name": "db", "url": pg.url}], "sink": str(tmp_path / "sink")}}}, env={})
+    manifest = engine.backup()
+    target = pg.sibling("strict").create()
+    with target.connect() as conn:
+        conn.execute("CREATE TABLE items (id serial PRIMARY KEY, price numeric CHECK (price < 13))")
+        conn.execute("CREATE TABLE other (x int)")
+    with pytest.raises(RestoreError, match=r"table public\.items, row 13: .*check constraint.*nothing was restored"):
+        engine.restore(manifest.id, to=target.url)
+    with target.connect() as conn:
+        assert conn.execute("SELECT count(*) FROM items").fetchone()[0] == 0
+        assert conn.execute("SELECT count(*) FROM other").fetchone()[0] == 0

@@ -31,9 +31,12 @@ _TABLE_START = '{"table":'
 _ROWS = ',"rows":['
 
 
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+
+
 def dumps(value: Any) -> str:
     """Compact JSON, non-ASCII kept, NaN refused (the encoders spell it out)."""
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    return _ENCODER.encode(value)
 
 
 class Writer:
@@ -70,7 +73,11 @@ class Writer:
 
     def row(self, values: list[Any]) -> None:
         """One row, on its own line."""
-        self._emit(("\n" if self._first_row else ",\n") + dumps(values))
+        self.row_text(dumps(values))
+
+    def row_text(self, text: str) -> None:
+        """One row already written as a JSON array (by the database server)."""
+        self._emit(("\n" if self._first_row else ",\n") + text)
         self._first_row = False
 
     def end(self) -> None:

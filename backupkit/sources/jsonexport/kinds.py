@@ -92,6 +92,17 @@ def select_sql(column: str, kind: str, dialect: str) -> str:
     return column
 
 
+def json_sql(column: str, kind: str) -> str:
+    """PostgreSQL: the SQL of *column*'s JSON value (the server writes each row's JSON)."""
+    if kind in ("integer", "boolean"):
+        return column
+    if kind == "float":  # to_json spells NaN and the infinities as strings, as we do
+        return f"to_json({column})"
+    if kind == "bytes":
+        return f"translate(encode({column}, 'base64'), E'\\n', '')"
+    return select_sql(column, kind, "postgresql") if kind != "bigint" else f"{column}::text"
+
+
 def _float(value: Any) -> Any:
     value = float(value)
     if math.isnan(value):
