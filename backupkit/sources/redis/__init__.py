@@ -10,8 +10,9 @@ servers that refuse replication. See docs/redis.md.
 
 Modules: :mod:`.source` (the plugin), :mod:`.connection`, :mod:`.replication` (the
 ``SYNC`` client), :mod:`.rdb` (reading an RDB's structure as it streams), :mod:`.keys`
-(the per-key stream), :mod:`.restore` and :mod:`.server` (a throwaway ``redis-server``
-for restores, tests and drills). redis-py is needed only when a redis source is used
+(the per-key stream), :mod:`.restore`, :mod:`.master` (serving an RDB to a local
+server as its master for one sync) and :mod:`.server` (a throwaway ``redis-server``
+for remote restores, tests and drills). redis-py is needed only when a redis source is used
 (``backupkit[redis]``).
 """
 

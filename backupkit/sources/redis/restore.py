@@ -2,11 +2,10 @@
 server to load at start), or either kind into a running server, its key counts then
 compared with the manifest.
 
-An RDB goes into a running server through a temporary local ``redis-server`` that
-loads it: a target on this machine replicates from it (``REPLICAOF``, wait for the
-link and the sync, ``REPLICAOF NO ONE``); any other target gets every key by
-``DUMP``/``RESTORE``. The artifact is read to its end (and so checked) before the
-target is touched.
+An RDB goes into a server on this machine straight from the stream, backupkit being
+its master for one full sync (:mod:`.master`); any other target gets every key by
+``DUMP``/``RESTORE`` from a temporary local ``redis-server`` that loaded the artifact,
+read to its end (and so checked) before the target is touched.
 """
 
 from __future__ import annotations
