@@ -419,3 +419,52 @@ def test_an_rdb_of_the_wrong_size_never_completes_the_sync_and_the_target_keeps_
     client = redis.Redis(port=target.port)
     assert client.get("precious") == b"1" and client.dbsize() == 1
     assert client.info("replication")["role"] == "master"
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs openssl to make certificates")
+def test_a_tls_server_is_backed_up_over_rediss_with_its_ca(tmp_path: Path) -> None:
+    from backupkit.sources.redis.server import free_port
+
+    def run(*args: str) -> None:
+        subprocess.run(args, cwd=tmp_path, check=True, capture_output=True)
+
+    run("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.crt",
+        "-days", "1", "-subj", "/CN=backupkit test CA")
+    run("openssl", "req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out", "server.csr",
+        "-subj", "/CN=127.0.0.1")
+    (tmp_path / "san.ext").write_text("subjectAltName=IP:127.0.0.1\n")
+    run("openssl", "x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
+        "-out", "server.crt", "-days", "1", "-extfile", "san.ext")
+    port = free_port()
+    server = subprocess.Popen(
+        ["redis-server", "--port", "0", "--tls-port", str(port), "--bind", "127.0.0.1",
+         "--tls-cert-file", "server.crt", "--tls-key-file", "server.key", "--tls-ca-cert-file", "ca.crt",
+         "--tls-auth-clients", "no", "--save", "", "--appendonly", "no", "--repl-diskless-sync-delay", "0",
+         "--dir", str(tmp_path), "--requirepass", "tls-secret"],
+        cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        client = redis.Redis(host="127.0.0.1", port=port, ssl=True, ssl_ca_certs=str(tmp_path / "ca.crt"),
+                             password="tls-secret")
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                client.ping()
+                break
+            except redis.exceptions.ConnectionError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+        client.mset({f"k{i}": str(i) for i in range(100)})
+        sink = tmp_path / "sink"
+        engine = engine_over(sink, f"rediss://:tls-secret@127.0.0.1:{port}", tls_ca_file=str(tmp_path / "ca.crt"))
+        manifest = engine.backup()
+        assert manifest.artifact("cache").extra["keys"] == {"0": 100}
+        engine.restore(manifest.id, to=tmp_path / "out")
+        with TempRedis().start(_copied(tmp_path / "out" / "dump.rdb", tmp_path)) as loaded:
+            assert redis.Redis(port=loaded.port).mget("k0", "k99") == [b"0", b"99"]
+        without_ca = engine_over(tmp_path / "sink2", f"rediss://:tls-secret@127.0.0.1:{port}")
+        with pytest.raises(SourceError, match="certificate verify failed|TLS"):
+            without_ca.backup()
+    finally:
+        server.kill()
+        server.wait()
