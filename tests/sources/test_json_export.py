@@ -36,6 +36,8 @@ CREATE TABLE public.people (
 );
 CREATE TABLE shop.orders (id serial PRIMARY KEY, person bigint REFERENCES public.people (id), total numeric);
 CREATE TABLE public.nothing (x int);
+CREATE TABLE public.tickets (id int GENERATED ALWAYS AS IDENTITY PRIMARY KEY, title text);
+INSERT INTO public.tickets (title) VALUES ('a'), ('b'), ('c');
 """
 
 PG_ROWS = """

@@ -118,7 +118,9 @@ def describe_table(table: Any, dialect: Any, rows: int) -> dict[str, Any]:
             sql_type = str(column.type)
         entry = {"name": column.name, "kind": kind_of(column.type, dialect.name), "type": sql_type,
                  "nullable": bool(column.nullable)}
-        if column.server_default is not None:
+        if getattr(column, "identity", None) is not None:
+            entry["identity"] = "always" if column.identity.always else "by default"  # GENERATED ... AS IDENTITY
+        elif column.server_default is not None:
             entry["default"] = str(column.server_default.arg)
         enum = getattr(column.type, "enums", None)
         if enum and getattr(column.type, "name", None):

@@ -60,7 +60,10 @@ def _table_from_header(sa: Any, metadata: Any, entry: Mapping[str, Any], same_di
             autoincrement: Any = True
         else:
             autoincrement = False
-        columns.append(sa.Column(c["name"], type_, nullable=c.get("nullable", True),
+        extra = [sa.Identity(always=c["identity"] == "always")] if c.get("identity") and same_dialect else []
+        if extra:
+            autoincrement = "auto"
+        columns.append(sa.Column(c["name"], type_, *extra, nullable=c.get("nullable", True),
                                  primary_key=c["name"] in entry.get("primary_key", ()),
                                  autoincrement=autoincrement,
                                  server_default=sa.text(default) if default else None))
