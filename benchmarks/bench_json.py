@@ -266,7 +266,8 @@ def report(db: dict[str, Any], res: dict[str, Any], machine: dict[str, str], arg
     out.append(line)
     if results["bk_restore"]:
         rs = results["bk_restore"]
-        out.append(f"- **restore (no target; no reference)**: wall s {walls(rs)}, median {med([m.wall for m in rs]):.2f} s = "
+        median_wall = med([m.wall for m in rs])
+        out.append(f"- **restore (no target; no reference)**: wall s {walls(rs)}, median {median_wall:.2f} s = "
                    f"**{total_rows / med([m.wall for m in rs]):,.0f} rows/s**; CPU (median) backupkit "
                    f"{med([m.cpu for m in rs]):.2f} s, server {med(server['bk_restore']):.2f} s. `psql` has no "
                    "counterpart: nothing loads the pipeline's row_to_json lines back")
