@@ -28,6 +28,7 @@ from backupkit.engine import Engine
 from backupkit.engine.results import Progress, PruneResult, RestoreResult, VerifyResult
 from backupkit.errors import BackupkitError
 from backupkit.plugin import hookimpl
+from backupkit.scheduler import Scheduler
 
 __all__ = [
     "Artifact",
@@ -42,6 +43,7 @@ __all__ = [
     "PruneResult",
     "RestoreResult",
     "RetentionPolicy",
+    "Scheduler",
     "StatusReport",
     "VerifyResult",
     "__version__",

@@ -34,6 +34,7 @@ from typing import Any
 import attrs
 
 from backupkit.core.retention import TIER_AGES, RetentionPolicy
+from backupkit.core.schedule import Job, parse_schedule
 from backupkit.crypto.keys import looks_like_key
 from backupkit.errors import ConfigError, unknown_key
 from backupkit.params import redacted_repr
@@ -45,7 +46,7 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 _TOP_KEYS = ("sets", "hostname", "key_file", "timezone")
 _SET_KEYS = (
     "sources", "transforms", "compress", "encrypt", "encrypt_manifest", "sink", "hostname", "tags",
-    "retention",
+    "retention", "schedule",
 )
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("", "0", "false", "no", "off")
@@ -79,6 +80,7 @@ class SetConfig:
     tags: tuple[str, ...] = ()
     encrypt_manifest: bool = False  # seal the manifest body with the encryption key too
     retention: RetentionPolicy | None = None  # None: default_policy(env) at prune time
+    schedule: tuple[Job, ...] = ()  # see backupkit.core.schedule
 
 
 @attrs.frozen
@@ -333,6 +335,7 @@ def _parse_set(
     tags = body.get("tags", [])
     if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
         raise ConfigError(f"{where}: 'tags' must be a list of strings")
+    schedule = parse_schedule(name, body.get("schedule"), env, where)
     return SetConfig(
         name=name,
         sources=sources,
@@ -342,6 +345,7 @@ def _parse_set(
         tags=tuple(tags),
         encrypt_manifest=encrypt_manifest,
         retention=_retention(body, where),
+        schedule=schedule,
     )
 
 

@@ -1,0 +1,193 @@
+"""An in-process scheduler: runs each configured job (:mod:`backupkit.core.schedule`)
+at its slots, above the engine and through its verbs only.
+
+``Scheduler(engine).start()`` runs in a thread of its own; host apps, the HTTP sidecar
+and ``backupkit run`` use it. It runs one job at a time (so never two jobs of one set
+at once), earliest slot first; a job that runs past its next slots skips them and
+says so; a failed job is retried with backoff while its next slot is still ahead;
+``stop()`` waits for a running job to finish, so no backup is left half-visible.
+``run_due(now)`` runs what is due at *now* in the caller's thread, for tests and for
+hosts with a loop of their own.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import threading
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any
+
+import attrs
+
+from backupkit.core.schedule import Job, zone
+
+if TYPE_CHECKING:
+    from backupkit.engine import Engine
+
+log = logging.getLogger("backupkit.scheduler")
+
+#: Seconds to wait before each retry of a failed job (while its next slot is ahead).
+RETRY_BACKOFF: tuple[float, ...] = (30.0, 120.0, 600.0)
+
+
+def _iso(t: dt.datetime | None) -> str | None:
+    return None if t is None else t.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
+
+
+@attrs.define
+class JobState:
+    """What the scheduler knows of one job: when it runs next and how it last ended."""
+
+    job: Job
+    next_run: dt.datetime | None = None
+    slot: dt.datetime | None = None  # the slot next_run belongs to (a retry keeps its slot)
+    attempt: int = 0
+    last_started: dt.datetime | None = None
+    last_finished: dt.datetime | None = None
+    last_result: str | None = None  # "ok" | "failed"
+    last_error: str | None = None
+    last_backup: str | None = None
+    runs: int = 0
+    failures: int = 0
+    skipped: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        """A plain dict for JSON output (the API's ``GET /api/backup/scheduler``)."""
+        return {"job": self.job.name, "set": self.job.set_name, "kind": self.job.kind,
+                "next_run": _iso(self.next_run), "last_started": _iso(self.last_started),
+                "last_finished": _iso(self.last_finished), "last_result": self.last_result,
+                "last_error": self.last_error, "last_backup": self.last_backup, "runs": self.runs,
+                "failures": self.failures, "skipped_slots": self.skipped}
+
+
+class Scheduler:
+    """Runs *jobs* (by default every set's ``schedule``) with *engine*."""
+
+    def __init__(self, engine: Engine, jobs: Iterable[Job] | None = None, *,
+                 retry_backoff: Sequence[float] = RETRY_BACKOFF) -> None:
+        self.engine = engine
+        if jobs is None:
+            jobs = [job for s in engine.config.sets.values() for job in s.schedule]
+        self.states = {job.name: JobState(job) for job in jobs}
+        self.retry_backoff = tuple(retry_backoff)
+        self.tz = zone(engine.config.timezone)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()  # one job at a time, also between run_due callers
+
+    # -- state --------------------------------------------------------------------------
+    @property
+    def running(self) -> bool:
+        """Whether the scheduler's thread is running."""
+        return self._thread is not None and self._thread.is_alive()
+
+    def now(self) -> dt.datetime:
+        """The engine's clock (a test's clock, if it was given one)."""
+        return self.engine.parts.clock().astimezone(dt.UTC)
+
+    def status(self) -> dict[str, Any]:
+        """Running or not, and every job's state."""
+        return {"running": self.running, "jobs": [s.to_dict() for s in self.states.values()]}
+
+    # -- planning -----------------------------------------------------------------------
+    def prime(self, now: dt.datetime | None = None) -> None:
+        """Set each job's first run: *now* for ``run_at_start`` jobs, else its next slot."""
+        now = now or self.now()
+        for state in self.states.values():
+            state.slot = now if state.job.run_at_start else state.job.next_after(now, self.tz)
+            state.next_run, state.attempt = state.slot, 0
+
+    def due(self, now: dt.datetime) -> list[JobState]:
+        """The jobs whose run is due at *now*, earliest first."""
+        ready = [s for s in self.states.values() if s.next_run is not None and s.next_run <= now]
+        return sorted(ready, key=lambda s: (s.next_run, s.job.name))
+
+    # -- running ------------------------------------------------------------------------
+    def run_due(self, now: dt.datetime | None = None) -> list[JobState]:
+        """Run every job due at *now* (default: the clock), one after another."""
+        if any(s.next_run is None for s in self.states.values()):
+            self.prime(now)
+        ran = []
+        with self._lock:
+            for state in self.due(now or self.now()):
+                if self._stop.is_set():
+                    break
+                self._run(state)
+                ran.append(state)
+        return ran
+
+    def _run(self, state: JobState) -> None:
+        job, slot = state.job, state.slot or self.now()
+        state.last_started = self.now()
+        state.runs += 1
+        log.info("scheduled %s for slot %s started", job.name, _iso(slot))
+        try:
+            result = self._call(job)
+        except Exception as exc:  # reported in the state and the log; the scheduler goes on
+            state.failures += 1
+            state.last_result, state.last_error = "failed", str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            log.error("scheduled %s for slot %s failed: %s", job.name, _iso(slot), state.last_error)
+            state.last_finished = self.now()
+            self._after_failure(state, slot)
+            return
+        state.last_result, state.last_error, state.last_backup = "ok", None, result
+        state.last_finished = self.now()
+        self._plan_next(state, slot)
+
+    def _call(self, job: Job) -> str | None:
+        if job.kind == "prune":
+            self.engine.prune(set_name=job.set_name, dry_run=False)
+            return None
+        manifest = self.engine.backup(job.set_name, kind=job.kind, reason=job.reason)
+        return manifest.id
+
+    def _plan_next(self, state: JobState, slot: dt.datetime) -> None:
+        finished = state.last_finished or self.now()
+        upcoming = state.job.next_after(slot, self.tz)
+        missed = 0
+        while upcoming <= finished:  # slots that passed while this run was going
+            missed += 1
+            log.warning("scheduled %s skipped slot %s: the previous run was still going",
+                        state.job.name, _iso(upcoming))
+            upcoming = state.job.next_after(upcoming, self.tz)
+        state.skipped += missed
+        state.slot = state.next_run = upcoming
+        state.attempt = 0
+
+    def _after_failure(self, state: JobState, slot: dt.datetime) -> None:
+        if state.attempt < len(self.retry_backoff):
+            retry = (state.last_finished or self.now()) + dt.timedelta(seconds=self.retry_backoff[state.attempt])
+            if retry < state.job.next_after(slot, self.tz):
+                state.attempt += 1
+                state.next_run = retry  # the same slot, again
+                log.info("scheduled %s will retry at %s", state.job.name, _iso(retry))
+                return
+        self._plan_next(state, slot)
+
+    # -- the thread ---------------------------------------------------------------------
+    def start(self) -> None:
+        """Start the scheduler's thread (the first runs are planned now)."""
+        if self.running:
+            return
+        self._stop.clear()
+        self.prime()
+        self._thread = threading.Thread(target=self._loop, name="backupkit-scheduler", daemon=True)
+        self._thread.start()
+        log.info("scheduler started with %d jobs", len(self.states))
+
+    def stop(self, timeout: float | None = None) -> None:
+        """Stop: no new job starts; a running one is waited for (it finishes, and its
+        backup is either complete or not there at all)."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+        log.info("scheduler stopped")
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            self.run_due()
+            upcoming = [s.next_run for s in self.states.values() if s.next_run is not None]
+            wait = 60.0 if not upcoming else (min(upcoming) - self.now()).total_seconds()
+            self._stop.wait(min(max(wait, 0.05), 60.0))
