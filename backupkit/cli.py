@@ -10,17 +10,19 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import functools
 import json
 import logging
 import os
 import re
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, NoReturn, TextIO
 
 import attrs
 
+from backupkit import cli_run
 from backupkit._version import __version__
 from backupkit.config import Config, compress_choices, find_config_file
 from backupkit.core.retention import TIER_AGES, RetentionPolicy, format_duration, parse_duration
@@ -150,6 +152,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--artifact", metavar="NAME", help="the artifact (needed if the backup has several)")
     p.add_argument("--expires", type=int, default=3600, metavar="SECONDS",
                    help="how long the URL stays valid (default 3600; S3 allows up to 7 days)")
+
+    cli_run.add_parsers(sub, _common)
 
     p = sub.add_parser("plugins", help="list loaded plugins and the ids they register")
     p.add_argument("--json", action="store_true")
@@ -500,7 +504,7 @@ def _cmd_keys(args: argparse.Namespace) -> int:
     return 0
 
 
-_COMMANDS = {
+_COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "backup": _cmd_backup,
     "list": _cmd_list,
     "status": _cmd_status,
@@ -510,6 +514,8 @@ _COMMANDS = {
     "prune": _cmd_prune,
     "plugins": _cmd_plugins,
     "keys": _cmd_keys,
+    "run": functools.partial(cli_run.cmd_run, engine_for=_engine, emit=_emit),
+    "schedule": functools.partial(cli_run.cmd_schedule, engine_for=_engine, emit=_emit),
 }
 
 
