@@ -71,19 +71,22 @@ def build_parser() -> argparse.ArgumentParser:
                         help="show the traceback of an unexpected error (also: BACKUPKIT_DEBUG=1)")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_ArgumentParser)
 
-    p = sub.add_parser("backup", help="run a backup")
-    _common(p)
-    p.add_argument("--source", action="append", default=[], metavar="PATH",
-                   help="file or directory to back up (repeatable); without it, the config file says")
-    p.add_argument("--include", action="append", default=[], metavar="GLOB")
-    p.add_argument("--exclude", action="append", default=[], metavar="GLOB")
-    p.add_argument("--compress", choices=compress_choices(), default=None)
-    p.add_argument("--encrypt", action="store_true",
-                   help="encrypt with AES-256-GCM after compressing (key: --key-file or "
-                        "$BACKUP_ENCRYPTION_KEY)")
-    p.add_argument("--kind", choices=("full", "incremental"), default="full")
-    p.add_argument("--reason", default="manual")
-    p.add_argument("--tag", action="append", default=[], metavar="TAG")
+    for name, kind in (("backup", None), ("full", "full"), ("incremental", "incremental")):
+        p = sub.add_parser(name, help="run a backup" if kind is None else f"a {kind} backup (backup --kind {kind})")
+        _common(p)
+        p.add_argument("--source", action="append", default=[], metavar="PATH",
+                       help="file or directory to back up (repeatable); without it, the config file says")
+        p.add_argument("--include", action="append", default=[], metavar="GLOB")
+        p.add_argument("--exclude", action="append", default=[], metavar="GLOB")
+        p.add_argument("--compress", choices=compress_choices(), default=None)
+        p.add_argument("--encrypt", action="store_true",
+                       help="encrypt with AES-256-GCM after compressing (key: --key-file or "
+                            "$BACKUP_ENCRYPTION_KEY)")
+        if kind is None:
+            p.add_argument("--kind", choices=("full", "incremental"), default="full")
+        p.set_defaults(kind=kind or "full")
+        p.add_argument("--reason", default="manual")
+        p.add_argument("--tag", action="append", default=[], metavar="TAG")
 
     p = sub.add_parser("list", help="list backups in the catalog")
     _common(p)
@@ -506,6 +509,8 @@ def _cmd_keys(args: argparse.Namespace) -> int:
 
 _COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "backup": _cmd_backup,
+    "full": _cmd_backup,  # seed 002's command names
+    "incremental": _cmd_backup,
     "list": _cmd_list,
     "status": _cmd_status,
     "restore": _cmd_restore,

@@ -71,3 +71,15 @@ def test_run_backs_up_at_start_and_sigterm_stops_it_cleanly(tmp_path: Path) -> N
     engine = backupkit.Engine.from_config(path, env={})
     (manifest,) = list(engine.catalog())
     assert manifest.reason == "scheduled" and engine.verify(manifest.id).ok
+
+
+def test_seed_002s_full_and_incremental_commands(tmp_path: Path, cli: Any) -> None:
+    path = config(tmp_path, "")
+    full = cli("full", "--config", path, "--json")
+    assert full.returncode == 0, full.stderr
+    assert json.loads(full.stdout)["kind"] == "full"
+    (tmp_path / "src" / "b.txt").write_text("beta")
+    incremental = cli("incremental", "--config", path, "--json")
+    assert incremental.returncode == 0, incremental.stderr
+    manifest = json.loads(incremental.stdout)
+    assert manifest["kind"] == "incremental" and manifest["parent_id"] == json.loads(full.stdout)["id"]
