@@ -43,7 +43,7 @@ from backupkit.plugins import Roles, builtin_roles
 CONFIG_FILENAME = "backupkit.toml"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
-_TOP_KEYS = ("sets", "hostname", "key_file", "timezone")
+_TOP_KEYS = ("sets", "hostname", "key_file", "timezone", "plugins")
 _SET_KEYS = (
     "sources", "transforms", "compress", "encrypt", "encrypt_manifest", "sink", "hostname", "tags",
     "retention", "schedule",
@@ -94,6 +94,8 @@ class Config:
     #: ``BACKUP_RETENTION_DAYS`` of the environment the configuration was read with:
     #: checked only when a default policy is needed (:attr:`default_retention`).
     retention_days: str = ""
+    #: ``[plugins.<name>]`` tables, for plugins built per engine (``backupkit_engine_plugins``).
+    plugin_settings: Mapping[str, Any] = attrs.field(factory=dict, repr=False)
 
     @property
     def default_retention(self) -> RetentionPolicy:
@@ -138,8 +140,11 @@ class Config:
                 f"{origin}: timezone {timezone!r} is not a known time zone; use a name like "
                 "'UTC' or 'Europe/Berlin'"
             ) from None
+        settings = data.get("plugins", {})
+        if not isinstance(settings, Mapping) or not all(isinstance(v, Mapping) for v in settings.values()):
+            raise ConfigError(f"{origin}: 'plugins' holds tables, one per plugin: [plugins.alerts]")
         return cls(sets=sets, key_file=_opt_str(data, "key_file", origin), timezone=timezone,
-                   retention_days=env.get("BACKUP_RETENTION_DAYS", ""))
+                   retention_days=env.get("BACKUP_RETENTION_DAYS", ""), plugin_settings=dict(settings))
 
     @classmethod
     def from_file(

@@ -8,7 +8,8 @@ its own plugin manager; nothing is registered globally.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 import pluggy
 
@@ -119,4 +120,19 @@ def backupkit_operation(operation: Operation) -> object:
 
     :param operation: the verb, set, sink and run id of what is about to run.
     :return: the operation's result, unchanged unless the wrapper means to replace it.
+    """
+
+
+@_hookspec
+def backupkit_engine_plugins(settings: Mapping[str, Any]) -> list[object] | None:
+    """Plugins of one engine, built from the configuration's ``[plugins.<name>]`` tables.
+
+    Called once when an engine is made from a configuration (after the registration
+    hooks). *settings* maps each ``[plugins.<name>]`` table's name to its contents;
+    return the objects to register with this engine only (an alert notifier with its
+    webhook, a lock with its lease time), or ``None``. Raise
+    :class:`backupkit.errors.ConfigError` for a bad setting of yours.
+
+    :param settings: ``{name: table}`` of the configuration's ``[plugins.<name>]`` tables.
+    :return: plugin objects to register with this engine, or ``None``.
     """

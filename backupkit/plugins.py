@@ -41,6 +41,7 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "backupkit.sinks.local",
     "backupkit.sinks.s3",
     "backupkit.sinks.fsspec",
+    "backupkit.alerts",
 )
 
 P = TypeVar("P")
