@@ -14,7 +14,6 @@ import functools
 import json
 import logging
 import os
-import re
 import signal
 import sys
 from collections.abc import Callable, Sequence
@@ -22,13 +21,12 @@ from typing import Any, NoReturn, TextIO
 
 import attrs
 
-from backupkit import cli_run
+from backupkit import cli_restore, cli_run
 from backupkit._version import __version__
 from backupkit.config import Config, compress_choices, find_config_file
 from backupkit.core.retention import TIER_AGES, RetentionPolicy, format_duration, parse_duration
 from backupkit.crypto.keys import Key, Keyring
 from backupkit.engine import Engine, Progress, is_location
-from backupkit.engine.restore import redacted
 from backupkit.errors import (
     BackupInterrupted,
     BackupkitError,
@@ -94,33 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("status", help="newest backup per set and catalog problems")
     _common(p)
 
-    p = sub.add_parser("restore", help="restore a backup")
-    _common(p)
-    p.add_argument("backup", metavar="ID|latest|URL",
-                   help="backup id, unique id prefix, 'latest', or a manifest's URL/path "
-                        "(s3://bucket/prefix/host/daily/NAME.manifest.json)")
-    p.add_argument("--to", required=True, action="append", metavar="[NAME=]TARGET",
-                   help="directory (or database URL) to restore into; NAME=TARGET gives one "
-                        "artifact its own target (repeatable: --to files=/srv/app "
-                        "--to db=postgresql://user@host/app)")
-    p.add_argument("--artifact", action="append", default=None, metavar="NAME",
-                   help="restore only this artifact (repeatable)")
-    p.add_argument("--overwrite", action="store_true",
-                   help="allow a non-empty target; entries from the backup replace existing ones")
-    p.add_argument("--clean", action="store_true",
-                   help="databases: drop what the backup holds before restoring it "
-                        "(pg_restore --clean --if-exists); a non-empty database is refused without it")
-    p.add_argument("--create", action="store_true", help="databases: create the target database if missing")
-    p.add_argument("--flush", action="store_true",
-                   help="redis: replace the keys of a target server that holds some (refused without it)")
-    p.add_argument("--no-owner", action="store_true", help="databases: do not restore object owners")
-    p.add_argument("--no-privileges", action="store_true", help="databases: do not restore GRANTs")
-    p.add_argument("--allow-unencrypted", action="store_true",
-                   help="restore a backup that is not encrypted although its set is configured "
-                        "to encrypt (refused by default: it may have been planted in the sink)")
-    p.add_argument("--allow-external-symlinks", action="store_true",
-                   help="restore symlinks that lead out of the target (absolute, or up past its "
-                        "top) as they are; nothing is ever written through them")
+    cli_restore.add_parser(sub, _common)
 
     p = sub.add_parser("verify", help="re-read a stored backup and check its checksums")
     _common(p)
@@ -340,51 +312,6 @@ def _cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_restore(args: argparse.Namespace) -> int:
-    engine = _engine(args)
-    progress = _ProgressLine(sys.stderr, enabled=not args.json)
-    try:
-        options = {"clean": args.clean, "create": args.create, "no_owner": args.no_owner,
-                   "no_privileges": args.no_privileges, "flush": args.flush}
-        result = engine.restore(args.backup, to=_targets(args.to), set_name=args.set_name,
-                                artifacts=args.artifact, overwrite=args.overwrite or args.clean,
-                                options=options, allow_external_symlinks=args.allow_external_symlinks,
-                                allow_unencrypted=args.allow_unencrypted, progress=progress)
-    finally:
-        progress.done()
-    if not isinstance(_targets(args.to), dict):
-        where = f"to {redacted(args.to[0])}"
-    else:
-        where = ", ".join(f"{k} to {v}" for k, v in result.targets.items())
-    checked = "".join(f"; {name}: {c['tables_checked']} tables, row counts match the backup"
-                      for name, c in result.checks.items() if c.get("row_counts_match"))
-    checked += "".join(f"; {name}: {sum(c['keys'].values())} keys, key counts match the backup"
-                       for name, c in result.checks.items() if c.get("key_counts_match"))
-    _emit(args, result.to_dict(),
-          f"restored backup {result.backup_id} ({_human(result.bytes)}) {where}{checked}")
-    return 0
-
-
-_NAMED_TARGET = re.compile(r"([A-Za-z0-9_.-]+)=(.+)\Z", re.S)
-
-
-def _targets(values: list[str]) -> str | dict[str, str]:
-    """``--to`` values: one target, or ``NAME=TARGET`` for each artifact."""
-    named = [_NAMED_TARGET.match(v) for v in values]
-    if len(values) == 1 and not named[0]:
-        return values[0]
-    if not all(named):
-        raise ConfigError("--to: give one target, or NAME=TARGET for each artifact "
-                          "(e.g. --to files=/srv/app --to db=postgresql://host/app)")
-    out: dict[str, str] = {}
-    for m in named:
-        assert m is not None
-        if m.group(1) in out:
-            raise ConfigError(f"--to: artifact {m.group(1)!r} is given two targets")
-        out[m.group(1)] = m.group(2)
-    return out
-
-
 def _cmd_verify(args: argparse.Namespace) -> int:
     result = _engine(args).verify(args.backup, set_name=args.set_name)
     chain = len({c.backup_id for c in result.checks}) > 1  # an incremental: name each link
@@ -513,7 +440,8 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "incremental": _cmd_backup,
     "list": _cmd_list,
     "status": _cmd_status,
-    "restore": _cmd_restore,
+    "restore": functools.partial(cli_restore.cmd_restore, engine_for=_engine, emit=_emit,
+                                 progress=_ProgressLine, human=_human, list_backups=_cmd_list),
     "verify": _cmd_verify,
     "url": _cmd_url,
     "prune": _cmd_prune,

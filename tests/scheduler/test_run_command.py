@@ -83,3 +83,12 @@ def test_seed_002s_full_and_incremental_commands(tmp_path: Path, cli: Any) -> No
     assert incremental.returncode == 0, incremental.stderr
     manifest = json.loads(incremental.stdout)
     assert manifest["kind"] == "incremental" and manifest["parent_id"] == json.loads(full.stdout)["id"]
+
+
+def test_restore_without_an_id_lists_what_can_be_restored(tmp_path: Path, cli: Any) -> None:
+    path = config(tmp_path, "")
+    made = json.loads(cli("full", "--config", path, "--json").stdout)
+    listed = cli("restore", "--config", path)
+    assert listed.returncode == 0, listed.stderr
+    assert made["id"] in listed.stdout and "restore one with: backupkit restore ID --to TARGET" in listed.stderr
+    cli.error_line(cli("restore", "--config", path, "latest"), "restore needs --to")
