@@ -21,7 +21,7 @@ from typing import Any, NoReturn, TextIO
 
 import attrs
 
-from backupkit import cli_restore, cli_run
+from backupkit import audit, cli_restore, cli_run
 from backupkit._version import __version__
 from backupkit.config import Config, compress_choices, find_config_file
 from backupkit.core.retention import TIER_AGES, RetentionPolicy, format_duration, parse_duration
@@ -129,6 +129,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="how long the URL stays valid (default 3600; S3 allows up to 7 days)")
 
     cli_run.add_parsers(sub, _common)
+    p = sub.add_parser("audit", help="the audit log: who ran which backup, restore, verify and prune")
+    _common(p)
 
     p = sub.add_parser("plugins", help="list loaded plugins and the ids they register")
     p.add_argument("--json", action="store_true")
@@ -393,6 +395,17 @@ def _cmd_url(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_audit(args: argparse.Namespace) -> int:
+    engine = _engine(args)
+    sinks = engine.parts.sinks_of(args.set_name, args.sink)
+    found = sorted((e for s in sinks for e in audit.entries(s)), key=lambda e: e.get("time", ""))
+    found = [e for e in found if args.set_name is None or e.get("set") in (args.set_name, None)]
+    lines = [f"{e['time']}  {e['who']}@{e['host']}  {e['operation']:<8} {e.get('set') or '*':<12} "
+             f"{e['result']:<6} {e.get('backup_id') or e.get('error') or ''}" for e in found]
+    _emit(args, {"entries": found}, "\n".join(lines) or "no audit entries ([plugins.audit] turns the log on)")
+    return 0
+
+
 def _cmd_plugins(args: argparse.Namespace) -> int:
     from backupkit.plugins import make_plugin_manager
 
@@ -446,6 +459,7 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "url": _cmd_url,
     "prune": _cmd_prune,
     "plugins": _cmd_plugins,
+    "audit": _cmd_audit,
     "keys": _cmd_keys,
     "run": functools.partial(cli_run.cmd_run, engine_for=_engine, emit=_emit),
     "schedule": functools.partial(cli_run.cmd_schedule, engine_for=_engine, emit=_emit),

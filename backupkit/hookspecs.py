@@ -8,7 +8,7 @@ its own plugin manager; nothing is registered globally.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import pluggy
@@ -124,7 +124,9 @@ def backupkit_operation(operation: Operation) -> object:
 
 
 @_hookspec
-def backupkit_engine_plugins(settings: Mapping[str, Any]) -> list[object] | None:
+def backupkit_engine_plugins(
+    settings: Mapping[str, Any], sinks_of: Callable[[str | None, str | None], list[Any]]
+) -> list[object] | None:
     """Plugins of one engine, built from the configuration's ``[plugins.<name>]`` tables.
 
     Called once when an engine is made from a configuration (after the registration
@@ -134,5 +136,9 @@ def backupkit_engine_plugins(settings: Mapping[str, Any]) -> list[object] | None
     :class:`backupkit.errors.ConfigError` for a bad setting of yours.
 
     :param settings: ``{name: table}`` of the configuration's ``[plugins.<name>]`` tables.
+    :param sinks_of: ``sinks_of(set_name, location)``: the sinks an operation touches (its
+        location's, else its set's, else every configured one), for plugins that store
+        something beside the backups (an audit log, a lease). Take only the arguments
+        you need.
     :return: plugin objects to register with this engine, or ``None``.
     """

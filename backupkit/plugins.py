@@ -42,6 +42,7 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "backupkit.sinks.s3",
     "backupkit.sinks.fsspec",
     "backupkit.alerts",
+    "backupkit.audit",
 )
 
 P = TypeVar("P")

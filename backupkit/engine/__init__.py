@@ -100,12 +100,13 @@ class Engine:
             cfg = Config.from_dict(config, env=env, roles=manager.roles)
         else:
             cfg = Config.from_file(config, env=env, roles=manager.roles)
-        for built in manager.hook.backupkit_engine_plugins(settings=cfg.plugin_settings):
+        key_files = [f for f in (key_file, cfg.key_file) if f]
+        engine = cls(cfg, manager, clock or _utcnow, keyring=Keyring.from_env(env, key_files=key_files))
+        for built in manager.hook.backupkit_engine_plugins(settings=cfg.plugin_settings,
+                                                           sinks_of=engine.parts.sinks_of):
             for plugin in built or ():
                 manager.manager.register(plugin)
-        key_files = [f for f in (key_file, cfg.key_file) if f]
-        keyring = Keyring.from_env(env, key_files=key_files)
-        return cls(cfg, manager, clock or _utcnow, keyring)
+        return engine
 
     @property
     def parts(self) -> Parts:

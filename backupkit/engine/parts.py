@@ -64,6 +64,15 @@ class Parts:
                 t.check_keys(where)  # a missing key is a one-line error naming its id, up front
         return chain
 
+    def sinks_of(self, set_name: str | None, location: str | None = None) -> list[Sink]:
+        """The sinks an operation touches: its own *location*, else its set's sink, else
+        every configured sink."""
+        if location:
+            return [self.sink_for(location)]
+        if set_name is not None and set_name in self.config.sets:
+            return [self.sink_for(self.config.sets[set_name].sink)]
+        return self.sinks()
+
     def sinks(self) -> list[Sink]:
         """Every configured sink, once each."""
         refs: list[PluginRef | str] = [s.sink for s in self.config.sets.values()]

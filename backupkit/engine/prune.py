@@ -100,7 +100,7 @@ def find_orphans(
     running = set(active_runs or ())
     orphans = []
     for key in keys:
-        if key in named or key.endswith((MANIFEST_SUFFIX, ".log")) or key.startswith("logs/"):
+        if key in named or key.endswith((MANIFEST_SUFFIX, ".log")) or key.startswith(("logs/", "audit/")):
             continue
         if layout is not None and not layout.fits(key):
             continue

@@ -1,0 +1,119 @@
+"""The audit log: a built-in plugin on the operation hook that records every backup,
+restore, verify and prune (who, what, when, from where, and how it ended) as one JSON
+object per entry in the sink, under ``audit/``::
+
+    [plugins.audit]          # on; an empty table is enough
+
+    audit/2026-12-03/20261203T020000.123456Z-<run id>-backup.json
+
+An entry is written once and never changed (an object of its own, so S3 needs no
+appends); ``backupkit audit`` lists them. Entries hold no secrets: the error line is
+the one the user saw, URLs without their passwords. Prune never takes ``audit/`` for
+orphans (it is not a tier).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import getpass
+import json
+import logging
+import os
+import socket
+from collections.abc import Callable, Generator, Iterator, Mapping
+from typing import Any
+
+import attrs
+
+from backupkit.errors import ConfigError
+from backupkit.params import strip_userinfo
+from backupkit.plugin import Operation, Sink, hookimpl
+
+log = logging.getLogger("backupkit.audit")
+
+PREFIX = "audit/"
+
+
+def _who() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return f"uid {os.getuid()}"
+
+
+def _summary(result: object) -> dict[str, Any]:
+    """What the result says, briefly: a backup's id, a prune's deletions."""
+    if hasattr(result, "id") and hasattr(result, "artifacts"):  # a manifest
+        return {"backup_id": result.id, "stored_bytes": getattr(result, "stored_size", None)}
+    if isinstance(result, list):  # prune results
+        return {"deleted": sorted(d for r in result for d in getattr(r, "deleted", ())),
+                "dry_run": any(getattr(r, "dry_run", False) for r in result)}
+    if hasattr(result, "backup_id"):  # restore / verify
+        return {"backup_id": result.backup_id, "ok": getattr(result, "ok", True)}
+    return {}
+
+
+@attrs.define(eq=False)  # a plugin object: hashable, by identity
+class AuditLog:
+    """Writes one entry per operation into the sinks it touched."""
+
+    sinks_of: Callable[[str | None, str | None], list[Sink]] = attrs.field(repr=False)
+    actor: str = attrs.field(factory=_who)
+
+    @hookimpl(wrapper=True)
+    def backupkit_operation(self, operation: Operation) -> Generator[None, object, object]:
+        """Record the operation once it has ended, however it ended."""
+        try:
+            result = yield
+        except BaseException as exc:
+            self.record(operation, "failed", {"error": strip_userinfo(str(exc).splitlines()[0] if str(exc) else
+                                                                     type(exc).__name__)})
+            raise
+        self.record(operation, "ok", _summary(result))
+        return result
+
+    def record(self, operation: Operation, outcome: str, details: Mapping[str, Any]) -> None:
+        """Write the entry; a failure to write is a warning, never the operation's error."""
+        ended = dt.datetime.now(dt.UTC)
+        entry = {"time": ended.isoformat().replace("+00:00", "Z"),
+                 "started_at": operation.started_at.isoformat(), "who": self.actor,
+                 "host": socket.gethostname(), "pid": os.getpid(), "operation": operation.verb,
+                 "set": operation.set_name, "run_id": operation.run_id, "result": outcome, **details}
+        key = f"{PREFIX}{ended:%Y-%m-%d}/{ended:%Y%m%dT%H%M%S.%fZ}-{operation.run_id}-{operation.verb}.json"
+        try:
+            sinks = self.sinks_of(operation.set_name, operation.sink)
+        except Exception as exc:  # no sink to write to (an unknown set): nothing to record in
+            log.warning("no audit entry for %s %s: %s", operation.verb, operation.run_id, exc)
+            return
+        body = (json.dumps(entry, default=str) + "\n").encode()
+        run_id = f"{operation.run_id}-audit"  # a write of its own: the operation's run has ended
+        for sink in sinks:
+            try:
+                sink.begin_run(run_id)
+                try:
+                    sink.put_bytes(key, body, run_id=run_id)
+                finally:
+                    sink.end_run(run_id)
+            except Exception as exc:
+                log.warning("could not write the audit entry to %s: %s", sink.location, exc)
+
+
+def entries(sink: Sink) -> Iterator[dict[str, Any]]:
+    """Every audit entry in *sink*, oldest first."""
+    for key in sorted(sink.list_keys(PREFIX)):
+        try:
+            yield json.loads(sink.get_bytes(key))
+        except (ValueError, OSError) as exc:
+            log.warning("unreadable audit entry %s: %s", key, exc)
+
+
+@hookimpl
+def backupkit_engine_plugins(
+    settings: Mapping[str, Any], sinks_of: Callable[[str | None, str | None], list[Sink]]
+) -> list[object] | None:
+    """An :class:`AuditLog` for an engine whose configuration has ``[plugins.audit]``."""
+    if "audit" not in settings:
+        return None
+    if settings["audit"]:
+        raise ConfigError(f"[plugins.audit] takes no keys yet, got {', '.join(settings['audit'])}")
+    return [AuditLog(sinks_of)]
