@@ -6,11 +6,14 @@ from __future__ import annotations
 import argparse
 import os
 import signal
+import subprocess
 import sys
 import threading
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
+from backupkit import install
 from backupkit.errors import ConfigError
 from backupkit.scheduler import Scheduler
 
@@ -23,8 +26,14 @@ def add_parsers(sub: Any, common: Callable[..., None]) -> None:
     common(p, sink=False)
     p = sub.add_parser("schedule", help="the configured schedules: each job's next runs")
     common(p, sink=False)
-    p.add_argument("action", choices=["show"], help="show: each job and its next run times")
+    p.add_argument("action", choices=["show", "install", "remove"],
+                   help="show: each job's next runs (and what is installed); install: write crontab "
+                        "lines or systemd units that run the jobs; remove: take them out again")
     p.add_argument("--count", type=int, default=3, metavar="N", help="next runs to show per job (default 3)")
+    p.add_argument("--format", choices=["crontab", "systemd"], default="crontab")
+    p.add_argument("--crontab", metavar="FILE", help="a crontab file to edit (default: the user's, via crontab -)")
+    p.add_argument("--unit-dir", metavar="DIR", default="/etc/systemd/system", help="where systemd units go")
+    p.add_argument("--dry-run", action="store_true", help="print what would be written, write nothing")
 
 
 def enabled(env: dict[str, str] | os._Environ[str]) -> bool:
@@ -42,9 +51,61 @@ def _scheduler(args: argparse.Namespace, engine_for: Callable[..., Any]) -> Sche
     return Scheduler(engine, jobs)
 
 
+def _read_crontab(path: str | None) -> str:
+    if path:
+        return Path(path).read_text() if Path(path).exists() else ""
+    try:
+        done = subprocess.run(["crontab", "-l"], capture_output=True, text=True, check=False, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return ""  # no crontab program here: nothing is installed in it
+    return done.stdout if done.returncode == 0 else ""
+
+
+def _write_crontab(path: str | None, text: str) -> None:
+    if path:
+        tmp = Path(f"{path}.backupkit-tmp")
+        tmp.write_text(text)
+        os.replace(tmp, path)
+        return
+    try:
+        done = subprocess.run(["crontab", "-"], input=text, capture_output=True, text=True, check=False, timeout=30)
+    except OSError:
+        raise ConfigError("there is no crontab program here; pass --crontab FILE or --format systemd") from None
+    if done.returncode != 0:
+        raise ConfigError(f"crontab - failed: {done.stderr.strip() or done.returncode}")
+
+
+def _install(args: argparse.Namespace, sched: Scheduler, emit: Callable[..., None]) -> int:
+    config = os.path.abspath(args.config or "backupkit.toml")
+    jobs = [s.job for s in sched.states.values()]
+    tz = str(sched.engine.config.timezone)
+    if args.format == "systemd":
+        units = install.systemd_units(jobs, sys.executable, config, tz)
+        if not args.dry_run and args.action == "install":
+            for name, text in units.items():
+                (Path(args.unit_dir) / name).write_text(text)
+        elif not args.dry_run:
+            for name in units:
+                (Path(args.unit_dir) / name).unlink(missing_ok=True)
+        what = "\n".join(f"# {n}\n{t}" for n, t in units.items())
+        emit(args, {"units": units, "dir": args.unit_dir, "written": not args.dry_run}, what if args.dry_run else
+             f"{args.action}ed {len(units)} systemd units in {args.unit_dir}"
+             + ("; run systemctl daemon-reload and enable the timers" if args.action == "install" else ""))
+        return 0
+    block = install.crontab_block(jobs, sys.executable, config, tz) if args.action == "install" else None
+    new = install.replace_block(_read_crontab(args.crontab), block)
+    if not args.dry_run:
+        _write_crontab(args.crontab, new)
+    emit(args, {"crontab": new, "written": not args.dry_run},
+         new if args.dry_run else f"{args.action}ed the backupkit block in {args.crontab or 'your crontab'}")
+    return 0
+
+
 def cmd_schedule(args: argparse.Namespace, *, engine_for: Callable[..., Any], emit: Callable[..., None]) -> int:
-    """``backupkit schedule show``."""
+    """``backupkit schedule show|install|remove``."""
     sched = _scheduler(args, engine_for)
+    if args.action in ("install", "remove"):
+        return _install(args, sched, emit)
     now = sched.now()
     rows: list[dict[str, Any]] = []
     for state in sched.states.values():
@@ -66,7 +127,10 @@ def cmd_schedule(args: argparse.Namespace, *, engine_for: Callable[..., Any], em
     text = "\n".join(lines)
     if not enabled(os.environ):
         text += "\nscheduled jobs are disabled (BACKUP_ENABLED=false): backupkit run does not run them"
-    emit(args, {"enabled": enabled(os.environ), "timezone": str(tz), "jobs": rows}, text)
+    block = install.installed_block(_read_crontab(args.crontab)) if args.format == "crontab" else None
+    if block:
+        text += "\ninstalled in " + (args.crontab or "your crontab") + ":\n" + block.rstrip("\n")
+    emit(args, {"enabled": enabled(os.environ), "timezone": str(tz), "jobs": rows, "installed": block}, text)
     return 0
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -92,3 +93,45 @@ def test_restore_without_an_id_lists_what_can_be_restored(tmp_path: Path, cli: A
     assert listed.returncode == 0, listed.stderr
     assert made["id"] in listed.stdout and "restore one with: backupkit restore ID --to TARGET" in listed.stderr
     cli.error_line(cli("restore", "--config", path, "latest"), "restore needs --to")
+
+
+def test_schedule_install_twice_leaves_one_block_and_remove_takes_it_out(tmp_path: Path, cli: Any) -> None:
+    path = config(tmp_path, 'schedule = "daily-02:00+6h"')
+    crontab = tmp_path / "crontab"
+    crontab.write_text("MAILTO=ops@example.com\n15 4 * * * /usr/bin/other-job\n")
+    for _ in range(2):
+        done = cli("schedule", "install", "--config", path, "--crontab", crontab)
+        assert done.returncode == 0, done.stderr
+    text = crontab.read_text()
+    assert text.count("# >>> backupkit schedule") == 1 and text.startswith("MAILTO=ops@example.com\n15 4 * * *")
+    lines = [ln for ln in text.splitlines() if "-m backupkit" in ln]
+    assert len(lines) == 3
+    assert lines[0].startswith("0 2 * * * ") and f"full --reason scheduled --config {path} --set app" in lines[0]
+    assert lines[2].startswith("30 2 * * * ") and "prune --yes" in lines[2]
+    shown = cli("schedule", "show", "--config", path, "--crontab", crontab)
+    assert "installed in" in shown.stdout and "0 8,14,20 * * *" in shown.stdout
+    assert cli("schedule", "remove", "--config", path, "--crontab", crontab).returncode == 0
+    assert crontab.read_text() == "MAILTO=ops@example.com\n15 4 * * * /usr/bin/other-job\n"
+
+
+def test_schedule_install_as_systemd_units_with_the_time_zone(tmp_path: Path, cli: Any) -> None:
+    path = config(tmp_path, 'schedule = [{kind = "full", cron = "0 2 * * 1-5"}, {kind = "incremental", every = "6h"}]')
+    units = tmp_path / "units"
+    units.mkdir()
+    done = cli("schedule", "install", "--config", path, "--format", "systemd", "--unit-dir", units)
+    assert done.returncode == 0, done.stderr
+    assert sorted(p.name for p in units.iterdir()) == [
+        "backupkit-app-full.service", "backupkit-app-full.timer",
+        "backupkit-app-incremental.service", "backupkit-app-incremental.timer"]
+    timer = (units / "backupkit-app-full.timer").read_text()
+    assert "OnCalendar=Mon..Fri *-*-* 02:00:00 Europe/Berlin" in timer
+    assert "OnCalendar=*-*-* 00/6:00:00 UTC" in (units / "backupkit-app-incremental.timer").read_text()
+    assert "ExecStart=" in (units / "backupkit-app-full.service").read_text()
+    if shutil.which("systemd-analyze"):  # systemd itself reads every OnCalendar
+        for unit in units.glob("*.timer"):
+            spec = next(ln for ln in unit.read_text().splitlines() if ln.startswith("OnCalendar="))
+            check = subprocess.run(["systemd-analyze", "calendar", spec.partition("=")[2]],
+                                   capture_output=True, text=True, check=False)
+            assert check.returncode == 0, check.stderr
+    odd = config(tmp_path, 'schedule = [{kind = "full", every = "7h"}]')
+    cli.error_line(cli("schedule", "install", "--config", odd, "--crontab", tmp_path / "c2"), "no crontab or timer")
