@@ -253,8 +253,8 @@ def report(db: dict[str, Any], res: dict[str, Any], machine: dict[str, str], arg
                f"{common.verdict(ratio <= TARGET_RATIO)}. Wall s, backupkit {walls(bk)}; pipeline {walls(ref)}. "
                f"CPU ratio per round {common.fmt_ratios(cpu)}")
     psql_cpu, gzip_cpu = med([p["psql"][0] for p in parts]), med([p["gzip"][0] for p in parts])
-    line = (f"  - CPU (median): backupkit {med([m.cpu for m in bk]):.2f} s (one process: SQLAlchemy + "
-            f"psycopg, the encoding, zlib level 6, hashing); pipeline {med([m.cpu for m in ref]):.2f} s, of "
+    line = (f"  - CPU (median): backupkit {med([m.cpu for m in bk]):.2f} s (one process: the rows' "
+            f"reading and encoding, zlib level 6, hashing); pipeline {med([m.cpu for m in ref]):.2f} s, of "
             f"which gzip -6 {gzip_cpu:.2f} s and psql {psql_cpu:.2f} s (bash the rest); server "
             f"{med(server['bk_backup']):.2f} s against {med(server['ref_backup']):.2f} s")
     b = res.get("breakdown")

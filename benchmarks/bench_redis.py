@@ -8,11 +8,12 @@ then runs, per round, interleaved and in alternating order:
 * backup:  ``python -m backupkit backup --config CONFIG`` (one redis source, zstd level 3,
   a local sink) against ``redis-cli -p PORT --rdb - | zstd -3 -T1 -q -o OUT``
 * restore: ``python -m backupkit restore latest --config CONFIG --to redis://127.0.0.1:PORT2``
-  into a fresh empty ``redis-server`` (started before, not timed; backupkit spools the
-  artifact to a temporary file, loads it into a temporary server, replicates from it and
-  compares key counts) against ``zstd -d`` of OUT into a new server's directory as
-  ``dump.rdb`` and starting that server until it answers ``PING`` with ``PONG`` (not
-  ``LOADING``), the decompression and the start timed together.
+  into a fresh empty ``redis-server`` (started before, not timed; backupkit serves the
+  artifact's RDB as the target's master for one full sync and compares key counts; before
+  f48a2d5 it loaded the artifact into a temporary server and replicated from that) against
+  ``zstd -d`` of OUT into a new server's directory as ``dump.rdb`` and starting that server
+  until it answers ``PING`` with ``PONG`` (not ``LOADING``), the decompression and the start
+  timed together.
 
 After every restore each database's key count is checked (``INFO keyspace``). Then, with
 ``--multi-rounds`` (default 1), the same again with the keys split over databases 0 and 1:
@@ -21,7 +22,7 @@ first ``RESIZEDB`` record; reported in a table of its own.
 
 Every command runs under GNU ``time`` (``bench_filesystem.run``): wall, user + sys CPU and
 peak RSS; every exit status is checked, as ``set -o pipefail`` would. GNU time's peak RSS of
-a process includes its reaped children (the temporary server of a backupkit restore), so a
+a process includes its reaped children (the temporary server of a restore before f48a2d5), so a
 watcher thread also samples the backupkit process itself in ``/proc`` every 20 ms: its own
 peak RSS (``VmHWM``), its own CPU, each thread's CPU and its children's lifetimes. Server CPU
 (the source's for backups: its fork that writes the snapshot; the target's for backupkit's
@@ -399,10 +400,12 @@ def section(res: dict[str, Any], title: str) -> list[str]:
     br, rr = extra["bk_restore"], results["ref_restore"]
     temp = [temp_server(e).get("cpu", 0.0) for e in br]
     temp_mb = max(temp_server(e).get("hwm_kib", 0) for e in br)
+    has_temp = any(temp_server(e) for e in br)  # backupkit before f48a2d5: a temporary server
     parts = " + ".join(f"{n} {_med([p.procs[i][1] for p in rr]):.2f} s" for i, (n, *_r) in enumerate(rr[0].procs))
     out.append(f"  - restore CPU (median): backupkit {_med([m.cpu for m in results['bk_restore']]):.2f} s "
-               f"(Python ~{_med([e['python_cpu'] for e in br]):.2f} s, its temporary redis-server "
-               f"~{_med(temp):.2f} s) + the target server {_med([e['server_cpu'] for e in br]):.2f} s "
+               + (f"(Python ~{_med([e['python_cpu'] for e in br]):.2f} s, its temporary redis-server "
+                  f"~{_med(temp):.2f} s)" if has_temp else "(no child process)")
+               + f" + the target server {_med([e['server_cpu'] for e in br]):.2f} s "
                f"(its load of the replicated RDB); pipeline {parts}")
     out.append("  - backup timeline (median s from the start; the source server's log): "
                + backup_timeline(extra["bk_backup"], extra["ref_backup"], results))
@@ -420,8 +423,9 @@ def section(res: dict[str, Any], title: str) -> list[str]:
                f"{max(e['python_hwm_kib'] for e in bb) / 1024:.0f}, restore "
                f"{max(e['python_hwm_kib'] for e in br) / 1024:.0f}); target <= {TARGET_RSS_MB} MB: "
                f"{common.verdict(rss <= TARGET_RSS_MB)}. GNU time's figure, which includes reaped children: "
-               f"backup {gnu['bk_backup']:.0f}, restore {gnu['bk_restore']:.0f} (the temporary redis-server "
-               f"{temp_mb / 1024:.0f}). Pipeline, MB: {pipe}")
+               f"backup {gnu['bk_backup']:.0f}, restore {gnu['bk_restore']:.0f}"
+               + (f" (the temporary redis-server {temp_mb / 1024:.0f})" if has_temp else "")
+               + f". Pipeline, MB: {pipe}")
     out.append(f"- stored: backupkit {stored['backupkit'] / 1e6:.1f} MB (every artifact of the backup), "
                f"pipeline {stored['pipeline'] / 1e6:.1f} MB")
     ok = all(e["keys_ok"] for k in ("bk_restore", "ref_restore") for e in extra[k])
@@ -464,7 +468,8 @@ def timeline(bk: list[dict[str, Any]], ref: list[dict[str, Any]]) -> str:
         if temp:
             marks.setdefault("temporary server gone", []).append(temp["last"])
         marks.setdefault("backupkit exits", []).append(e["last_sample"])
-    label = {"target: connect": "target connects to it", "target: transfer": "target receives the RDB",
+    label = {"target: connect": "target connects to it" if any(temp_server(e) for e in bk)
+             else "target connects to backupkit", "target: transfer": "target receives the RDB",
              "target: load": "target loads it", "target: done": "sync finished"}
     text = "backupkit: " + ", ".join(f"{label.get(k, k)} {_med(v):.2f}" for k, v in marks.items())
     phases = [e["phases"] for e in ref]
@@ -477,9 +482,9 @@ def report(benches: list[tuple[str, dict[str, Any]]], machine: dict[str, str], a
     out = [*common.header("bench_redis.py", argv, machine, load)]
     out += [f"`$W` = {out_note}. The source is a `TempRedis` (`--save ''`, `--repl-diskless-sync-delay 0`, "
             "`--enable-debug-command local`) filled by `DEBUG POPULATE N key 100`; each restore goes into a "
-            "fresh empty server. CPU = user + sys of the measured processes (backupkit's restore includes "
-            "its temporary redis-server, a reaped child; the pipeline's restore includes the started "
-            "server up to PONG); server CPU = the source server's for backups (the fork that writes the "
+            "fresh empty server. CPU = user + sys of the measured processes (backupkit's restore: its own "
+            "process, which serves the RDB as the target's master; the pipeline's restore includes the "
+            "started server up to PONG); server CPU = the source server's for backups (the fork that writes the "
             "snapshot), the target server's for backupkit's restore (not in CPU). Python figures "
             "(own CPU, threads, `VmHWM`) sampled from `/proc` every 20 ms.", ""]
     for title, res in benches:
@@ -518,8 +523,7 @@ def main(argv: list[str] | None = None) -> int:
         out_dir = shm / "bkbench-redis" if room else args.work / "scratch-redis"
     tmpfs = str(out_dir).startswith("/dev/shm")
     out_note = (f"`{out_dir}` ({'tmpfs' if tmpfs else 'disk'}: the sink, the pipeline's files and the "
-                "directories of the servers this script starts; backupkit's own temporary file and server "
-                f"go to its temp dir, {tempfile.gettempdir()})")
+                "directories of the servers this script starts)")
     _rm(out_dir)
     scratch = out_dir
     (scratch / "servers").mkdir(parents=True)
