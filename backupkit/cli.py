@@ -85,6 +85,9 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(kind=kind or "full")
         p.add_argument("--reason", default="manual")
         p.add_argument("--tag", action="append", default=[], metavar="TAG")
+        p.add_argument("--slot", metavar="UTC", help="run for this slot (2026-12-03T02:00:00Z) under a claim "
+                       "in the sink, so that N hosts' cron entries make one backup (see scheduling.md)")
+        p.add_argument("--lease", default="5m", help="with --slot: how long a silent claim holds (default 5m)")
 
     p = sub.add_parser("list", help="list backups in the catalog")
     _common(p)
@@ -262,6 +265,12 @@ def _emit(args: argparse.Namespace, data: Any, text: str) -> None:
 
 def _cmd_backup(args: argparse.Namespace) -> int:
     engine = _engine(args, adhoc=True)
+    if args.slot:
+        return cli_run.claimed(args, engine, functools.partial(_backup, args, engine), _emit)
+    return _backup(args, engine)
+
+
+def _backup(args: argparse.Namespace, engine: Engine) -> int:
     progress = _ProgressLine(sys.stderr, enabled=not args.json)
     try:
         manifest = engine.backup(

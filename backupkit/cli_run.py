@@ -4,6 +4,7 @@ until SIGTERM or Ctrl-C) and ``backupkit schedule show`` (each job's next runs).
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import os
 import signal
 import subprocess
@@ -14,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from backupkit import install
+from backupkit.claims import for_engine
+from backupkit.core.retention import parse_duration
 from backupkit.errors import ConfigError
 from backupkit.scheduler import Scheduler
 
@@ -24,6 +27,9 @@ def add_parsers(sub: Any, common: Callable[..., None]) -> None:
     """Add ``run`` and ``schedule`` to the ``backupkit`` parser."""
     p = sub.add_parser("run", help="run the configured schedules in the foreground until stopped")
     common(p, sink=False)
+    p.add_argument("--replicas", action="store_true",
+                   help="several processes or hosts run this schedule: claim each slot in the sink first")
+    p.add_argument("--lease", default="5m", help="with --replicas: how long a silent claim holds (default 5m)")
     p = sub.add_parser("schedule", help="the configured schedules: each job's next runs")
     common(p, sink=False)
     p.add_argument("action", choices=["show", "install", "remove"],
@@ -48,7 +54,38 @@ def _scheduler(args: argparse.Namespace, engine_for: Callable[..., Any]) -> Sche
     if not jobs:
         raise ConfigError("no set has a schedule; add e.g. schedule = \"daily-02:00+6h\" to a set "
                           "(see docs/scheduling.md)")
-    return Scheduler(engine, jobs)
+    replicas = getattr(args, "replicas", False)
+    claims = for_engine(engine, parse_duration(args.lease)) if replicas else None
+    return Scheduler(engine, jobs, claims=claims)
+
+
+def claimed(args: argparse.Namespace, engine: Any, run: Callable[[], int], emit: Callable[..., None]) -> int:
+    """Run *run* (one backup) for ``--slot`` under the slot's claim; skip a taken slot."""
+    try:
+        slot = dt.datetime.fromisoformat(args.slot.replace("Z", "+00:00"))
+    except ValueError:
+        slot = None
+    if slot is None or slot.tzinfo is None:
+        raise ConfigError(f"--slot {args.slot!r} is not a UTC instant like 2026-12-03T02:00:00Z")
+    sets = list(engine.config.sets)
+    set_name = args.set_name or (sets[0] if len(sets) == 1 else None)
+    if set_name is None:
+        raise ConfigError("--slot needs --set NAME: the configuration has several sets")
+    claims = for_engine(engine, parse_duration(args.lease))
+    claims.check(set_name)
+    lease = claims.claim(set_name, args.kind, slot)
+    if lease is None:
+        emit(args, {"slot": args.slot, "ran": False},
+             f"slot {args.slot} of set {set_name} is another replica's or done; nothing to do")
+        return 0
+    lease.keep_alive()
+    try:
+        code = run()
+    except BaseException:
+        lease.finish("failed")
+        raise
+    lease.finish("ok")
+    return code
 
 
 def _read_crontab(path: str | None) -> str:

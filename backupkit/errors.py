@@ -58,6 +58,10 @@ class ChainError(ManifestError):
     """An incremental backup's chain is broken: a parent is missing, of another set, or loops."""
 
 
+class AlreadyExistsError(SinkError):
+    """A sink was asked to create a key that exists (it never replaces one)."""
+
+
 class NotFoundError(BackupkitError, LookupError):
     """No backup matches the requested id, prefix, or time."""
 
@@ -102,6 +106,7 @@ def unknown_key(where: str, key: object, allowed: Iterable[str], *, listing: str
 
 
 __all__ = [
+    "AlreadyExistsError",
     "BackupInterrupted",
     "BackupkitError",
     "ChainError",

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from backupkit.claims import Claims
 from backupkit.core.schedule import Job, zone
 
 if TYPE_CHECKING:
@@ -65,8 +66,10 @@ class Scheduler:
     """Runs *jobs* (by default every set's ``schedule``) with *engine*."""
 
     def __init__(self, engine: Engine, jobs: Iterable[Job] | None = None, *,
-                 retry_backoff: Sequence[float] = RETRY_BACKOFF) -> None:
+                 retry_backoff: Sequence[float] = RETRY_BACKOFF, claims: Claims | None = None) -> None:
         self.engine = engine
+        #: With claims, replicas running the same schedule run each slot once between them.
+        self.claims = claims
         if jobs is None:
             jobs = [job for s in engine.config.sets.values() for job in s.schedule]
         self.states = {job.name: JobState(job) for job in jobs}
@@ -92,11 +95,20 @@ class Scheduler:
 
     # -- planning -----------------------------------------------------------------------
     def prime(self, now: dt.datetime | None = None) -> None:
-        """Set each job's first run: *now* for ``run_at_start`` jobs, else its next slot."""
+        """Set each job's first run: *now* for ``run_at_start`` jobs, else its next slot.
+        (With claims, a start run belongs to the interval's current slot, which every
+        replica computes alike.)"""
         now = now or self.now()
         for state in self.states.values():
-            state.slot = now if state.job.run_at_start else state.job.next_after(now, self.tz)
-            state.next_run, state.attempt = state.slot, 0
+            job = state.job
+            if job.run_at_start:
+                state.slot = now
+                if self.claims is not None and job.every is not None:
+                    state.slot = job.next_after(now - job.every, self.tz)
+                state.next_run = now
+            else:
+                state.slot = state.next_run = job.next_after(now, self.tz)
+            state.attempt = 0
 
     def due(self, now: dt.datetime) -> list[JobState]:
         """The jobs whose run is due at *now*, earliest first."""
@@ -119,6 +131,15 @@ class Scheduler:
 
     def _run(self, state: JobState) -> None:
         job, slot = state.job, state.slot or self.now()
+        lease = None
+        if self.claims is not None:
+            lease = self.claims.claim(job.set_name, job.kind, slot)
+            if lease is None:
+                log.info("scheduled %s: slot %s is another replica's (or done)", job.name, _iso(slot))
+                state.last_result = "another replica"
+                self._plan_next(state, slot)
+                return
+            lease.keep_alive()
         state.last_started = self.now()
         state.runs += 1
         log.info("scheduled %s for slot %s started", job.name, _iso(slot))
@@ -129,8 +150,12 @@ class Scheduler:
             state.last_result, state.last_error = "failed", str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             log.error("scheduled %s for slot %s failed: %s", job.name, _iso(slot), state.last_error)
             state.last_finished = self.now()
-            self._after_failure(state, slot)
+            retrying = self._after_failure(state, slot)
+            if lease is not None:
+                lease.release() if retrying else lease.finish("failed")
             return
+        if lease is not None:
+            lease.finish("ok")
         state.last_result, state.last_error, state.last_backup = "ok", None, result
         state.last_finished = self.now()
         self._plan_next(state, slot)
@@ -155,21 +180,27 @@ class Scheduler:
         state.slot = state.next_run = upcoming
         state.attempt = 0
 
-    def _after_failure(self, state: JobState, slot: dt.datetime) -> None:
+    def _after_failure(self, state: JobState, slot: dt.datetime) -> bool:
+        """Plan a retry within the slot (True), or the next slot (False)."""
         if state.attempt < len(self.retry_backoff):
             retry = (state.last_finished or self.now()) + dt.timedelta(seconds=self.retry_backoff[state.attempt])
             if retry < state.job.next_after(slot, self.tz):
                 state.attempt += 1
                 state.next_run = retry  # the same slot, again
                 log.info("scheduled %s will retry at %s", state.job.name, _iso(retry))
-                return
+                return True
         self._plan_next(state, slot)
+        return False
 
     # -- the thread ---------------------------------------------------------------------
     def start(self) -> None:
-        """Start the scheduler's thread (the first runs are planned now)."""
+        """Start the scheduler's thread (the first runs are planned now). With claims,
+        each set's sink is checked first: one without exclusive creates is refused."""
         if self.running:
             return
+        if self.claims is not None:
+            for set_name in sorted({s.job.set_name for s in self.states.values()}):
+                self.claims.check(set_name)
         self._stop.clear()
         self.prime()
         self._thread = threading.Thread(target=self._loop, name="backupkit-scheduler", daemon=True)

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import abc
+import datetime as dt
 from collections.abc import Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, BinaryIO, ClassVar
 
 from backupkit.core.manifest import MANIFEST_SUFFIX
-from backupkit.errors import ConfigError, SinkError
+from backupkit.errors import AlreadyExistsError, ConfigError, SinkError
 from backupkit.params import build, public_params
 
 if TYPE_CHECKING:
@@ -70,6 +71,26 @@ class Sink(abc.ABC):
         except BaseException:
             writer.abort()
             raise
+
+    def create(self, key: str, data: bytes, *, run_id: str) -> bool:
+        """Store *data* under *key* unless the key exists: True if this call created it.
+
+        Atomic between processes and hosts where the store is (an exclusive create: a hard
+        link on a local disk, ``If-None-Match: *`` on S3); replicas claim backup slots with
+        it. Sinks whose ``put_bytes`` can replace an object must override this or leave
+        coordination refused (the check writes a probe twice).
+        """
+        try:
+            self.put_bytes(key, data, run_id=run_id)
+        except AlreadyExistsError:
+            return False
+        return True
+
+    def modified_at(self, key: str) -> dt.datetime:
+        """When *key* was last written, by the store's clock (leases are judged by it).
+        Sinks that cannot tell raise :class:`ConfigError` (coordination is then refused)."""
+        raise ConfigError(f"sink {self.location} cannot tell when an object was written; "
+                          "replicas cannot coordinate through it")
 
     @abc.abstractmethod
     def get_bytes(self, key: str) -> bytes:

@@ -16,6 +16,7 @@ whose lock can be taken belongs to a dead run and is removed by the next run.
 
 from __future__ import annotations
 
+import datetime as dt
 import errno
 import fcntl
 import os
@@ -27,7 +28,7 @@ from typing import Any, BinaryIO, ClassVar
 
 import attrs
 
-from backupkit.errors import ConfigError, NotFoundError, SinkError
+from backupkit.errors import AlreadyExistsError, ConfigError, NotFoundError, SinkError
 from backupkit.plugin import ArtifactWriter, Register, Sink, hookimpl
 
 TIERS = ("daily", "weekly", "monthly", "incremental")
@@ -62,7 +63,7 @@ _NO_HARD_LINKS = frozenset({errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.
 
 
 def _exists_error(path: Path) -> SinkError:
-    return SinkError(f"{path} already exists; refusing to overwrite a stored artifact")
+    return AlreadyExistsError(f"{path} already exists; refusing to overwrite a stored artifact")
 
 
 class _FileWriter(ArtifactWriter):
@@ -251,6 +252,13 @@ class LocalSink(Sink):
             raise _exists_error(final)
         tmp = self.root / "temp" / run_id / key.replace("/", "__")
         return _FileWriter(tmp, final)
+
+    def modified_at(self, key: str) -> dt.datetime:
+        """The file's mtime (the file system's clock, shared by every host that mounts it)."""
+        try:
+            return dt.datetime.fromtimestamp(self._path(key).stat().st_mtime, dt.UTC)
+        except FileNotFoundError:
+            raise NotFoundError(f"{key} is not in {self.location}") from None
 
     def get_bytes(self, key: str) -> bytes:
         path = self._path(key)

@@ -156,3 +156,22 @@ def test_one_job_at_a_time_even_when_two_sets_are_due_together(tmp_path: Path) -
         t.join()
     assert overlaps[0] == 1
     assert sorted(s.job.set_name for s in sched.states.values() if s.runs) == ["a", "b"]
+
+
+def test_two_schedulers_with_claims_run_each_slot_once(tmp_path: Path) -> None:
+    from backupkit.claims import for_engine
+
+    clock = SteppingClock(now=START)
+    engines = [make(tmp_path, [{"kind": "full", "every": "1h"}], clock) for _ in range(2)]
+    scheds = [Scheduler(e, claims=for_engine(e)) for e in engines]
+    for s in scheds:
+        s.prime()
+        s.claims.check("app")  # type: ignore[union-attr]
+    for _ in range(5):
+        clock.advance(hours=1)
+        for s in scheds:
+            s.run_due()
+    assert len(list(engines[0].catalog())) == 5
+    results = [st.last_result for s in scheds for st in s.states.values()]
+    assert "another replica" in results or sum(st.runs for s in scheds for st in s.states.values()) == 5
+    assert sum(st.runs for s in scheds for st in s.states.values()) == 5

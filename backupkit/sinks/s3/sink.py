@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO, ClassVar, cast
 
 import attrs
 
-from backupkit.errors import BackupkitError, ConfigError, SinkError
+from backupkit.errors import AlreadyExistsError, BackupkitError, ConfigError, SinkError
 from backupkit.params import check_range, secret
 from backupkit.plugin import ArtifactWriter, Sink
 from backupkit.sinks.s3.boto import boto_errors, import_boto
@@ -230,8 +230,10 @@ class S3Sink(Sink):
                 Bucket=self.bucket, Key=self._object_key(key), Body=data, IfNoneMatch="*", **args
             )
         except boto_errors() as exc:
-            if status_of(exc) == 412 and self._holds(key, data):
-                return  # a retried PUT whose first attempt had succeeded
+            if status_of(exc) == 412:
+                if self._holds(key, data):
+                    return  # a retried PUT whose first attempt had succeeded
+                raise AlreadyExistsError(f"{key} already exists in {self.location}; it is never replaced") from None
             raise self._error(exc, "s3:PutObject", key) from None
 
     def _holds(self, key: str, data: bytes) -> bool:
@@ -319,6 +321,10 @@ class S3Sink(Sink):
         headers = response.get("ResponseMetadata", {}).get("HTTPHeaders", {})
         region = response.get("BucketRegion") or headers.get("x-amz-bucket-region")
         return str(region) if region else None
+
+    def modified_at(self, key: str) -> dt.datetime:
+        """The object's LastModified: S3's clock, the same for every replica."""
+        return cast(dt.datetime, self.head(key)["LastModified"]).astimezone(dt.UTC)
 
     def head(self, key: str) -> dict[str, Any]:
         """HeadObject of *key*: size, storage class, encryption (for checks and tests)."""
