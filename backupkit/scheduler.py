@@ -198,14 +198,29 @@ class Scheduler:
         each set's sink is checked first: one without exclusive creates is refused."""
         if self.running:
             return
-        if self.claims is not None:
-            for set_name in sorted({s.job.set_name for s in self.states.values()}):
-                self.claims.check(set_name)
+        for set_name in sorted({s.job.set_name for s in self.states.values()}):
+            if self.claims is not None:
+                self.claims.check(set_name)  # writes, rewrites and dates a probe
+            else:
+                self.check_sink(set_name)
         self._stop.clear()
         self.prime()
         self._thread = threading.Thread(target=self._loop, name="backupkit-scheduler", daemon=True)
         self._thread.start()
         log.info("scheduler started with %d jobs", len(self.states))
+
+    def check_sink(self, set_name: str) -> None:
+        """Write and delete a probe in the set's sink now, so that missing credentials, a
+        missing bucket or a denied write are a clear error at start, not at 02:00."""
+        sink = self.engine.parts.sinks_of(set_name)[0]
+        run_id = f"probe-{self.now():%Y%m%dT%H%M%S%f}"
+        key = f"claims/{set_name}/.probe-{run_id}"
+        sink.begin_run(run_id)
+        try:
+            sink.put_bytes(key, b"backupkit start-up check\n", run_id=run_id)
+            sink.delete([key])
+        finally:
+            sink.end_run(run_id)
 
     def stop(self, timeout: float | None = None) -> None:
         """Stop: no new job starts; a running one is waited for (it finishes, and its

@@ -175,3 +175,17 @@ def test_two_schedulers_with_claims_run_each_slot_once(tmp_path: Path) -> None:
     results = [st.last_result for s in scheds for st in s.states.values()]
     assert "another replica" in results or sum(st.runs for s in scheds for st in s.states.values()) == 5
     assert sum(st.runs for s in scheds for st in s.states.values()) == 5
+
+
+def test_start_checks_the_sink_now_a_missing_bucket_is_a_clear_error(tmp_path: Path, s3: Any) -> None:
+    import pytest
+
+    from backupkit.errors import BackupkitError
+
+    engine = backupkit.Engine.from_config({"sets": {"app": {
+        "sources": [{"type": "filesystem", "paths": [str(_src(tmp_path))]}], "sink": "s3://no-such-bucket/app",
+        "schedule": [{"kind": "full", "cron": "0 2 * * *"}]}}})
+    sched = Scheduler(engine)
+    with pytest.raises(BackupkitError, match="S3 bucket 'no-such-bucket' does not exist; create it"):
+        sched.start()
+    assert not sched.running
