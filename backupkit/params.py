@@ -77,6 +77,15 @@ _URL_PASSWORD = re.compile(r"(://[^/?#@:\s]*):[^/?#\s]*@")
 REDACTED = "***"
 
 
+def name_list(value: Any) -> tuple[str, ...]:
+    """An attrs converter: one name or a list of non-empty names, as a tuple."""
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) and v for v in value):
+        raise ValueError(f"expected a list of names, got {value!r}")
+    return tuple(value)
+
+
 def secret_name(name: str) -> bool:
     """Whether a parameter called *name* holds a secret: ``password``, ``api_key``,
     ``secret_access_key``, ``session_token``, ``credentials``... but not ``key_id``."""

@@ -9,7 +9,7 @@ from typing import Any, ClassVar
 import attrs
 
 from backupkit.errors import BackupkitError, ConfigError, RestoreError, SourceError
-from backupkit.params import secret
+from backupkit.params import name_list, secret
 from backupkit.plugin import (
     BackupContext,
     Reader,
@@ -34,14 +34,6 @@ from backupkit.sources.jsonexport.restore import restore_export
 BATCH = 1000
 
 
-def _names(value: Any) -> tuple[str, ...]:
-    if isinstance(value, str):
-        value = [value]
-    if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) and v for v in value):
-        raise ValueError(f"expected a list of names, got {value!r}")
-    return tuple(value)
-
-
 @attrs.frozen
 class JsonSource(Source):
     """A whole database as one JSON document, streamed row by row from one consistent
@@ -52,9 +44,9 @@ class JsonSource(Source):
     extension: ClassVar[str] = ".json"
 
     url: str | None = secret(default=None)
-    schemas: tuple[str, ...] = attrs.field(default=(), converter=_names)
-    tables: tuple[str, ...] = attrs.field(default=(), converter=_names)
-    exclude_tables: tuple[str, ...] = attrs.field(default=(), converter=_names)
+    schemas: tuple[str, ...] = attrs.field(default=(), converter=name_list)
+    tables: tuple[str, ...] = attrs.field(default=(), converter=name_list)
+    exclude_tables: tuple[str, ...] = attrs.field(default=(), converter=name_list)
 
     def _url(self) -> str:
         if not self.url:

@@ -10,7 +10,7 @@ from typing import Any, ClassVar
 import attrs
 
 from backupkit.errors import RestoreError, SourceError
-from backupkit.params import check_range, secret
+from backupkit.params import check_range, name_list, secret
 from backupkit.plugin import (
     BackupContext,
     Reader,
@@ -28,16 +28,8 @@ from backupkit.sources.postgres.restore import check_archive, restore_database, 
 from backupkit.sources.postgres.tools import find_program, program_version
 
 
-def _names(value: Any) -> tuple[str, ...]:
-    if isinstance(value, str):
-        value = [value]
-    if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) and v for v in value):
-        raise ValueError(f"expected a list of names, got {value!r}")
-    return tuple(value)
-
-
 def _opt_names(value: Any) -> tuple[str, ...] | None:
-    return None if value is None else _names(value)
+    return None if value is None else name_list(value)
 
 
 def _version(text: str) -> tuple[int, int]:
@@ -70,10 +62,10 @@ class PostgresSource(Source):
     passfile: str | None = None
     databases: tuple[str, ...] | None = attrs.field(default=None, converter=_opt_names)
     globals: bool = False
-    schemas: tuple[str, ...] = attrs.field(default=(), converter=_names)
-    exclude_schemas: tuple[str, ...] = attrs.field(default=(), converter=_names)
-    tables: tuple[str, ...] = attrs.field(default=(), converter=_names)
-    exclude_tables: tuple[str, ...] = attrs.field(default=(), converter=_names)
+    schemas: tuple[str, ...] = attrs.field(default=(), converter=name_list)
+    exclude_schemas: tuple[str, ...] = attrs.field(default=(), converter=name_list)
+    tables: tuple[str, ...] = attrs.field(default=(), converter=name_list)
+    exclude_tables: tuple[str, ...] = attrs.field(default=(), converter=name_list)
     large_objects: bool = True
     #: ``custom`` (one pg_dump process, streamed) or ``directory`` (``-Fd -j jobs`` into
     #: ``temp_dir``, then stored as a tar archive that ``pg_restore -Ft`` reads).
