@@ -40,6 +40,8 @@ def add_parsers(sub: Any, common: Callable[..., None]) -> None:
     p.add_argument("--crontab", metavar="FILE", help="a crontab file to edit (default: the user's, via crontab -)")
     p.add_argument("--unit-dir", metavar="DIR", default="/etc/systemd/system", help="where systemd units go")
     p.add_argument("--dry-run", action="store_true", help="print what would be written, write nothing")
+    p.add_argument("--replicas", action="store_true",
+                   help="install: the same lines run on several hosts; each backup claims its slot (--slot)")
 
 
 def enabled(env: dict[str, str] | os._Environ[str]) -> bool:
@@ -54,7 +56,7 @@ def _scheduler(args: argparse.Namespace, engine_for: Callable[..., Any]) -> Sche
     if not jobs:
         raise ConfigError("no set has a schedule; add e.g. schedule = \"daily-02:00+6h\" to a set "
                           "(see docs/scheduling.md)")
-    replicas = getattr(args, "replicas", False)
+    replicas = args.command == "run" and args.replicas  # schedule install's --replicas is for its lines
     claims = for_engine(engine, parse_duration(args.lease)) if replicas else None
     return Scheduler(engine, jobs, claims=claims)
 
@@ -129,7 +131,8 @@ def _install(args: argparse.Namespace, sched: Scheduler, emit: Callable[..., Non
              f"{args.action}ed {len(units)} systemd units in {args.unit_dir}"
              + ("; run systemctl daemon-reload and enable the timers" if args.action == "install" else ""))
         return 0
-    block = install.crontab_block(jobs, sys.executable, config, tz) if args.action == "install" else None
+    block = (install.crontab_block(jobs, sys.executable, config, tz, replicas=args.replicas)
+             if args.action == "install" else None)
     new = install.replace_block(_read_crontab(args.crontab), block)
     if not args.dry_run:
         _write_crontab(args.crontab, new)

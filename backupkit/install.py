@@ -48,11 +48,20 @@ def command(job: Job, python: str, config: str) -> list[str]:
     return [python, "-m", "backupkit", *verb, "--config", config, "--set", job.set_name]
 
 
-def crontab_block(jobs: Sequence[Job], python: str, config: str, tz: str) -> str:
-    """The marked block of crontab lines for *jobs*."""
+#: What a crontab line adds so that the same line on N hosts makes one backup: the slot is
+#: the minute it runs, in UTC (cron needs its ``%`` escaped).
+SLOT_ARG = "--slot $(date -u +\\%Y-\\%m-\\%dT\\%H:\\%M:00Z)"
+
+
+def crontab_block(jobs: Sequence[Job], python: str, config: str, tz: str, *, replicas: bool = False) -> str:
+    """The marked block of crontab lines for *jobs* (with *replicas*, each backup line
+    claims its slot, see :mod:`backupkit.claims`)."""
     lines = [BEGIN, f"# times are this machine's local time; the configuration's time zone is {tz}"]
     for job in jobs:
-        lines.append(f"{cron_of(job)} {shlex.join(command(job, python, config))}")
+        line = f"{cron_of(job)} {shlex.join(command(job, python, config))}"
+        if replicas and job.kind != "prune":
+            line += f" {SLOT_ARG}"
+        lines.append(line)
     lines.append(END)
     return "\n".join(lines) + "\n"
 

@@ -114,3 +114,20 @@ def test_cron_entries_on_several_hosts_make_one_backup_with_slot(tmp_path: Path,
     assert all(p.returncode == 0 for p in procs)
     assert sum(1 for o in outs if "id" in o) == 1 and sum(1 for o in outs if o.get("ran") is False) == 2
     cli.error_line(cli("full", "--config", path, "--slot", "tomorrow"), "--slot", "UTC instant")
+
+
+def test_installed_replica_crontab_lines_claim_their_slot_when_cron_runs_them(tmp_path: Path, cli: Any) -> None:
+    path = write_config(tmp_path, str(tmp_path / "sink"))
+    schedule = 'schedule = [{kind = "full", cron = "0 2 * * *"}]\n'
+    path.write_text(path.read_text().replace("[sets.app]\n", "[sets.app]\n" + schedule))
+    crontab = tmp_path / "crontab"
+    assert cli("schedule", "install", "--config", path, "--crontab", crontab, "--replicas").returncode == 0
+    (line,) = [ln for ln in crontab.read_text().splitlines() if "-m backupkit" in ln]
+    command = line.split(" ", 5)[5].replace("\\%", "%")  # what cron hands to sh
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("BACKUP_", "AWS_"))}
+    runs = [subprocess.run(["sh", "-c", command], capture_output=True, text=True, env=env, check=False)
+            for _ in range(2)]
+    assert all(r.returncode == 0 for r in runs), [r.stderr for r in runs]
+    if "nothing to do" not in runs[1].stdout:  # the two runs fell into different minutes
+        pytest.skip("the minute changed between the two runs")
+    assert len(list(backupkit.Engine.from_config(path, env={}).catalog())) == 1
