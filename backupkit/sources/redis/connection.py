@@ -7,7 +7,7 @@ from __future__ import annotations
 import socket
 import ssl
 import urllib.parse
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
@@ -22,6 +22,11 @@ def _redis() -> Any:
     except ImportError:
         raise ConfigError("the redis source needs redis-py; install backupkit[redis]") from None
     return redis
+
+
+def keyspace(info: Mapping[str, Any]) -> dict[str, int]:
+    """``{"0": keys, ...}`` from ``INFO keyspace`` (databases that hold keys)."""
+    return {k[2:]: int(v["keys"]) for k, v in info.items() if k.startswith("db") and isinstance(v, dict)}
 
 
 @attrs.frozen

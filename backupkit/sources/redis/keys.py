@@ -25,48 +25,48 @@ _END = struct.Struct(">Q")
 BATCH = 500
 
 
-def dump_keys(client_for: Callable[[int], Any], dbs: list[int], write: Callable[[bytes], object]) -> dict[int, int]:
-    """Write every key of databases *dbs*; return the count per database."""
-    write(MAGIC)
-    counts: dict[int, int] = {}
-    total = 0
-    out = bytearray()
-    for db in dbs:
-        client = client_for(db)
-        n = 0
-        batch: list[bytes] = []
-        for key in client.scan_iter(count=1000):
-            batch.append(key)
-            if len(batch) >= BATCH:
-                n += _dump_batch(client, db, batch, out)
-                batch = []
-                if len(out) >= 1 << 20:
-                    write(bytes(out))
-                    out.clear()
-        if batch:
-            n += _dump_batch(client, db, batch, out)
-        counts[db] = n
-        total += n
-    out += b"E" + _END.pack(total)
-    write(bytes(out))
-    return counts
+def scan_dumps(client: Any) -> Iterator[tuple[bytes, bytes, int]]:
+    """``(key, DUMP payload, PTTL)`` of every key of *client*'s database: ``SCAN``, then
+    ``DUMP`` and ``PTTL`` of each batch of keys in one pipeline. Keys deleted or expired
+    since ``SCAN`` saw them are left out; the PTTL is -1 for a key without a TTL."""
+    batch: list[bytes] = []
+    for key in client.scan_iter(count=1000):
+        batch.append(key)
+        if len(batch) >= BATCH:
+            yield from _dumped(client, batch)
+            batch = []
+    if batch:
+        yield from _dumped(client, batch)
 
 
-def _dump_batch(client: Any, db: int, keys: list[bytes], out: bytearray) -> int:
+def _dumped(client: Any, keys: list[bytes]) -> Iterator[tuple[bytes, bytes, int]]:
     pipe = client.pipeline(transaction=False)
     for key in keys:
         pipe.dump(key)
         pipe.pttl(key)
     replies = pipe.execute()
-    now = int(time.time() * 1000)
-    n = 0
     for key, payload, ttl in zip(keys, replies[::2], replies[1::2]):
-        if payload is None:  # deleted or expired since SCAN saw it
-            continue
-        expiry = now + int(ttl) if ttl is not None and int(ttl) >= 0 else -1
-        out += b"K" + _KEY.pack(db, expiry, len(key), len(payload)) + key + payload
-        n += 1
-    return n
+        if payload is not None:
+            yield key, payload, -1 if ttl is None else int(ttl)
+
+
+def dump_keys(client_for: Callable[[int], Any], dbs: list[int], write: Callable[[bytes], object]) -> dict[int, int]:
+    """Write every key of databases *dbs*; return the count per database."""
+    write(MAGIC)
+    counts: dict[int, int] = {}
+    out = bytearray()
+    for db in dbs:
+        counts[db] = 0
+        for key, payload, ttl in scan_dumps(client_for(db)):
+            expiry = int(time.time() * 1000) + ttl if ttl >= 0 else -1
+            out += b"K" + _KEY.pack(db, expiry, len(key), len(payload)) + key + payload
+            counts[db] += 1
+            if len(out) >= 1 << 20:
+                write(bytes(out))
+                out.clear()
+    out += b"E" + _END.pack(sum(counts.values()))
+    write(bytes(out))
+    return counts
 
 
 def read_records(read: Callable[[int], bytes]) -> Iterator[tuple[int, int, bytes, bytes]]:

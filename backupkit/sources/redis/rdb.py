@@ -10,6 +10,8 @@ the stored bytes already guards the artifact.
 
 from __future__ import annotations
 
+import os
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -378,14 +380,12 @@ class Walking:
 
     def __init__(self, reader: Callable[[Callable[[int], bytes]], Any] = walk) -> None:
         import os
-        import threading
 
         r, w = os.pipe()
         self._w = w
         self._file = open(r, "rb", buffering=1 << 20)
         self._value: Any = None
         self._error: BaseException | None = None
-        self._os = os
 
         def run() -> None:
             try:
@@ -406,14 +406,14 @@ class Walking:
         """Pass *data* to the walker (blocks while it is behind)."""
         view = memoryview(data)
         while view:
-            n = self._os.write(self._w, view)
+            n = os.write(self._w, view)
             view = view[n:]
         return len(data)
 
     def close(self) -> None:
         """End the stream (the walker sees EOF); safe to call twice."""
         if self._w >= 0:
-            self._os.close(self._w)
+            os.close(self._w)
             self._w = -1
 
     def result(self) -> Any:

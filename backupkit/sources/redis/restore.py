@@ -24,8 +24,8 @@ from typing import Any
 from backupkit.errors import RestoreError
 from backupkit.plugin import Reader, RestoreContext
 from backupkit.sources.redis import rdb
-from backupkit.sources.redis.connection import RedisConn
-from backupkit.sources.redis.keys import BATCH, read_records
+from backupkit.sources.redis.connection import RedisConn, keyspace
+from backupkit.sources.redis.keys import BATCH, read_records, scan_dumps
 from backupkit.sources.redis.master import load_by_replication
 from backupkit.sources.redis.server import TempRedis, redis_server_program
 
@@ -88,17 +88,12 @@ def _is_local(host: str) -> bool:
         return False
 
 
-def _keyspace(client: Any) -> dict[str, int]:
-    info = client.info("keyspace")
-    return {k[2:]: int(v["keys"]) for k, v in info.items() if k.startswith("db")}
-
-
 def _prepare(conn: RedisConn, ctx: RestoreContext) -> Any:
     client = conn.client(db=0)
     with conn.calls("refused the restore"):
         server = client.info("server")["redis_version"]
         check_loadable(ctx.facts.get("rdb_version"), server, conn.where())
-        held = _keyspace(client)
+        held = keyspace(client.info("keyspace"))
     if held and not (ctx.overwrite or ctx.options.get("flush")):
         raise RestoreError(
             f"Redis at {conn.where()} holds keys ({sum(held.values())} in {len(held)} databases); "
@@ -126,32 +121,20 @@ def _compare(expected: Mapping[str, int] | None, actual: Mapping[str, int], expi
     return {"keys": dict(actual), "key_counts_match": True, "expired_since_backup": expired}
 
 
-def _copy_keys(source: TempRedis, conn: RedisConn, dbs: list[int]) -> None:
+def _copy_keys(source: TempRedis, conn: RedisConn) -> None:
+    """Every key of every database the temporary server loaded, to the target."""
     src = RedisConn(port=source.port)
-    for db in dbs:
-        reader, writer = src.client(db=db), conn.client(db=db)
+    for db in sorted(int(d) for d in keyspace(src.client().info("keyspace"))):
+        writer = conn.client(db=db)
         with conn.calls("refused RESTORE"):
-            batch: list[bytes] = []
-            for key in reader.scan_iter(count=1000):
-                batch.append(key)
-                if len(batch) >= BATCH:
-                    _move(reader, writer, batch)
-                    batch = []
-            if batch:
-                _move(reader, writer, batch)
-
-
-def _move(reader: Any, writer: Any, keys: list[bytes]) -> None:
-    pipe = reader.pipeline(transaction=False)
-    for key in keys:
-        pipe.dump(key)
-        pipe.pttl(key)
-    replies = pipe.execute()
-    out = writer.pipeline(transaction=False)
-    for key, payload, ttl in zip(keys, replies[::2], replies[1::2]):
-        if payload is not None:
-            out.restore(key, max(int(ttl), 0), payload, replace=True)
-    out.execute()
+            out, pending = writer.pipeline(transaction=False), 0
+            for key, payload, ttl in scan_dumps(src.client(db=db)):
+                out.restore(key, max(ttl, 0), payload, replace=True)
+                pending += 1
+                if pending >= BATCH:
+                    out.execute()
+                    out, pending = writer.pipeline(transaction=False), 0
+            out.execute()
 
 
 def _restore_records(stream: Any, conn: RedisConn) -> int:
@@ -180,8 +163,8 @@ def _restore_records(stream: Any, conn: RedisConn) -> int:
 
 def restore_into_server(stream: Reader, conn: RedisConn, ctx: RestoreContext, *, mode: str) -> Mapping[str, Any]:
     """Load the artifact into the running server *conn* names; compare key counts."""
-    recorded = ctx.facts.get("keys")
-    expected = {db: n for db, n in dict(recorded or {}).items() if n}
+    recorded = ctx.facts.get("keys")  # None: a stream restored by hand, nothing to compare
+    expected = None if recorded is None else {db: n for db, n in dict(recorded).items() if n}
     expires = dict(ctx.facts.get("expires") or {})
     if mode == "keys":
         client = _prepare(conn, ctx)
@@ -198,16 +181,16 @@ def restore_into_server(stream: Reader, conn: RedisConn, ctx: RestoreContext, *,
             with open(spool, "rb") as fh:
                 skipped = _restore_records(fh, conn)
         with conn.calls():
-            actual = _keyspace(client)
-        result = _compare(expected if recorded is not None else None, actual,
-                          {db: skipped for db in expected}, conn.where())
+            actual = keyspace(client.info("keyspace"))
+        result = _compare(expected, actual,
+                          {db: skipped for db in expected or ()}, conn.where())
         return {**result, "method": "RESTORE"}
     client = _prepare(conn, ctx)
     if _is_local(conn.host):  # straight from the stream: we are the target's master for one sync
         load_by_replication(stream, client, conn, size=ctx.facts.get("rdb_bytes"))
         with conn.calls():
-            actual = _keyspace(client)
-        result = _compare(expected if recorded is not None else None, actual, expires, conn.where(),
+            actual = keyspace(client.info("keyspace"))
+        result = _compare(expected, actual, expires, conn.where(),
                           every_db=ctx.facts.get("keys_counted") != "the first database")
         return {**result, "method": "REPLICAOF"}
     with tempfile.TemporaryDirectory(prefix="backupkit-redis-restore-") as tmp:
@@ -219,12 +202,12 @@ def restore_into_server(stream: Reader, conn: RedisConn, ctx: RestoreContext, *,
             if ctx.overwrite or ctx.options.get("flush"):
                 with conn.calls("refused FLUSHALL"):
                     client.flushall()
-            _copy_keys(source, conn, sorted(int(db) for db in expected))
+            _copy_keys(source, conn)
         finally:
             source.stop()
         with conn.calls():
-            actual = _keyspace(client)
-        result = _compare(expected if recorded is not None else None, actual, expires, conn.where(),
+            actual = keyspace(client.info("keyspace"))
+        result = _compare(expected, actual, expires, conn.where(),
                           every_db=ctx.facts.get("keys_counted") != "the first database")
         return {**result, "method": "RESTORE"}
 

@@ -20,7 +20,7 @@ from backupkit.plugin import (
     hookimpl,
 )
 from backupkit.sources.redis import rdb
-from backupkit.sources.redis.connection import RedisConn
+from backupkit.sources.redis.connection import RedisConn, keyspace
 from backupkit.sources.redis.keys import dump_keys, read_records
 from backupkit.sources.redis.replication import fetch_rdb
 from backupkit.sources.redis.restore import restore_into_server, restore_to_dir
@@ -32,11 +32,6 @@ def _dbs(value: Any) -> tuple[int, ...] | None:
     if not isinstance(value, (list, tuple)) or not all(isinstance(v, int) and v >= 0 for v in value):
         raise ValueError(f"expected a list of database numbers, got {value!r}")
     return tuple(value)
-
-
-def keyspace(info: Mapping[str, Any]) -> dict[str, int]:
-    """``{"0": keys, ...}`` from ``INFO keyspace``."""
-    return {k[2:]: int(v["keys"]) for k, v in info.items() if k.startswith("db") and isinstance(v, dict)}
 
 
 @attrs.frozen
