@@ -86,14 +86,9 @@ class AuditLog:
             log.warning("no audit entry for %s %s: %s", operation.verb, operation.run_id, exc)
             return
         body = (json.dumps(entry, default=str) + "\n").encode()
-        run_id = f"{operation.run_id}-audit"  # a write of its own: the operation's run has ended
         for sink in sinks:
             try:
-                sink.begin_run(run_id)
-                try:
-                    sink.put_bytes(key, body, run_id=run_id)
-                finally:
-                    sink.end_run(run_id)
+                sink.put_standalone(key, body)  # the operation's own run has ended
             except Exception as exc:
                 log.warning("could not write the audit entry to %s: %s", sink.location, exc)
 

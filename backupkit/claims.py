@@ -109,12 +109,7 @@ class Claims:
         """Create *key* (with who wrote it) unless it exists: True if this call made it."""
         data = json.dumps({"owner": self.owner, "host": socket.gethostname(), "pid": os.getpid(),
                            "lease_seconds": self.lease.total_seconds(), **body}).encode()
-        run_id = f"claim-{uuid.uuid4().hex[:12]}"
-        sink.begin_run(run_id)
-        try:
-            return sink.create(key, data, run_id=run_id)
-        finally:
-            sink.end_run(run_id)
+        return sink.put_standalone(key, data, exclusive=True)
 
     def store_now(self, sink: Sink, base: str) -> dt.datetime:
         """The store's clock now: the modification time of an object written for it."""

@@ -18,7 +18,7 @@ from backupkit import install
 from backupkit.claims import for_engine
 from backupkit.core.retention import parse_duration
 from backupkit.errors import ConfigError
-from backupkit.scheduler import Scheduler
+from backupkit.scheduler import Scheduler, iso_utc
 
 _FALSE = ("0", "false", "no", "off")
 
@@ -146,24 +146,16 @@ def cmd_schedule(args: argparse.Namespace, *, engine_for: Callable[..., Any], em
     sched = _scheduler(args, engine_for)
     if args.action in ("install", "remove"):
         return _install(args, sched, emit)
-    now = sched.now()
-    rows: list[dict[str, Any]] = []
+    tz, rows, lines = sched.tz, list[dict[str, Any]](), list[str]()
     for state in sched.states.values():
-        at, runs = now, []
+        at, runs = sched.now(), []
         for _ in range(max(args.count, 1)):
-            at = state.job.next_after(at, sched.tz)
+            at = state.job.next_after(at, tz)
             runs.append(at)
         rows.append({"job": state.job.name, "set": state.job.set_name, "kind": state.job.kind,
                      "reason": state.job.reason, "run_at_start": state.job.run_at_start,
-                     "next_runs": [r.isoformat().replace("+00:00", "Z") for r in runs]})
-    tz = sched.tz
-    lines = []
-    for state, row in zip(sched.states.values(), rows):
-        at, shown = now, []
-        for _ in row["next_runs"]:
-            at = state.job.next_after(at, tz)
-            shown.append(at.astimezone(tz).strftime("%Y-%m-%d %H:%M %Z"))
-        lines.append(f"{row['job']}: {', '.join(shown)}")
+                     "next_runs": [iso_utc(r) for r in runs]})
+        lines.append(f"{state.job.name}: " + ", ".join(r.astimezone(tz).strftime("%Y-%m-%d %H:%M %Z") for r in runs))
     text = "\n".join(lines)
     if not enabled(os.environ):
         text += "\nscheduled jobs are disabled (BACKUP_ENABLED=false): backupkit run does not run them"

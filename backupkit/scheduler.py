@@ -32,8 +32,13 @@ log = logging.getLogger("backupkit.scheduler")
 RETRY_BACKOFF: tuple[float, ...] = (30.0, 120.0, 600.0)
 
 
+def iso_utc(t: dt.datetime) -> str:
+    """*t* as ``2026-12-03T02:00:00Z``."""
+    return t.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
+
+
 def _iso(t: dt.datetime | None) -> str | None:
-    return None if t is None else t.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
+    return None if t is None else iso_utc(t)
 
 
 @attrs.define
@@ -213,14 +218,9 @@ class Scheduler:
         """Write and delete a probe in the set's sink now, so that missing credentials, a
         missing bucket or a denied write are a clear error at start, not at 02:00."""
         sink = self.engine.parts.sinks_of(set_name)[0]
-        run_id = f"probe-{self.now():%Y%m%dT%H%M%S%f}"
-        key = f"claims/{set_name}/.probe-{run_id}"
-        sink.begin_run(run_id)
-        try:
-            sink.put_bytes(key, b"backupkit start-up check\n", run_id=run_id)
-            sink.delete([key])
-        finally:
-            sink.end_run(run_id)
+        key = f"claims/{set_name}/.probe-{self.now():%Y%m%dT%H%M%S%f}"
+        sink.put_standalone(key, b"backupkit start-up check\n")
+        sink.delete([key])
 
     def stop(self, timeout: float | None = None) -> None:
         """Stop: no new job starts; a running one is waited for (it finishes, and its

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import abc
 import datetime as dt
+import uuid
 from collections.abc import Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, BinaryIO, ClassVar
 
@@ -85,6 +86,20 @@ class Sink(abc.ABC):
         except AlreadyExistsError:
             return False
         return True
+
+    def put_standalone(self, key: str, data: bytes, *, exclusive: bool = False) -> bool:
+        """Store a small object outside any backup (an audit entry, a slot claim, a probe):
+        in a run of its own, begun and ended around the write. With *exclusive*, as
+        :meth:`create`: False if the key exists. True once stored."""
+        run_id = f"standalone-{uuid.uuid4().hex[:12]}"
+        self.begin_run(run_id)
+        try:
+            if exclusive:
+                return self.create(key, data, run_id=run_id)
+            self.put_bytes(key, data, run_id=run_id)
+            return True
+        finally:
+            self.end_run(run_id)
 
     def modified_at(self, key: str) -> dt.datetime:
         """When *key* was last written, by the store's clock (leases are judged by it).

@@ -19,7 +19,7 @@ from backupkit.errors import RestoreError, SourceError
 from backupkit.plugin import Reader, RestoreContext
 from backupkit.sources.postgres import catalog
 from backupkit.sources.postgres.connection import Conn
-from backupkit.sources.postgres.programs import CHUNK, Child, explain, stream_in
+from backupkit.sources.postgres.programs import CHUNK, stream_in
 from backupkit.sources.postgres.tools import candidates, find_program
 
 #: Restore options (``RestoreContext.options``, the CLI's flags) this source reads.
@@ -145,25 +145,10 @@ def check_archive(stream: Reader, ctx: RestoreContext, *, bin_dir: str | None, g
             pass
         return "checksums only: pg_restore is not installed here, so the archive was not read through"
     pg_restore = find_program("pg_restore", None, bin_dir)
-    conn = Conn({})
-    child = Child([pg_restore, archive_format(ctx), "--file=/dev/null"], conn, stdin=True)
-    try:
-        assert child.proc.stdin is not None
-        try:
-            while chunk := stream.read(CHUNK):
-                child.proc.stdin.write(chunk)
-            child.proc.stdin.close()
-        except BrokenPipeError:
-            while stream.read(CHUNK):
-                pass
-        code = child.proc.wait()
-        child.kill()  # joins the stderr reader and closes the pipes
-    except BaseException:
-        child.kill()
-        raise
-    if code != 0:
-        raise RestoreError(f"archive {ctx.artifact} is not a complete pg_dump archive: "
-                           f"{explain('pg_restore', child.stderr, conn)}")
+    stream_in([pg_restore, archive_format(ctx), "--file=/dev/null"], Conn({}), stream,
+              what=f"archive {ctx.artifact} is not a complete pg_dump archive")
+    while stream.read(CHUNK):  # pg_restore stopped early: the checksums are still checked
+        pass
     return None
 
 
