@@ -177,11 +177,21 @@ class LocalSink(Sink):
         self._ensure_layout()
         self.collect_stale_temp()
         run_dir = self.root / "temp" / run_id
+        # The directory appears under its name only with its lock already held (made under a
+        # dot name, then renamed), so another process's collector never sees it unlocked.
+        staging = self.root / "temp" / f".{run_id}"
+        fd = -1
         try:
-            run_dir.mkdir()
-            fd = os.open(run_dir / ".lock", os.O_CREAT | os.O_RDWR, 0o600)
+            if run_dir.exists():
+                raise FileExistsError(errno.EEXIST, "run directory exists", str(run_dir))
+            staging.mkdir()
+            fd = os.open(staging / ".lock", os.O_CREAT | os.O_RDWR, 0o600)
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            os.rename(staging, run_dir)
         except OSError as exc:
+            if fd >= 0:
+                os.close(fd)
+            shutil.rmtree(staging, ignore_errors=True)
             raise _os_error(exc, "create", run_dir) from None
         self._locks[run_id] = fd
 
@@ -198,6 +208,7 @@ class LocalSink(Sink):
         if not temp.is_dir():
             return active
         for run_dir in temp.iterdir():
+            name = run_dir.name.removeprefix(".")  # a run being set up is alive too
             try:
                 fd = os.open(run_dir / ".lock", os.O_RDWR)
             except OSError:
@@ -205,7 +216,7 @@ class LocalSink(Sink):
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except OSError:
-                active.add(run_dir.name)
+                active.add(name)
             finally:
                 os.close(fd)  # closing drops a lock we may just have taken
         return active
@@ -221,9 +232,11 @@ class LocalSink(Sink):
                 continue
             lock = run_dir / ".lock"
             try:
+                if run_dir.name.startswith("."):
+                    raise FileNotFoundError(lock)  # a run being set up: judged by age alone
                 fd = os.open(lock, os.O_RDWR)
             except FileNotFoundError:
-                # A run creates its directory, then its lock: give a lockless one an hour.
+                # Lockless: a run being set up (or one from a version that locked later).
                 try:
                     if time.time() - run_dir.lstat().st_mtime < STALE_UNLOCKED_SECONDS:
                         continue
@@ -238,7 +251,11 @@ class LocalSink(Sink):
             except OSError:
                 continue  # a live run holds it
             else:
-                shutil.rmtree(run_dir, ignore_errors=True) if run_dir.is_dir() else run_dir.unlink()
+                # The owner may have ended the run (and removed the directory) since we looked.
+                if run_dir.is_dir():
+                    shutil.rmtree(run_dir, ignore_errors=True)
+                else:
+                    run_dir.unlink(missing_ok=True)
                 removed.append(run_dir.name)
             finally:
                 if fd >= 0:

@@ -43,9 +43,17 @@ def replicas(path: Path, slots: list[str], n: int = 3, lease: float = 30.0) -> l
         procs.append(subprocess.Popen([sys.executable, str(DRIVER), str(path), str(lease), "run", *order],
                                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                       env=dict(os.environ)))
+    outputs = []
+    try:
+        for proc in procs:
+            outputs.append(proc.communicate(timeout=600))
+    finally:
+        for proc in procs:  # a failure above must not leave the others' pipes to the next test
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate()
     won: list[str] = []
-    for proc in procs:
-        out, err = proc.communicate(timeout=600)
+    for proc, (out, err) in zip(procs, outputs, strict=True):
         assert proc.returncode == 0, err
         won += json.loads(out.splitlines()[-1])
     return won

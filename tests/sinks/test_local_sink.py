@@ -147,3 +147,51 @@ def test_a_writer_never_replaces_an_artifact_committed_after_it_opened(
 
     assert sink.get_bytes("daily/a.tar") == b"first"
     assert list(sink.list_keys()) == ["daily/a.tar"]
+
+
+def test_collectors_in_other_processes_never_break_a_run_being_set_up_or_ended(tmp_path: Path) -> None:
+    """Replicas share a sink: each one's begin_run collects the others' stale runs while they
+    start and end their own. No run may lose its directory, and no collector may trip over one
+    that just went away."""
+    import threading
+
+    errors: list[BaseException] = []
+
+    def worker(n: int) -> None:
+        sink = LocalSink(root=tmp_path)  # its own file descriptors, as another process has
+        try:
+            for i in range(150):
+                run_id = f"run-{n}-{i}"
+                sink.begin_run(run_id)
+                (tmp_path / "temp" / run_id / "part").write_bytes(b"x")  # fails if collected
+                sink.end_run(run_id)
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert list((tmp_path / "temp").iterdir()) == []
+
+
+def test_a_run_directory_is_locked_from_the_moment_it_appears(tmp_path: Path) -> None:
+    import fcntl
+
+    sink = LocalSink(root=tmp_path)
+    sink.begin_run("r1")
+    assert sorted(p.name for p in (tmp_path / "temp").iterdir()) == ["r1"]
+    fd = os.open(tmp_path / "temp" / "r1" / ".lock", os.O_RDWR)
+    try:
+        with pytest.raises(OSError):
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    finally:
+        os.close(fd)
+    staging = tmp_path / "temp" / ".r2"  # another process between mkdir and rename
+    staging.mkdir()
+    (staging / ".lock").touch()
+    assert LocalSink(root=tmp_path).collect_stale_temp() == []
+    assert staging.is_dir()  # judged by age alone, and it is young
+    sink.end_run("r1")
