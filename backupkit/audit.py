@@ -1,6 +1,7 @@
 """The audit log: a built-in plugin on the operation hook that records every backup,
 restore, verify and prune (who, what, when, from where, and how it ended) as one JSON
-object per entry in the sink, under ``audit/``::
+object per entry in the sink, under ``audit/``; a backup written with other encryption
+keys than the set's previous one adds a ``key-change`` entry (key ids only)::
 
     [plugins.audit]          # on; an empty table is enough
 
@@ -44,13 +45,33 @@ def _who() -> str:
 def _summary(result: object) -> dict[str, Any]:
     """What the result says, briefly: a backup's id, a prune's deletions."""
     if hasattr(result, "id") and hasattr(result, "artifacts"):  # a manifest
-        return {"backup_id": result.id, "stored_bytes": getattr(result, "stored_size", None)}
+        return {"backup_id": result.id, "stored_bytes": getattr(result, "stored_size", None),
+                "key_ids": _key_ids(result)}
     if isinstance(result, list):  # prune results
         return {"deleted": sorted(d for r in result for d in getattr(r, "deleted", ())),
                 "dry_run": any(getattr(r, "dry_run", False) for r in result)}
     if hasattr(result, "backup_id"):  # restore / verify
         return {"backup_id": result.backup_id, "ok": getattr(result, "ok", True)}
     return {}
+
+
+def _key_ids(manifest: Any) -> list[str]:
+    """The ids (never the keys) of the encryption keys a backup was written with."""
+    return sorted({str(t.params["key_id"]) for a in manifest.artifacts for t in a.transforms
+                   if t.params.get("key_id")})
+
+
+def _last_key_ids(sink: Sink, set_name: str) -> list[str] | None:
+    """The key ids of the set's newest recorded backup, or None if none recorded them."""
+    for key in sorted((k for k in sink.list_keys(PREFIX) if k.endswith("-backup.json")), reverse=True):
+        try:
+            entry = json.loads(sink.get_bytes(key))
+        except (ValueError, OSError):
+            continue
+        if entry.get("set") == set_name and entry.get("result") == "ok":
+            ids = entry.get("key_ids")
+            return list(ids) if isinstance(ids, list) else None
+    return None
 
 
 @attrs.define(eq=False)  # a plugin object: hashable, by identity
@@ -69,17 +90,37 @@ class AuditLog:
             self.record(operation, "failed", {"error": strip_userinfo(str(exc).splitlines()[0] if str(exc) else
                                                                      type(exc).__name__)})
             raise
-        self.record(operation, "ok", _summary(result))
+        summary = _summary(result)
+        if operation.verb == "backup" and "key_ids" in summary:
+            self.note_key_change(operation, summary)
+        self.record(operation, "ok", summary)
         return result
 
-    def record(self, operation: Operation, outcome: str, details: Mapping[str, Any]) -> None:
+    def note_key_change(self, operation: Operation, summary: Mapping[str, Any]) -> None:
+        """A backup written with other keys than the set's previous one: a key change entry
+        (rotation, or encryption turned on or off), recorded before the backup's own."""
+        if operation.set_name is None:
+            return
+        try:
+            sinks = self.sinks_of(operation.set_name, operation.sink)
+            before = _last_key_ids(sinks[0], operation.set_name) if sinks else None
+        except Exception as exc:
+            log.warning("could not read the audit log to compare keys: %s", exc)
+            return
+        if before is not None and before != summary["key_ids"]:
+            self.record(operation, "ok", {"backup_id": summary["backup_id"], "from_key_ids": before,
+                                          "to_key_ids": summary["key_ids"]}, verb="key-change")
+
+    def record(self, operation: Operation, outcome: str, details: Mapping[str, Any],
+               *, verb: str | None = None) -> None:
         """Write the entry; a failure to write is a warning, never the operation's error."""
         ended = dt.datetime.now(dt.UTC)
+        verb = verb or operation.verb
         entry = {"time": ended.isoformat().replace("+00:00", "Z"),
                  "started_at": operation.started_at.isoformat(), "who": self.actor,
-                 "host": socket.gethostname(), "pid": os.getpid(), "operation": operation.verb,
+                 "host": socket.gethostname(), "pid": os.getpid(), "operation": verb,
                  "set": operation.set_name, "run_id": operation.run_id, "result": outcome, **details}
-        key = f"{PREFIX}{ended:%Y-%m-%d}/{ended:%Y%m%dT%H%M%S.%fZ}-{operation.run_id}-{operation.verb}.json"
+        key = f"{PREFIX}{ended:%Y-%m-%d}/{ended:%Y%m%dT%H%M%S.%fZ}-{operation.run_id}-{verb}.json"
         try:
             sinks = self.sinks_of(operation.set_name, operation.sink)
         except Exception as exc:  # no sink to write to (an unknown set): nothing to record in

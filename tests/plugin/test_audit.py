@@ -52,3 +52,23 @@ def test_backups_restores_prunes_and_failures_are_recorded_and_listed(tmp_path: 
     # the audit log is never taken for orphans, and its entries stay after pruning
     engine.prune("app", dry_run=False)
     assert len(list((tmp_path / "sink" / "audit").rglob("*.json"))) == 6
+
+
+def test_a_backup_with_another_key_than_the_sets_last_records_a_key_change(tmp_path: Path, cli: Any) -> None:
+    path = write_config(tmp_path)
+    path.write_text(path.read_text().replace("[sets.app]\n", "[sets.app]\nencrypt = true\n"))
+    old_key, new_key = "passphrase:first secret words", "passphrase:second secret words"
+    backupkit.Engine.from_config(path, env={"BACKUP_ENCRYPTION_KEY": old_key}).backup()
+    backupkit.Engine.from_config(path, env={"BACKUP_ENCRYPTION_KEY": old_key}).backup()  # same key: none
+    rotated = backupkit.Engine.from_config(path, env={"BACKUP_ENCRYPTION_KEY": new_key}).backup()
+    cli.env["BACKUP_ENCRYPTION_KEY"] = new_key
+    listed = cli("audit", "--config", path, "--json")
+    assert listed.returncode == 0, listed.stderr
+    entries = json.loads(listed.stdout)["entries"]
+    assert [e["operation"] for e in entries] == ["backup", "backup", "key-change", "backup"]
+    change = entries[2]
+    old_id = entries[0]["key_ids"]
+    assert len(old_id) == 1 and change["from_key_ids"] == old_id
+    assert change["to_key_ids"] == entries[3]["key_ids"] != old_id and change["backup_id"] == rotated.id
+    raw = "".join(p.read_text() for p in (tmp_path / "sink" / "audit").rglob("*.json"))
+    assert "secret words" not in raw  # ids only, never the keys
