@@ -22,6 +22,7 @@ import attrs
 
 from backupkit.claims import Claims
 from backupkit.core.schedule import Job, zone
+from backupkit.plugin import RunInfo, hookimpl
 
 if TYPE_CHECKING:
     from backupkit.engine import Engine
@@ -54,6 +55,8 @@ class JobState:
     last_result: str | None = None  # "ok" | "failed"
     last_error: str | None = None
     last_backup: str | None = None
+    last_run_id: str | None = None
+    last_log: str | None = None  # where the last run's log is: the sink, then the key
     runs: int = 0
     failures: int = 0
     skipped: int = 0
@@ -63,8 +66,33 @@ class JobState:
         return {"job": self.job.name, "set": self.job.set_name, "kind": self.job.kind,
                 "next_run": _iso(self.next_run), "last_started": _iso(self.last_started),
                 "last_finished": _iso(self.last_finished), "last_result": self.last_result,
-                "last_error": self.last_error, "last_backup": self.last_backup, "runs": self.runs,
+                "last_error": self.last_error, "last_backup": self.last_backup,
+                "last_run_id": self.last_run_id, "last_log": self.last_log, "runs": self.runs,
                 "failures": self.failures, "skipped_slots": self.skipped}
+
+
+class RunLogs:
+    """A plugin the scheduler registers on its engine: the run id and log location of each
+    backup, by the thread that ran it (the scheduler's own, not a host's manual backup)."""
+
+    def __init__(self) -> None:
+        self._seen = threading.local()
+
+    def take(self) -> RunInfo | None:
+        """The run this thread saw end since the last call, if any."""
+        run: RunInfo | None = getattr(self._seen, "run", None)
+        self._seen.run = None
+        return run
+
+    @hookimpl
+    def backupkit_after_run(self, run: RunInfo) -> None:
+        """Note the run that just ended."""
+        self._seen.run = run
+
+    @hookimpl
+    def backupkit_on_failure(self, run: RunInfo) -> None:
+        """Note the run that just failed (its log is stored too)."""
+        self._seen.run = run
 
 
 class Scheduler:
@@ -83,6 +111,8 @@ class Scheduler:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()  # one job at a time, also between run_due callers
+        self.run_logs = RunLogs()
+        engine.plugins.manager.register(self.run_logs, name=f"backupkit.scheduler.runlogs-{id(self)}")
 
     # -- state --------------------------------------------------------------------------
     @property
@@ -148,22 +178,35 @@ class Scheduler:
         state.last_started = self.now()
         state.runs += 1
         log.info("scheduled %s for slot %s started", job.name, _iso(slot))
+        self.run_logs.take()
         try:
             result = self._call(job)
         except Exception as exc:  # reported in the state and the log; the scheduler goes on
+            self._note_run(state)
             state.failures += 1
             state.last_result, state.last_error = "failed", str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            log.error("scheduled %s for slot %s failed: %s", job.name, _iso(slot), state.last_error)
+            log.error("scheduled %s for slot %s failed: %s%s", job.name, _iso(slot), state.last_error,
+                      f" (its log: {state.last_log})" if state.last_log else "")
             state.last_finished = self.now()
             retrying = self._after_failure(state, slot)
             if lease is not None:
                 lease.release() if retrying else lease.finish("failed")
             return
+        self._note_run(state)
         if lease is not None:
             lease.finish("ok")
         state.last_result, state.last_error, state.last_backup = "ok", None, result
         state.last_finished = self.now()
+        log.info("scheduled %s for slot %s finished%s", job.name, _iso(slot),
+                 f"; its log: {state.last_log}" if state.last_log else "")
         self._plan_next(state, slot)
+
+    def _note_run(self, state: JobState) -> None:
+        """Record the run id and log location of the backup the job just ran (none for a
+        prune, or a backup that failed before its run began)."""
+        run = self.run_logs.take()
+        state.last_run_id = run.run_id if run else None
+        state.last_log = f"{run.sink.rstrip('/')}/{run.log_key}" if run and run.log_key else None
 
     def _call(self, job: Job) -> str | None:
         if job.kind == "prune":

@@ -120,13 +120,14 @@ class BackupRun:
             sink=self.sink.location,
             hostname=self.set_cfg.hostname or socket.gethostname(),
         )
+        stem = f"{self.set_cfg.name}_{self.kind}_{run.run_id}"
+        run = attrs.evolve(run, log_key=self.sink.log_key(stem + ".log", run=run))
         tier = "incremental"
         if self.kind == "full":  # monthly / weekly / daily, counted in the configured time zone
             tier = assign_tier(
                 scan([self.sink], self.parts.keyring).catalog, set_name=self.set_cfg.name,
                 kind=self.kind, created_at=self.started, tz=self.parts.config.tz,
             )
-        stem = f"{self.set_cfg.name}_{self.kind}_{run.run_id}"
         run_log = RunLog(run.run_id)
         run_log.attach()
         began = False
@@ -149,14 +150,14 @@ class BackupRun:
         except BaseException as exc:
             log.error("backup %s failed: %s", run.run_id, exc)
             self.remove_failed_run()
-            self.finish(run, stem, run_log, began)
+            self.finish(run, run_log, began)
             self.parts.plugins.notify("backupkit_on_failure", run=run, error=exc)  # never raises
             raise
         log.info(
             "backup %s stored %d bytes (%d raw) in %.1fs",
             run.run_id, manifest.stored_size, manifest.raw_size, manifest.duration_seconds,
         )
-        self.finish(run, stem, run_log, began)
+        self.finish(run, run_log, began)
         failed = self.parts.plugins.notify("backupkit_after_run", run=run, manifest=manifest)
         if failed:
             plugin, error = failed[0]
@@ -197,13 +198,13 @@ class BackupRun:
         except OSError as exc:
             raise sink_error(exc, self.sink, key) from None
 
-    def finish(self, run: RunInfo, stem: str, run_log: RunLog, began: bool) -> None:
+    def finish(self, run: RunInfo, run_log: RunLog, began: bool) -> None:
         """Stop capturing the log, store it, and end the run in the sink."""
         run_log.detach()
         if not began:
             return
         try:
-            run_log.store(self.sink, run, stem, self.parts.keyring,
+            run_log.store(self.sink, run, self.parts.keyring,
                           seal=self.set_cfg.encrypt_manifest)
         finally:
             self.sink.end_run(run.run_id)

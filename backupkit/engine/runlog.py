@@ -67,13 +67,13 @@ class RunLog(logging.Handler):
                 RunLog._saved_level = None
         working_for(None)
 
-    def store(self, sink: Sink, run: RunInfo, stem: str, keyring: Keyring, *, seal: bool) -> None:
+    def store(self, sink: Sink, run: RunInfo, keyring: Keyring, *, seal: bool) -> None:
         """Store the captured lines as the run's log; a failure is only a warning (a full
-        disk must not hide the run's real outcome)."""
+        disk must not hide the run's real outcome). It goes to ``run.log_key``."""
         try:
             text = ("\n".join(self.lines) + "\n").encode()
             if seal:
                 text = seal_manifest(text, keyring.writing_key(what=f"the log of run {run.run_id}"))
-            sink.put_bytes(sink.log_key(stem + ".log", run=run), text, run_id=run.run_id)
+            sink.put_bytes(run.log_key, text, run_id=run.run_id)
         except (BackupkitError, OSError) as exc:
             log.warning("could not write the run log: %s", exc)

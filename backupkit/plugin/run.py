@@ -18,6 +18,7 @@ class RunInfo:
     started_at: dt.datetime
     sink: str
     hostname: str
+    log_key: str = ""  # where in the sink the run's log is written when it ends
 
 
 @attrs.frozen

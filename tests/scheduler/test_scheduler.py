@@ -189,3 +189,46 @@ def test_start_checks_the_sink_now_a_missing_bucket_is_a_clear_error(tmp_path: P
     with pytest.raises(BackupkitError, match="S3 bucket 'no-such-bucket' does not exist; create it"):
         sched.start()
     assert not sched.running
+
+
+def test_status_says_where_each_scheduled_runs_log_is_also_for_a_failed_run(tmp_path: Path) -> None:
+    clock = SteppingClock(now=START)
+    engine = make(tmp_path, [{"kind": "full", "every": "1h"}], clock)
+    sched = Scheduler(engine, retry_backoff=())
+    sched.prime()
+    clock.advance(hours=1)
+    (state,) = sched.run_due()
+    job = sched.status()["jobs"][0]
+    assert job["last_result"] == "ok" and job["last_run_id"] == state.last_backup
+    log_file = Path(job["last_log"])
+    assert log_file.is_file() and log_file.is_relative_to(tmp_path / "sink")
+    assert f"backup {state.last_backup} of set app" in log_file.read_text()
+    engine.backup(reason="by hand")  # a host's own backup is not the scheduler's run
+    assert sched.status()["jobs"][0]["last_log"] == str(log_file)
+    (tmp_path / "src" / "a.txt").unlink()
+    (tmp_path / "src").rmdir()
+    clock.advance(hours=1)
+    sched.run_due()
+    job = sched.status()["jobs"][0]
+    assert job["last_result"] == "failed" and job["last_run_id"] not in (None, state.last_backup)
+    failed_log = Path(job["last_log"])
+    assert failed_log.is_file() and "failed" in failed_log.read_text()
+
+
+def test_with_the_real_clock_the_thread_runs_each_slot_once(tmp_path: Path) -> None:
+    """No test clock: the scheduler's thread waits for real slots (every 2 s, counted from
+    the epoch) and runs each one once."""
+    engine = engine_for(_src(tmp_path), sink=tmp_path / "sink", schedule=[{"kind": "full", "every": "2s"}])
+    sched = Scheduler(engine)
+    sched.start()
+    try:
+        for _ in range(600):  # up to a minute on a loaded machine
+            if sched.status()["jobs"][0]["runs"] >= 3:
+                break
+            time.sleep(0.1)
+    finally:
+        sched.stop()
+    backups = sorted(engine.catalog(), key=lambda m: m.created_at)
+    assert len(backups) >= 3 and sched.status()["jobs"][0]["last_result"] == "ok"
+    slots = [int(m.created_at.timestamp()) // 2 for m in backups]
+    assert len(set(slots)) == len(slots)  # never two backups for one slot
