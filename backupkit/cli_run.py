@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import threading
+import zoneinfo
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -39,6 +40,9 @@ def add_parsers(sub: Any, common: Callable[..., None]) -> None:
     p.add_argument("--format", choices=["crontab", "systemd"], default="crontab")
     p.add_argument("--crontab", metavar="FILE", help="a crontab file to edit (default: the user's, via crontab -)")
     p.add_argument("--unit-dir", metavar="DIR", default="/etc/systemd/system", help="where systemd units go")
+    p.add_argument("--cron-tz", action="store_true",
+                   help="install: put CRON_TZ=<the configuration's zone> in the block (for crons that "
+                        "honour it, like cronie) instead of requiring the machine's zone to match")
     p.add_argument("--dry-run", action="store_true", help="print what would be written, write nothing")
     p.add_argument("--replicas", action="store_true",
                    help="install: the same lines run on several hosts; each backup claims its slot (--slot)")
@@ -114,6 +118,34 @@ def _write_crontab(path: str | None, text: str) -> None:
         raise ConfigError(f"crontab - failed: {done.stderr.strip() or done.returncode}")
 
 
+def machine_zone(localtime: Path = Path("/etc/localtime")) -> dt.tzinfo:
+    """The zone the cron daemon keeps time in: the system's ``/etc/localtime`` (UTC if
+    there is none), whatever ``TZ`` the installing shell has."""
+    try:
+        with open(localtime, "rb") as f:
+            name = localtime.resolve().as_posix().partition("/zoneinfo/")[2] or str(localtime)
+            return zoneinfo.ZoneInfo.from_file(f, key=name)
+    except (OSError, ValueError):
+        return dt.UTC
+
+
+def _check_cron_zone(sched: Scheduler) -> None:
+    """Refuse a crontab whose times the machine's cron would read in another zone."""
+    if not any(s.job.cron is not None or (s.job.every or dt.timedelta(0)) >= dt.timedelta(hours=1)
+               for s in sched.states.values()):
+        return  # sub-hour intervals run at the same instants in any zone
+    machine = machine_zone()
+    differ = install.zone_difference(sched.tz, machine, sched.now())
+    if differ is not None:
+        at, by = differ
+        side = "ahead of" if by > dt.timedelta(0) else "behind"
+        raise ConfigError(
+            f"the configuration's time zone is {sched.tz}, but this machine's cron keeps {machine} time "
+            f"({sched.tz} is {abs(by.total_seconds()) / 3600:g} h {side} it on {at:%Y-%m-%d}), so the "
+            f"crontab would run at other times; set timezone = \"{machine}\" in the configuration, use "
+            "--format systemd (timers carry the zone), or --cron-tz for a cron that honours CRON_TZ")
+
+
 def _install(args: argparse.Namespace, sched: Scheduler, emit: Callable[..., None]) -> int:
     config = os.path.abspath(args.config or "backupkit.toml")
     jobs = [s.job for s in sched.states.values()]
@@ -131,8 +163,11 @@ def _install(args: argparse.Namespace, sched: Scheduler, emit: Callable[..., Non
              f"{args.action}ed {len(units)} systemd units in {args.unit_dir}"
              + ("; run systemctl daemon-reload and enable the timers" if args.action == "install" else ""))
         return 0
-    block = (install.crontab_block(jobs, sys.executable, config, tz, replicas=args.replicas)
+    block = (install.crontab_block(jobs, sys.executable, config, tz, replicas=args.replicas,
+                                   cron_tz=args.cron_tz)
              if args.action == "install" else None)
+    if block is not None and not args.cron_tz:
+        _check_cron_zone(sched)
     new = install.replace_block(_read_crontab(args.crontab), block)
     if not args.dry_run:
         _write_crontab(args.crontab, new)

@@ -53,10 +53,15 @@ def command(job: Job, python: str, config: str) -> list[str]:
 SLOT_ARG = "--slot $(date -u +\\%Y-\\%m-\\%dT\\%H:\\%M:00Z)"
 
 
-def crontab_block(jobs: Sequence[Job], python: str, config: str, tz: str, *, replicas: bool = False) -> str:
+def crontab_block(jobs: Sequence[Job], python: str, config: str, tz: str, *, replicas: bool = False,
+                  cron_tz: bool = False) -> str:
     """The marked block of crontab lines for *jobs* (with *replicas*, each backup line
-    claims its slot, see :mod:`backupkit.claims`)."""
-    lines = [BEGIN, f"# times are this machine's local time; the configuration's time zone is {tz}"]
+    claims its slot, see :mod:`backupkit.claims`; with *cron_tz*, a ``CRON_TZ`` line
+    for crons that honour it)."""
+    if cron_tz:
+        lines = [BEGIN, f"# times are in {tz} for a cron that honours CRON_TZ (cronie)", f"CRON_TZ={tz}"]
+    else:
+        lines = [BEGIN, f"# times are this machine's local time, checked to be the configuration's ({tz})"]
     for job in jobs:
         line = f"{cron_of(job)} {shlex.join(command(job, python, config))}"
         if replicas and job.kind != "prune":
@@ -64,6 +69,21 @@ def crontab_block(jobs: Sequence[Job], python: str, config: str, tz: str, *, rep
         lines.append(line)
     lines.append(END)
     return "\n".join(lines) + "\n"
+
+
+def zone_difference(configured: dt.tzinfo, machine: dt.tzinfo, start: dt.datetime,
+                    *, years: int = 2) -> tuple[dt.datetime, dt.timedelta] | None:
+    """The first instant within *years* from *start* at which the two zones' clocks differ,
+    and by how much; ``None`` when they agree throughout (a crontab written for one then
+    runs on the other's times)."""
+    at, end = start.astimezone(dt.UTC), start + dt.timedelta(days=366 * years)
+    while at < end:
+        a, b = at.astimezone(configured).utcoffset(), at.astimezone(machine).utcoffset()
+        if a != b:
+            assert a is not None and b is not None
+            return at, a - b
+        at += dt.timedelta(hours=6)
+    return None
 
 
 def replace_block(crontab: str, block: str | None) -> str:

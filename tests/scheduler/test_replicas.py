@@ -129,7 +129,8 @@ def test_installed_replica_crontab_lines_claim_their_slot_when_cron_runs_them(tm
     schedule = 'schedule = [{kind = "full", cron = "0 2 * * *"}]\n'
     path.write_text(path.read_text().replace("[sets.app]\n", "[sets.app]\n" + schedule))
     crontab = tmp_path / "crontab"
-    assert cli("schedule", "install", "--config", path, "--crontab", crontab, "--replicas").returncode == 0
+    assert cli("schedule", "install", "--config", path, "--crontab", crontab, "--replicas",
+               "--cron-tz").returncode == 0  # whatever zone this machine keeps
     (line,) = [ln for ln in crontab.read_text().splitlines() if "-m backupkit" in ln]
     command = line.split(" ", 5)[5].replace("\\%", "%")  # what cron hands to sh
     env = {k: v for k, v in os.environ.items() if not k.startswith(("BACKUP_", "AWS_"))}

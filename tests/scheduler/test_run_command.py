@@ -19,12 +19,18 @@ import backupkit
 pytestmark = pytest.mark.integration
 
 
-def config(tmp_path: Path, schedule: str) -> Path:
+def machine_zone_name() -> str:
+    """The zone this machine's cron keeps time in, as the test reads /etc/localtime."""
+    localtime = Path("/etc/localtime")
+    return localtime.resolve().as_posix().partition("/zoneinfo/")[2] or "UTC" if localtime.exists() else "UTC"
+
+
+def config(tmp_path: Path, schedule: str, tz: str = "Europe/Berlin") -> Path:
     src = tmp_path / "src"
     src.mkdir(exist_ok=True)
     (src / "a.txt").write_text("alpha")
     path = tmp_path / "backupkit.toml"
-    path.write_text(f'timezone = "Europe/Berlin"\n[sets.app]\nsink = "{tmp_path / "sink"}"\n{schedule}\n'
+    path.write_text(f'timezone = "{tz}"\n[sets.app]\nsink = "{tmp_path / "sink"}"\n{schedule}\n'
                     f'[[sets.app.sources]]\ntype = "filesystem"\npaths = ["{src}"]\n')
     return path
 
@@ -96,7 +102,7 @@ def test_restore_without_an_id_lists_what_can_be_restored(tmp_path: Path, cli: A
 
 
 def test_schedule_install_twice_leaves_one_block_and_remove_takes_it_out(tmp_path: Path, cli: Any) -> None:
-    path = config(tmp_path, 'schedule = "daily-02:00+6h"')
+    path = config(tmp_path, 'schedule = "daily-02:00+6h"', tz=machine_zone_name())
     crontab = tmp_path / "crontab"
     crontab.write_text("MAILTO=ops@example.com\n15 4 * * * /usr/bin/other-job\n")
     for _ in range(2):
@@ -135,3 +141,34 @@ def test_schedule_install_as_systemd_units_with_the_time_zone(tmp_path: Path, cl
             assert check.returncode == 0, check.stderr
     odd = config(tmp_path, 'schedule = [{kind = "full", every = "7h"}]')
     cli.error_line(cli("schedule", "install", "--config", odd, "--crontab", tmp_path / "c2"), "no crontab or timer")
+
+
+def test_a_crontab_for_another_zone_than_the_machines_is_refused_unless_cron_tz(tmp_path: Path, cli: Any) -> None:
+    other = "Pacific/Chatham" if machine_zone_name() != "Pacific/Chatham" else "Asia/Kathmandu"
+    path = config(tmp_path, 'schedule = "daily-02:00+6h"', tz=other)
+    crontab = tmp_path / "crontab"
+    crontab.write_text("15 4 * * * /usr/bin/other-job\n")
+    line = cli.error_line(cli("schedule", "install", "--config", path, "--crontab", crontab), "time zone")
+    assert other in line and "--cron-tz" in line and "--format systemd" in line
+    assert crontab.read_text() == "15 4 * * * /usr/bin/other-job\n"  # nothing written
+    done = cli("schedule", "install", "--config", path, "--crontab", crontab, "--cron-tz")
+    assert done.returncode == 0, done.stderr
+    block = crontab.read_text().split("# >>> backupkit schedule", 1)[1]
+    assert f"\nCRON_TZ={other}\n" in block and block.index("CRON_TZ") < block.index("0 2 * * *")
+    fast = config(tmp_path, 'schedule = [{kind = "incremental", every = "15m"}]', tz=other)
+    assert cli("schedule", "install", "--config", fast, "--crontab", crontab).returncode == 0  # any zone
+
+
+def test_zone_difference_finds_the_first_instant_two_zones_disagree() -> None:
+    import datetime as dt
+    from zoneinfo import ZoneInfo
+
+    from backupkit.install import zone_difference
+
+    start = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+    assert zone_difference(ZoneInfo("Europe/Berlin"), ZoneInfo("Europe/Paris"), start) is None
+    assert zone_difference(ZoneInfo("Etc/UTC"), dt.UTC, start) is None
+    at, by = zone_difference(ZoneInfo("Europe/London"), dt.UTC, start) or (None, None)
+    assert at is not None and at.month == 3 and by == dt.timedelta(hours=1)  # summer time begins
+    at, by = zone_difference(ZoneInfo("Europe/Berlin"), dt.UTC, start) or (None, None)
+    assert at == start and by == dt.timedelta(hours=1)
