@@ -15,6 +15,8 @@ orphans (it is not a tier).
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import datetime as dt
 import getpass
 import json
@@ -31,6 +33,21 @@ from backupkit.params import strip_userinfo
 from backupkit.plugin import Operation, Sink, hookimpl
 
 log = logging.getLogger("backupkit.audit")
+
+#: Who is acting, when it is not the OS user: ``{"who": "token ops", "from": "10.0.0.7"}``
+#: (the HTTP API sets it for each request, and background runs carry it along).
+ACTING: contextvars.ContextVar[Mapping[str, str] | None] = contextvars.ContextVar("backupkit_acting",
+                                                                                   default=None)
+
+
+@contextlib.contextmanager
+def acting(who: str, origin: str | None = None) -> Iterator[None]:
+    """Record operations inside the block as done by *who* (from *origin*)."""
+    token = ACTING.set({"who": who, "from": origin or ""})
+    try:
+        yield
+    finally:
+        ACTING.reset(token)
 
 PREFIX = "audit/"
 
@@ -116,8 +133,10 @@ class AuditLog:
         """Write the entry; a failure to write is a warning, never the operation's error."""
         ended = dt.datetime.now(dt.UTC)
         verb = verb or operation.verb
+        by = ACTING.get() or {}
         entry = {"time": ended.isoformat().replace("+00:00", "Z"),
-                 "started_at": operation.started_at.isoformat(), "who": self.actor,
+                 "started_at": operation.started_at.isoformat(), "who": by.get("who") or self.actor,
+                 "os_user": self.actor, "from": by.get("from") or None,
                  "host": socket.gethostname(), "pid": os.getpid(), "operation": verb,
                  "set": operation.set_name, "run_id": operation.run_id, "result": outcome, **details}
         key = f"{PREFIX}{ended:%Y-%m-%d}/{ended:%Y%m%dT%H%M%S.%fZ}-{operation.run_id}-{verb}.json"
@@ -132,6 +151,17 @@ class AuditLog:
                 sink.put_standalone(key, body)  # the operation's own run has ended
             except Exception as exc:
                 log.warning("could not write the audit entry to %s: %s", sink.location, exc)
+
+
+def log_of(engine: Any) -> AuditLog:
+    """The audit log of *engine*: its configured one, else one registered now (a server
+    keeps an audit log whether or not the configuration asks for one)."""
+    for plugin in engine.plugins.manager.get_plugins():
+        if isinstance(plugin, AuditLog):
+            return plugin
+    found = AuditLog(engine.parts.sinks_of)
+    engine.plugins.manager.register(found, name="backupkit.audit.log")
+    return found
 
 
 def entries(sink: Sink) -> Iterator[dict[str, Any]]:

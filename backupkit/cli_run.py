@@ -18,10 +18,9 @@ from typing import Any
 from backupkit import install
 from backupkit.claims import for_engine
 from backupkit.core.retention import parse_duration
+from backupkit.core.schedule import enabled
 from backupkit.errors import ConfigError
 from backupkit.scheduler import Scheduler, iso_utc
-
-_FALSE = ("0", "false", "no", "off")
 
 
 def add_parsers(sub: Any, common: Callable[..., None]) -> None:
@@ -46,11 +45,6 @@ def add_parsers(sub: Any, common: Callable[..., None]) -> None:
     p.add_argument("--dry-run", action="store_true", help="print what would be written, write nothing")
     p.add_argument("--replicas", action="store_true",
                    help="install: the same lines run on several hosts; each backup claims its slot (--slot)")
-
-
-def enabled(env: dict[str, str] | os._Environ[str]) -> bool:
-    """``BACKUP_ENABLED=false`` turns every scheduled job off."""
-    return env.get("BACKUP_ENABLED", "true").strip().lower() not in _FALSE
 
 
 def _scheduler(args: argparse.Namespace, engine_for: Callable[..., Any]) -> Scheduler:

@@ -84,6 +84,12 @@ class UnsafeArchiveError(RestoreError):
     """An archive member would be written outside the restore target."""
 
 
+class BusyError(BackupkitError):
+    """The set already has a backup running in this process; wait for it to end."""
+
+    exit_code = 9
+
+
 class BackupInterrupted(BackupkitError):
     """A backup run was interrupted (signal); nothing was published."""
 

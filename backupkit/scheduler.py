@@ -22,7 +22,7 @@ import attrs
 
 from backupkit.claims import Claims
 from backupkit.core.schedule import Job, zone
-from backupkit.plugin import RunInfo, hookimpl
+from backupkit.runs import RunWatcher, SetGuard
 
 if TYPE_CHECKING:
     from backupkit.engine import Engine
@@ -71,30 +71,6 @@ class JobState:
                 "failures": self.failures, "skipped_slots": self.skipped}
 
 
-class RunLogs:
-    """A plugin the scheduler registers on its engine: the run id and log location of each
-    backup, by the thread that ran it (the scheduler's own, not a host's manual backup)."""
-
-    def __init__(self) -> None:
-        self._seen = threading.local()
-
-    def take(self) -> RunInfo | None:
-        """The run this thread saw end since the last call, if any."""
-        run: RunInfo | None = getattr(self._seen, "run", None)
-        self._seen.run = None
-        return run
-
-    @hookimpl
-    def backupkit_after_run(self, run: RunInfo) -> None:
-        """Note the run that just ended."""
-        self._seen.run = run
-
-    @hookimpl
-    def backupkit_on_failure(self, run: RunInfo) -> None:
-        """Note the run that just failed (its log is stored too)."""
-        self._seen.run = run
-
-
 class Scheduler:
     """Runs *jobs* (by default every set's ``schedule``) with *engine*."""
 
@@ -111,8 +87,8 @@ class Scheduler:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()  # one job at a time, also between run_due callers
-        self.run_logs = RunLogs()
-        engine.plugins.manager.register(self.run_logs, name=f"backupkit.scheduler.runlogs-{id(self)}")
+        self.run_logs = RunWatcher.of(engine)
+        SetGuard.of(engine)  # a request's backup of a set and a job's never overlap
 
     # -- state --------------------------------------------------------------------------
     @property

@@ -142,3 +142,16 @@ def parse_schedule(set_name: str, raw: Any, env: Mapping[str, str], where: str) 
 def zone(name: str) -> dt.tzinfo:
     """The time zone called *name* (``UTC``, ``Europe/Berlin``)."""
     return dt.UTC if name == "UTC" else ZoneInfo(name)
+
+
+_FALSE = ("0", "false", "no", "off")
+
+
+def enabled(env: Mapping[str, str]) -> bool:
+    """``BACKUP_ENABLED=false`` turns every scheduled job off."""
+    return env.get("BACKUP_ENABLED", "true").strip().lower() not in _FALSE
+
+
+def auto_start(env: Mapping[str, str]) -> bool:
+    """``AUTO_S3_BACKUP=true``: the server starts its scheduler when it starts."""
+    return env.get("AUTO_S3_BACKUP", "").strip().lower() in ("1", "true", "yes", "on")
