@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -35,7 +36,16 @@ def cmd_serve(args: argparse.Namespace, *, engine_for: Callable[..., Any]) -> in
     expires = args.url_expires or int(os.environ.get("BACKUPKIT_API_URL_EXPIRES", server.URL_EXPIRES))
     if not 1 <= expires <= 7 * 24 * 3600:
         raise ConfigError(f"--url-expires must be 1 to 604800 seconds, got {expires}")
+    server.refuse_open(tokens, args.host)
     engine = engine_for(args)
     print(f"backupkit: serving the API on http://{args.host}:{args.port}", file=sys.stderr, flush=True)
-    server.serve(engine, tokens, os.environ, host=args.host, port=args.port, url_expires=expires)
+    # uvicorn handles SIGTERM/SIGINT (a graceful shutdown) and raises the signal again once
+    # it has stopped: then it has been handled, so the handlers it returns to do nothing.
+    previous = {s: signal.signal(s, lambda signum, frame: None) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        server.serve(engine, tokens, os.environ, host=args.host, port=args.port, url_expires=expires)
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+    print("backupkit: the API has stopped", file=sys.stderr, flush=True)
     return 0

@@ -94,7 +94,7 @@ def catalogued_url(parts: Parts, path: str, *, expires: int) -> DownloadUrl:
     (claims, audit entries, logs)."""
     owners = [s for s in parts.sinks() if path.startswith(s.location.rstrip("/") + "/")]
     if not owners:
-        raise ConfigError(f"{strip_userinfo(path)} is not in the sink of a configured set; "
+        raise NotFoundError(f"{strip_userinfo(path)} is not in the sink of a configured set; "
                           "ask for the path of a listed backup's artifact")
     found = scan(owners, parts.keyring)
     for manifest in found.catalog.manifests:

@@ -24,7 +24,7 @@ from backupkit.server.auth import Tokens
 if TYPE_CHECKING:
     from backupkit.engine import Engine
 
-__all__ = ["URL_EXPIRES", "Tokens", "create_app", "serve"]
+__all__ = ["URL_EXPIRES", "Tokens", "create_app", "refuse_open", "serve"]
 
 log = logging.getLogger("backupkit.server")
 
@@ -39,16 +39,22 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def refuse_open(tokens: Tokens, host: str) -> None:
+    """The API is never served without tokens (on another address than loopback, the
+    message says so too)."""
+    if not tokens.tokens:
+        where = "" if is_loopback(host) else f" on {host}, which is not a loopback address"
+        raise ConfigError(f"refusing to serve the API without tokens{where}; set BACKUPKIT_API_TOKENS="
+                          "'id:token:scope' or pass --token-file")
+
+
 def serve(engine: Engine, tokens: Tokens, env: Mapping[str, str], *, host: str = "127.0.0.1",
           port: int = 8765, url_expires: int = URL_EXPIRES) -> None:
     """Run the API until SIGINT/SIGTERM; the scheduler (if started) stops with it, a
     running backup finishing first."""
     import uvicorn
 
-    if not tokens.tokens:
-        where = "" if is_loopback(host) else f" on {host}, which is not a loopback address"
-        raise ConfigError(f"refusing to serve the API without tokens{where}; set BACKUPKIT_API_TOKENS="
-                          "'id:token:scope' or pass --token-file")
+    refuse_open(tokens, host)
     app = create_app(engine, tokens, url_expires=url_expires, env=env)
     api = app.state.api
     if auto_start(env):

@@ -103,6 +103,11 @@ class Api:
 
     def backup(self, request: Request, set_name: str | None, kind: str, reason: str) -> JSONResponse:
         """Start a backup in the background: 202 with its run id and status URL."""
+        if set_name is not None and set_name not in self.engine.config.sets:
+            try:
+                self.engine.config.get_set(set_name)
+            except ConfigError as exc:
+                raise _Refused(404, str(exc)) from None
         with audit.acting(*request.state.actor):
             ticket = self.runs.start(set_name, kind=kind, reason=reason)
         body = {**ticket.to_dict(), "status_url": f"/api/backup/runs/{ticket.run_id}"}

@@ -123,7 +123,7 @@ def test_a_failing_backup_reports_failed_and_bad_requests_get_one_line_errors(tm
     api = serve(engine)
     ops = api.client()
     assert ops.post("/api/backup", json={"set": "nope"}).json()["error"].startswith("unknown backup set")
-    assert ops.post("/api/backup", json={"set": "nope"}).status_code == 400
+    assert ops.post("/api/backup", json={"set": "nope"}).status_code == 404
     assert ops.post("/api/admin/backup", json={"type": "weekly"}).status_code == 422
     garbled = ops.post("/api/backup", content=b"{not json", headers={"Content-Type": "application/json"})
     assert garbled.status_code == 422
@@ -190,13 +190,13 @@ def test_download_urls_only_for_catalogued_artifacts_and_they_expire(tmp_path: P
     assert dt.datetime.fromisoformat(short["expires_at"]) - signed_at <= dt.timedelta(seconds=62)
     assert ops.post("/api/admin/backup/download-url",
                     json={"backupPath": artifact["path"], "expires": 8 * 24 * 3600}).status_code == 422
-    for path, code in (("s3://other-bucket/prod/x.tar.zst", 400),          # not a configured sink
-                       ("s3://questboard-backups/other/x", 400),          # the bucket, not the sink
+    for path, code in (("s3://other-bucket/prod/x.tar.zst", 404),          # not a configured sink
+                       ("s3://questboard-backups/other/x", 404),          # the bucket, not the sink
                        ("s3://questboard-backups/prod/audit/x.json", 404),  # the sink, not an artifact
                        (artifact["path"] + ".manifest.json", 404)):
         r = ops.post("/api/admin/backup/download-url", json={"backupPath": path})
         assert r.status_code == code, (path, r.text)
-        assert "url" not in r.json()
+        assert "url" not in r.json() and path in r.json()["error"]
 
 
 def test_a_token_file_may_hold_hashes_and_bad_entries_are_one_line_errors(tmp_path: Path, serve: Any) -> None:
