@@ -21,7 +21,7 @@ from typing import Any, NoReturn, TextIO
 
 import attrs
 
-from backupkit import audit, cli_restore, cli_run, cli_serve
+from backupkit import audit, cli_metrics, cli_restore, cli_run, cli_serve
 from backupkit._version import __version__
 from backupkit.config import Config, compress_choices, find_config_file
 from backupkit.core.retention import TIER_AGES, RetentionPolicy, format_duration, parse_duration
@@ -88,6 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--slot", metavar="UTC", help="run for this slot (2026-12-03T02:00:00Z) under a claim "
                        "in the sink, so that N hosts' cron entries make one backup (see scheduling.md)")
         p.add_argument("--lease", default="5m", help="with --slot: how long a silent claim holds (default 5m)")
+        cli_metrics.add_flag(p)
 
     p = sub.add_parser("list", help="list backups in the catalog")
     _common(p)
@@ -122,6 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--every", metavar="DURATION", default="24h", help="simulated backup interval")
     p.add_argument("--schedule", metavar="KINDS", default="full",
                    help="kinds cycled by the simulation, e.g. full,incremental,incremental,incremental")
+    cli_metrics.add_flag(p)
 
     p = sub.add_parser("url", help="print an expiring download URL for a stored artifact")
     _common(p)
@@ -205,7 +207,8 @@ def _engine(args: argparse.Namespace, *, adhoc: bool = False) -> Engine:
 
 def _keyed(args: argparse.Namespace, config: Config) -> Engine:
     """An engine for *config* with the encryption keys of --key-file, the config and env."""
-    return Engine.from_config(config, key_file=getattr(args, "key_file", None))
+    engine = Engine.from_config(cli_metrics.counting(args, config), key_file=getattr(args, "key_file", None))
+    return cli_metrics.remember(args, engine)
 
 
 def _human(n: float) -> str:
@@ -548,5 +551,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         return 1
     finally:
+        cli_metrics.write_after(args)  # also after a failed run; never raises
         logging.getLogger("backupkit").removeHandler(quiet)
         signal.signal(signal.SIGTERM, previous)

@@ -43,6 +43,7 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "backupkit.sinks.fsspec",
     "backupkit.alerts",
     "backupkit.audit",
+    "backupkit.metrics",
 )
 
 P = TypeVar("P")

@@ -61,7 +61,7 @@ def backup(
         progress=progress,
     )
     operation = Operation("backup", run.run_id, run.started, set_name=set_cfg.name,
-                          sink=run.sink.location)
+                          sink=run.sink.location, kind=kind)
     return run_operation(parts.plugins, operation, run.run)
 
 

@@ -12,7 +12,8 @@ layout puts a backup's files (:class:`Layout`: ``<tier>/<file>`` for the local s
 this one), whose name carries a backup id (``..._20240101T020000Z-3f2a1c.``) older
 than the grace period, that belongs to no running backup, and that does not share its
 name stem with a manifest the catalog could not read or that is not this sink's
-(those artifacts may still be needed).
+(those artifacts may still be needed). Run logs (``logs/``), the audit log (``audit/``)
+and the metrics' failure records (``metrics/``) are never orphans.
 
 The grace period protects backups still running. A sink that can tell which backups
 run (the local sink's locks) gets :data:`ORPHAN_GRACE`; on one that cannot (S3,
@@ -100,7 +101,7 @@ def find_orphans(
     running = set(active_runs or ())
     orphans = []
     for key in keys:
-        if key in named or key.endswith((MANIFEST_SUFFIX, ".log")) or key.startswith(("logs/", "audit/")):
+        if key in named or key.endswith((MANIFEST_SUFFIX, ".log")) or key.startswith(("logs/", "audit/", "metrics/")):
             continue
         if layout is not None and not layout.fits(key):
             continue

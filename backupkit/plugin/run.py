@@ -26,7 +26,9 @@ class Operation:
     """One backup, prune, verify or restore, as the ``backupkit_operation`` hook sees it.
 
     ``set_name`` and ``sink`` are ``None`` when the operation spans every configured set
-    or sink (a prune of everything, a restore by id across sinks).
+    or sink (a prune of everything, a restore by id across sinks). ``kind`` is the kind a
+    backup was asked to be (``full`` or ``incremental``; an incremental with nothing to build
+    on runs as a full, which its ``RunInfo`` tells); ``None`` for the other verbs.
     """
 
     verb: str  # "backup", "prune", "verify", "restore"
@@ -34,3 +36,4 @@ class Operation:
     started_at: dt.datetime
     set_name: str | None = None
     sink: str | None = None
+    kind: str | None = None

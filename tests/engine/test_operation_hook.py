@@ -42,6 +42,7 @@ def test_every_verb_runs_inside_the_operation_hook_with_its_result(tmp_path: Pat
     assert backup_op.set_name == "app"
     assert backup_op.sink == str(tmp_path / "sink")
     assert backup_op.started_at == manifest.created_at
+    assert backup_op.kind == "full" and all(op.kind is None for _, op, _, _ in rec.calls[2:])
     results = [r for _, r in rec.of("operation_end")]
     assert not any(isinstance(r, BaseException) for r in results)
     assert results[0] is manifest
@@ -116,3 +117,11 @@ def test_prune_of_two_sinks_names_no_single_sink(tmp_path: Path) -> None:
     eng.prune(dry_run=True)
     op = rec.calls[0][1]
     assert (op.verb, op.set_name, op.sink) == ("prune", None, None)
+
+
+def test_a_backup_operation_carries_the_kind_it_was_asked_for(tmp_path: Path) -> None:
+    rec = HookRecorder(only=HookRecorder.OPERATION)
+    eng = engine(tmp_path, rec)
+    eng.backup("app")
+    eng.backup("app", kind="incremental")
+    assert [op.kind for name, op, _, _ in rec.calls if name == "operation"] == ["full", "incremental"]

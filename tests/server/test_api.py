@@ -223,3 +223,17 @@ def test_openapi_describes_every_route(tmp_path: Path, serve: Any) -> None:
     paths = {(m.upper(), p) for p, ops in doc["paths"].items() for m in ops}
     assert {(m, p.replace("nope", "{run_id}")) for m, p, _, _ in ROUTES} <= paths
     assert json.dumps(doc).count("HTTPBearer") >= len(ROUTES)
+
+
+def test_metrics_are_served_from_the_catalog(tmp_path: Path, serve: Any) -> None:
+    engine = _engine(tmp_path)
+    manifest = engine.backup()
+    api = serve(engine)
+    r = api.client(READ).get("/metrics")
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/plain")
+    from prometheus_client.parser import text_string_to_metric_families
+
+    samples = {(s.name, s.labels.get("set"), s.labels.get("kind")): s.value
+               for family in text_string_to_metric_families(r.text) for s in family.samples}
+    assert samples[("backup_last_success_timestamp_seconds", "app", "full")] == manifest.created_at.timestamp()
+    assert samples[("backup_size_bytes", "app", "full")] == manifest.stored_size
