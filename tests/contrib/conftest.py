@@ -45,6 +45,11 @@ class Manage:
         return subprocess.run([sys.executable, "manage.py", *args], cwd=PROJECT, env=self.env, input=stdin,
                               capture_output=True, text=True, timeout=300, check=False)
 
+    def start(self, *args: str) -> subprocess.Popen[str]:
+        """Start ``manage.py ARGS...`` in the background (stdout and stderr piped)."""
+        return subprocess.Popen([sys.executable, "manage.py", *args], cwd=PROJECT, env=self.env,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
     def ok(self, *args: str) -> str:
         """Run and check the exit status; return stdout."""
         result = self(*args)

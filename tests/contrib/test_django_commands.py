@@ -214,8 +214,7 @@ def test_run_backs_up_on_schedule_until_sigterm(manage: Manage) -> None:
     manage.configure({"sets": {"site": {"sink": str(manage.sink), "schedule": [
         {"kind": "full", "every": "1d", "run_at_start": True}]}}})
     manage.ok("migrate", "--noinput")
-    proc = subprocess.Popen([sys.executable, "manage.py", "backupkit_run"], cwd=PROJECT, env=manage.env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = manage.start("backupkit_run")
     try:
         deadline = time.monotonic() + 60
         while not list(manage.sink.rglob("*.manifest.json")) and time.monotonic() < deadline:
@@ -229,3 +228,29 @@ def test_run_backs_up_on_schedule_until_sigterm(manage: Manage) -> None:
             proc.wait()
     assert proc.returncode == 0, err
     assert "scheduled site" in err and "scheduler stopped" in out
+
+
+def test_sigterm_during_a_backup_exits_130_and_keeps_nothing(pg_manage: Manage, tmp_path: Path) -> None:
+    manage, slow = pg_manage, tmp_path / "slow"
+    slow.mkdir()
+    (slow / "pg_dump").write_text(f'#!/bin/sh\n[ "$1" = --version ] || {{ touch "{tmp_path}/started"; sleep 2; }}\n'
+                                  f'exec "{find_program("pg_dump", None)}" "$@"\n')
+    (slow / "pg_dump").chmod(0o755)
+    manage.configure({"sets": {"site": {"sink": str(manage.sink), "sources": [
+        {"type": "django-db", "bin_dir": str(slow)}, "django-media"]}}})
+    manage.ok("migrate", "--noinput")
+    proc = manage.start("backupkit_backup")
+    try:
+        deadline = time.monotonic() + 60
+        while not (tmp_path / "started").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130, err
+    assert err.splitlines() == ["CommandError: the command was terminated (SIGTERM); nothing of this run was kept"]
+    assert not list(manage.sink.rglob("*.manifest.json"))
+    assert not [p for p in (manage.sink / "temp").rglob("*") if p.is_file()]

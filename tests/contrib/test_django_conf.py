@@ -3,6 +3,9 @@ standing in for ``django.conf.settings``: Django itself is never configured here
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from types import SimpleNamespace
 from typing import Any
 
@@ -114,3 +117,15 @@ def test_the_engine_is_built_once_and_again_after_reset(monkeypatch: pytest.Monk
     site.reset()
     assert list(site.engine().config.sets) == ["other"]
     site.reset()
+
+
+def test_importing_the_app_and_its_commands_reads_no_setting() -> None:
+    modules = ["backupkit.contrib.django", "backupkit.contrib.django.apps", "backupkit.contrib.django.checks",
+               *(f"backupkit.contrib.django.management.commands.backupkit_{c}"
+                 for c in ("backup", "restore", "list", "run"))]
+    code = (f"import importlib\nfor m in {modules!r}: importlib.import_module(m)\n"
+            "from django.conf import settings\nassert not settings.configured\n")
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "no.such.settings"}  # reading it would fail
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120,
+                          check=False)
+    assert done.returncode == 0, done.stderr

@@ -4,9 +4,11 @@
 from __future__ import annotations
 
 import importlib
+import signal
+import threading
 from typing import TYPE_CHECKING, Any
 
-from backupkit.errors import BackupkitError
+from backupkit.errors import BackupInterrupted, BackupkitError
 
 if TYPE_CHECKING:  # Django has no type hints: the part of BaseCommand used here
 
@@ -33,6 +35,10 @@ def command_error(message: str, returncode: int = 1) -> Exception:
     return error
 
 
+def _terminated(signum: int, frame: Any) -> None:
+    raise BackupInterrupted("the command was terminated (SIGTERM); nothing of this run was kept")
+
+
 class BackupkitCommand(BaseCommand):
     """A management command whose :class:`~backupkit.errors.BackupkitError`\\s are
     ``CommandError``\\s (``CommandError: <message>``, exit code as ``backupkit``'s).
@@ -42,13 +48,21 @@ class BackupkitCommand(BaseCommand):
     """
 
     requires_system_checks: Any = ()
+    #: SIGTERM stops the command as Ctrl-C does, so a backup cut short is removed again
+    #: (as by ``backupkit``); a command with a signal loop of its own turns this off.
+    stops_on_sigterm = True
 
     def execute(self, *args: Any, **options: Any) -> Any:
         """Run the command, translating backupkit's errors."""
+        catch = self.stops_on_sigterm and threading.current_thread() is threading.main_thread()
+        previous = signal.signal(signal.SIGTERM, _terminated) if catch else None
         try:
             return super().execute(*args, **options)
         except BackupkitError as exc:
             raise command_error(str(exc), exc.exit_code) from None
+        finally:
+            if catch:
+                signal.signal(signal.SIGTERM, previous)
 
 
 def add_set_argument(parser: Any) -> None:

@@ -14,6 +14,7 @@ class Command(BackupkitCommand):
     """Run the sets' schedules until SIGTERM or Ctrl-C, as ``backupkit run`` does (a running
     backup finishes first; ``BACKUP_ENABLED=false`` runs nothing)."""
 
+    stops_on_sigterm = False  # the scheduler's loop stops on it, after a running backup
     help = "Run the schedules of the BACKUPKIT setting's sets in the foreground until SIGTERM or Ctrl-C."
 
     def add_arguments(self, parser: Any) -> None:
