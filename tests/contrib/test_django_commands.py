@@ -6,15 +6,15 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import signal
+import secrets
 import sqlite3
 import subprocess
 import sys
-import time
 from pathlib import Path
 
+import psycopg
 import pytest
-from conftest import PROJECT, Manage
+from django_site import PROJECT, Manage
 
 from backupkit.sources.postgres.tools import find_program
 from backupkit.testing.postgres import Database
@@ -22,6 +22,23 @@ from backupkit.testing.postgres import Database
 pytestmark = pytest.mark.integration
 
 WRAPPED = ("pg_dump", "pg_restore", "psql", "pg_dumpall")
+
+
+@pytest.fixture
+def manage(tmp_path: Path) -> Manage:
+    """The test project on a SQLite database in *tmp_path*, sink ``tmp_path/sink``."""
+    return Manage(tmp_path)
+
+
+@pytest.fixture
+def pg_manage(manage: Manage, pg: Database) -> Manage:
+    """:func:`manage` on the PostgreSQL database *pg*, with a password in DATABASES
+    (the test cluster trusts every login, so any password connects; it still travels as one)."""
+    info = psycopg.conninfo.conninfo_to_dict(pg.url)
+    manage.env.update(TEST_DB="postgres", TEST_PG_HOST=str(info["host"]), TEST_PG_PORT=str(info["port"]),
+                      TEST_PG_NAME=pg.name, TEST_PG_USER=str(info.get("user") or "postgres"),
+                      TEST_PG_PASSWORD=f"pw-{secrets.token_hex(8)}")
+    return manage
 
 
 def _wrapping_bin_dir(tmp_path: Path) -> Path:
@@ -214,19 +231,9 @@ def test_run_backs_up_on_schedule_until_sigterm(manage: Manage) -> None:
     manage.configure({"sets": {"site": {"sink": str(manage.sink), "schedule": [
         {"kind": "full", "every": "1d", "run_at_start": True}]}}})
     manage.ok("migrate", "--noinput")
-    proc = manage.start("backupkit_run")
-    try:
-        deadline = time.monotonic() + 60
-        while not list(manage.sink.rglob("*.manifest.json")) and time.monotonic() < deadline:
-            time.sleep(0.2)
-        assert list(manage.sink.rglob("*.manifest.json")), "no backup ran at start"
-        proc.send_signal(signal.SIGTERM)
-        out, err = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    assert proc.returncode == 0, err
+    code, out, err = manage.terminated(["backupkit_run"], lambda: bool(list(manage.sink.rglob("*.manifest.json"))))
+    assert code == 0, err
+    assert list(manage.sink.rglob("*.manifest.json")), "no backup ran at start"
     assert "scheduled site" in err and "scheduler stopped" in out
 
 
@@ -239,18 +246,8 @@ def test_sigterm_during_a_backup_exits_130_and_keeps_nothing(pg_manage: Manage, 
     manage.configure({"sets": {"site": {"sink": str(manage.sink), "sources": [
         {"type": "django-db", "bin_dir": str(slow)}, "django-media"]}}})
     manage.ok("migrate", "--noinput")
-    proc = manage.start("backupkit_backup")
-    try:
-        deadline = time.monotonic() + 60
-        while not (tmp_path / "started").exists() and time.monotonic() < deadline:
-            time.sleep(0.05)
-        proc.send_signal(signal.SIGTERM)
-        _, err = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    assert proc.returncode == 130, err
+    code, _, err = manage.terminated(["backupkit_backup"], (tmp_path / "started").exists)
+    assert code == 130, err
     assert err.splitlines() == ["CommandError: the command was terminated (SIGTERM); nothing of this run was kept"]
     assert not list(manage.sink.rglob("*.manifest.json"))
     assert not [p for p in (manage.sink / "temp").rglob("*") if p.is_file()]

@@ -1,21 +1,19 @@
-"""Fixtures for backupkit.contrib.django's tests: the test project's ``manage.py`` in a
-subprocess, so that Django is configured there and never in the test process (the rest
-of the suite runs without DJANGO_SETTINGS_MODULE, and pytest-django stays inert)."""
+"""The test project's ``manage.py`` in a subprocess (:class:`Manage`), so that Django is
+configured there and never in the test process: the rest of the suite runs without
+DJANGO_SETTINGS_MODULE, and pytest-django stays inert. (A module, not a conftest: tests
+elsewhere import the top-level conftest by name, which a second conftest would shadow.)"""
 
 from __future__ import annotations
 
 import json
 import os
-import secrets
+import signal
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
-
-import psycopg
-import pytest
-
-from backupkit.testing.postgres import Database
 
 PROJECT = Path(__file__).resolve().parent / "django_project"
 
@@ -45,10 +43,23 @@ class Manage:
         return subprocess.run([sys.executable, "manage.py", *args], cwd=PROJECT, env=self.env, input=stdin,
                               capture_output=True, text=True, timeout=300, check=False)
 
-    def start(self, *args: str) -> subprocess.Popen[str]:
-        """Start ``manage.py ARGS...`` in the background (stdout and stderr piped)."""
-        return subprocess.Popen([sys.executable, "manage.py", *args], cwd=PROJECT, env=self.env,
+    def terminated(self, args: list[str], when: Callable[[], bool]) -> tuple[int, str, str]:
+        """Start ``manage.py ARGS...``, send it SIGTERM once *when* holds (60 s at most);
+        return its exit code, stdout and stderr."""
+        proc = subprocess.Popen([sys.executable, "manage.py", *args], cwd=PROJECT, env=self.env,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 60
+        try:
+            while proc.poll() is None and not when() and time.monotonic() < deadline:
+                time.sleep(0.05)  # a command that fails early is not waited for
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+            out, err = proc.communicate(timeout=60)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        return proc.returncode, out, err
 
     def ok(self, *args: str) -> str:
         """Run and check the exit status; return stdout."""
@@ -68,20 +79,3 @@ class Manage:
         for name in names:
             assert name in lines[0], f"{name!r} is not named in {lines[0]!r}"
         return lines[0]
-
-
-@pytest.fixture
-def manage(tmp_path: Path) -> Manage:
-    """The test project on a SQLite database in *tmp_path*, sink ``tmp_path/sink``."""
-    return Manage(tmp_path)
-
-
-@pytest.fixture
-def pg_manage(manage: Manage, pg: Database) -> Manage:
-    """:func:`manage` on the PostgreSQL database *pg*, with a password in DATABASES
-    (the test cluster trusts every login, so any password connects; it still travels as one)."""
-    info = psycopg.conninfo.conninfo_to_dict(pg.url)
-    manage.env.update(TEST_DB="postgres", TEST_PG_HOST=str(info["host"]), TEST_PG_PORT=str(info["port"]),
-                      TEST_PG_NAME=pg.name, TEST_PG_USER=str(info.get("user") or "postgres"),
-                      TEST_PG_PASSWORD=f"pw-{secrets.token_hex(8)}")
-    return manage
