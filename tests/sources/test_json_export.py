@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import json
 import sqlite3
@@ -277,6 +278,24 @@ def test_a_value_the_column_type_cannot_hold_names_table_and_column(tmp_path: Pa
     with pytest.raises(SourceError, match="table odd, column n: cannot write a str value as bigint"):
         engine.backup()
     assert not list((tmp_path / "sink").rglob("*.manifest.json"))
+
+
+def test_sqlite_datetime_columns_restore_their_text_as_stored(tmp_path: Path) -> None:
+    # Django's django_migrations.applied is such a column: SQLAlchemy's SQLite DATETIME
+    # binds only datetime objects, the export holds the stored text.
+    db = tmp_path / "app.db"
+    with contextlib.closing(sqlite3.connect(db)) as conn, conn:
+        conn.execute("CREATE TABLE applied (id INTEGER PRIMARY KEY, at DATETIME NOT NULL, day DATE)")
+        conn.execute("INSERT INTO applied VALUES (1, '2026-12-03 02:00:00.123456', '2026-12-03')")
+    engine = backupkit.Engine.from_config({"sets": {"app": {
+        "sources": [{"type": "json", "name": "db", "url": f"sqlite:///{db}"}], "sink": str(tmp_path / "sink")}}},
+        env={})
+    engine.backup()
+    with contextlib.closing(sqlite3.connect(db)) as conn, conn:
+        conn.execute("DELETE FROM applied")
+    engine.restore("latest", to=f"sqlite:///{db}", options={"clean": True})
+    with contextlib.closing(sqlite3.connect(db)) as conn:
+        assert conn.execute("SELECT * FROM applied").fetchall() == [(1, "2026-12-03 02:00:00.123456", "2026-12-03")]
 
 
 def test_restore_into_tables_holding_rows_needs_clean_and_a_refused_row_is_named(tmp_path: Path, cli: Any) -> None:

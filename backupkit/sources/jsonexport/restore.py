@@ -200,6 +200,8 @@ def _insert(sa: Any, conn: Any, table: Any, entry: Mapping[str, Any], rows: Any,
         param = sa.bindparam(f"p_{name}")
         if dialect == "postgresql" and kind in CAST_FROM_TEXT:
             values[name] = sa.cast(sa.bindparam(f"p_{name}", type_=sa.Text()), table.c[name].type)
+        elif dialect == "sqlite" and kind == "text":  # as stored: SQLite's DATETIME takes no text
+            values[name] = sa.bindparam(f"p_{name}", type_=sa.Text())
         else:
             values[name] = param
     stmt = table.insert().values(values)

@@ -1,0 +1,1 @@
+"""Integrations with host frameworks: :mod:`backupkit.contrib.django` (a Django app)."""
