@@ -207,8 +207,12 @@ def test_commands_report_a_bad_setting_in_one_line(manage: Manage) -> None:
     manage.configure({"sets": {"site": {"sink": str(manage.sink), "compres": "zstd"}}})
     manage.error_line(manage("backupkit_list"), "unknown key 'compres'", "did you mean 'compress'")
     manage.configure({"sets": {"site": {"sink": str(manage.sink)}}})
-    manage.error_line(manage("backupkit_backup", "--set", "nope"), "unknown backup set 'nope'")
-    manage.error_line(manage("backupkit_restore", "--noinput"), "no backup")
+    unknown = manage("backupkit_backup", "--set", "nope")
+    manage.error_line(unknown, "unknown backup set 'nope'")
+    assert unknown.returncode == 2  # backupkit's exit code for a configuration error
+    missing = manage("backupkit_restore", "--noinput")
+    manage.error_line(missing, "no backup")
+    assert missing.returncode == 6
 
 
 def test_checks_name_each_fault_with_its_id(manage: Manage) -> None:
