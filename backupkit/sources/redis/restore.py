@@ -90,15 +90,19 @@ def _is_local(host: str) -> bool:
 
 def _prepare(conn: RedisConn, ctx: RestoreContext) -> Any:
     client = conn.client(db=0)
-    with conn.calls("refused the restore"):
-        server = client.info("server")["redis_version"]
-        check_loadable(ctx.facts.get("rdb_version"), server, conn.where())
-        held = keyspace(client.info("keyspace"))
-    if held and not (ctx.overwrite or ctx.options.get("flush")):
-        raise RestoreError(
-            f"Redis at {conn.where()} holds keys ({sum(held.values())} in {len(held)} databases); "
-            "restore into an empty server, or pass --flush to replace them"
-        )
+    try:
+        with conn.calls("refused the restore"):
+            server = client.info("server")["redis_version"]
+            check_loadable(ctx.facts.get("rdb_version"), server, conn.where())
+            held = keyspace(client.info("keyspace"))
+        if held and not (ctx.overwrite or ctx.options.get("flush")):
+            raise RestoreError(
+                f"Redis at {conn.where()} holds keys ({sum(held.values())} in {len(held)} databases); "
+                "restore into an empty server, or pass --flush to replace them"
+            )
+    except BaseException:
+        client.close()  # a refused restore leaves no socket for the garbage collector to warn about
+        raise
     return client
 
 
