@@ -62,10 +62,15 @@ class SetGuard:
         guard: SetGuard = _plugin(engine, cls, "backupkit.runs.guard")
         return guard
 
-    def busy(self, set_name: str) -> bool:
-        """Whether *set_name* has a backup running now."""
+    def refuse_if_busy(self, set_name: str) -> None:
+        """Raise :class:`BusyError` if *set_name* has a backup running now (a caller can ask
+        before starting one, so that a refused start is no failed backup to other plugins)."""
         with self._lock:
-            return set_name in self._running
+            self._refuse(set_name)
+
+    def _refuse(self, set_name: str) -> None:
+        if set_name in self._running:
+            raise BusyError(f"set {set_name!r} is already being backed up; wait for that backup to end")
 
     @hookimpl(wrapper=True)
     def backupkit_operation(self, operation: Operation) -> Generator[None, object, object]:
@@ -74,8 +79,7 @@ class SetGuard:
         if operation.verb != "backup" or name is None:
             return (yield)
         with self._lock:
-            if name in self._running:
-                raise BusyError(f"set {name!r} is already being backed up; wait for that backup to end")
+            self._refuse(name)
             self._running.add(name)
         try:
             return (yield)
@@ -138,7 +142,6 @@ class RunTicket:
     finished_at: dt.datetime | None = None
     backup_id: str | None = None
     error: str | None = None
-    error_type: str | None = None
     log: str | None = None
     progress: dict[str, Any] = attrs.field(factory=dict)
     began: threading.Event = attrs.field(factory=threading.Event, repr=False)
@@ -168,8 +171,7 @@ class BackgroundRuns:
         """Start a backup; return its ticket once it runs. An error before it began (an
         unknown set, a busy one, a source that cannot be opened) is raised here."""
         set_cfg = self.engine.config.get_set(set_name)  # an unknown set fails now, not later
-        if self.guard.busy(set_cfg.name):
-            raise BusyError(f"set {set_cfg.name!r} is already being backed up; wait for that backup to end")
+        self.guard.refuse_if_busy(set_cfg.name)
         ticket = RunTicket(set_cfg.name, kind, reason, self.engine.parts.clock())
         context = contextvars.copy_context()  # who asked (the audit log's actor) goes along
         thread = threading.Thread(target=context.run, args=(self._run, ticket),
@@ -183,7 +185,7 @@ class BackgroundRuns:
     def _run(self, ticket: RunTicket) -> None:
         def began(run: RunInfo) -> None:
             ticket.run_id, ticket.state = run.run_id, "running"
-            ticket.log = f"{run.sink.rstrip('/')}/{run.log_key}"
+            ticket.log = run.log_location
             with self._lock:
                 self._tickets[run.run_id] = ticket
                 finished = [k for k, t in self._tickets.items() if t.ended.is_set()]
@@ -203,7 +205,6 @@ class BackgroundRuns:
         except BaseException as exc:  # the ticket reports it; this thread has no one to raise to
             ticket.state, ticket.failure = "failed", exc
             ticket.error = strip_userinfo(str(exc).splitlines()[0]) if str(exc) else type(exc).__name__
-            ticket.error_type = type(exc).__name__
         else:
             ticket.state, ticket.backup_id, ticket.kind = "finished", manifest.id, manifest.kind
         finally:

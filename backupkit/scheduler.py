@@ -182,7 +182,7 @@ class Scheduler:
         prune, or a backup that failed before its run began)."""
         run = self.run_logs.take()
         state.last_run_id = run.run_id if run else None
-        state.last_log = f"{run.sink.rstrip('/')}/{run.log_key}" if run and run.log_key else None
+        state.last_log = run.log_location if run else None
 
     def _call(self, job: Job) -> str | None:
         if job.kind == "prune":

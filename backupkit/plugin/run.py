@@ -20,6 +20,11 @@ class RunInfo:
     hostname: str
     log_key: str = ""  # where in the sink the run's log is written when it ends
 
+    @property
+    def log_location(self) -> str | None:
+        """The run's log as one location: the sink's, then the key (None without a key)."""
+        return f"{self.sink.rstrip('/')}/{self.log_key}" if self.log_key else None
+
 
 @attrs.frozen
 class Operation:
