@@ -22,8 +22,6 @@ import logging
 import socket
 import subprocess
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Generator, Mapping
 from typing import Any
 
@@ -101,6 +99,9 @@ class Alerts:
                 log.warning("the alert command could not run: %s", exc)
 
     def _post(self, body: bytes) -> None:
+        import urllib.error  # here, not at the top: with http and ssl, ~40 ms of every start-up
+        import urllib.request
+
         assert self.webhook is not None
         delay = self.backoff
         for attempt in range(self.retries + 1):

@@ -8,7 +8,6 @@ contain secrets. ``exit_code`` is what the CLI exits with.
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Iterable
 
 
@@ -98,6 +97,8 @@ class BackupInterrupted(BackupkitError):
 
 def closest(word: object, choices: Iterable[str]) -> str | None:
     """The choice closest to *word* (a likely misspelling of it), if any is close."""
+    import difflib  # only when a name is wrong: not on every command's start-up
+
     found = difflib.get_close_matches(str(word), list(choices), n=1)
     return found[0] if found else None
 
