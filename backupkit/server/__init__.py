@@ -5,6 +5,8 @@ the server runs, so the document cannot drift from the code (a property-based te
 schemathesis, holds the two together); Starlette alone would need a hand-kept document.
 
 - :func:`create_app` — the ASGI app for an engine, to run or to mount in a host's app.
+- :class:`~.service.Service` — what the routes do, apart from any framework (the Django
+  views serve it too); importing it needs no FastAPI.
 - :func:`serve` — run it on uvicorn: loopback by default, never open without tokens on
   another address, the scheduler started when ``AUTO_S3_BACKUP=true``.
 """
@@ -14,19 +16,27 @@ from __future__ import annotations
 import ipaddress
 import logging
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from backupkit.core.schedule import auto_start, enabled
 from backupkit.errors import ConfigError
-from backupkit.server.app import URL_EXPIRES, create_app
 from backupkit.server.auth import Tokens
+from backupkit.server.service import URL_EXPIRES
 
 if TYPE_CHECKING:
     from backupkit.engine import Engine
+    from backupkit.server.app import create_app
 
 __all__ = ["URL_EXPIRES", "Tokens", "create_app", "refuse_open", "serve"]
 
 log = logging.getLogger("backupkit.server")
+
+
+def __getattr__(name: str) -> Any:
+    if name == "create_app":  # imports FastAPI: only when asked for
+        from backupkit.server.app import create_app
+        return create_app
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def is_loopback(host: str) -> bool:
@@ -53,6 +63,8 @@ def serve(engine: Engine, tokens: Tokens, env: Mapping[str, str], *, host: str =
     """Run the API until SIGINT/SIGTERM; the scheduler (if started) stops with it, a
     running backup finishing first."""
     import uvicorn
+
+    from backupkit.server.app import create_app
 
     refuse_open(tokens, host)
     app = create_app(engine, tokens, url_expires=url_expires, env=env)

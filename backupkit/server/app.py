@@ -1,5 +1,5 @@
-"""The HTTP API as an ASGI app (FastAPI): thin routes, each calling one function of the
-engine, the scheduler or the background runs, and returning its result's ``to_dict()``.
+"""The HTTP API as an ASGI app (FastAPI): thin routes over :class:`~.service.Service`,
+each calling one of its methods and returning the mapping it gives.
 
 ``create_app(engine)`` is what ``backupkit serve`` runs and what a host mounts. Every
 route needs a bearer token (:mod:`backupkit.server.auth`); admin calls are recorded in
@@ -8,8 +8,6 @@ the audit log under the token's id.
 
 from __future__ import annotations
 
-import importlib
-import os
 from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -18,15 +16,9 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from backupkit import audit
-from backupkit.core.schedule import enabled
-from backupkit.engine.presign import catalogued_url, stored_backups
-from backupkit.errors import BackupkitError, BusyError, ConfigError, NotFoundError
-from backupkit.params import strip_userinfo
-from backupkit.plugin import Operation
-from backupkit.runs import BackgroundRuns
+from backupkit.errors import BackupkitError
 from backupkit.scheduler import Scheduler
-from backupkit.server.auth import Token, Tokens
+from backupkit.server.auth import Tokens
 from backupkit.server.models import (
     AdminBackupRequest,
     BackupRequest,
@@ -34,12 +26,19 @@ from backupkit.server.models import (
     Problem,
     SchedulerRequest,
 )
+from backupkit.server.service import (
+    URL_EXPIRES,
+    Caller,
+    Refused,
+    Service,
+    Started,
+    check_token,
+    error_body,
+    status_of,
+)
 
 if TYPE_CHECKING:
     from backupkit.engine import Engine
-
-#: Seconds a download URL stays valid unless the request or the server says otherwise.
-URL_EXPIRES = 300
 
 _bearer = HTTPBearer(auto_error=False, description="a token from BACKUPKIT_API_TOKENS or the token file")
 Responses = dict[int | str, dict[str, Any]]
@@ -47,86 +46,8 @@ _ERRORS: Responses = {401: {"model": Problem, "description": "no token, or not a
            403: {"model": Problem, "description": "the token's scope does not allow this route"}}
 
 
-class _Refused(Exception):
-    def __init__(self, status: int, message: str, headers: Mapping[str, str] | None = None) -> None:
-        super().__init__(message)
-        self.status, self.headers = status, dict(headers or {})
-
-
-def _status_of(exc: BackupkitError) -> int:
-    if isinstance(exc, BusyError):
-        return 409
-    if isinstance(exc, NotFoundError):
-        return 404
-    if isinstance(exc, ConfigError):
-        return 400
-    return 500
-
-
-class Api:
-    """What the routes call: the engine, its scheduler and its background runs."""
-
-    def __init__(self, engine: Engine, tokens: Tokens, *, scheduler: Scheduler | None = None,
-                 url_expires: int = URL_EXPIRES, env: Mapping[str, str] | None = None) -> None:
-        self.engine, self.tokens, self.url_expires = engine, tokens, url_expires
-        self.env = os.environ if env is None else env
-        has_jobs = any(s.schedule for s in engine.config.sets.values())
-        self.scheduler = scheduler or (Scheduler(engine) if has_jobs else None)
-        self.runs = BackgroundRuns(engine)
-        self.audit = audit.log_of(engine)
-
-    def require(self, scope: str) -> Callable[..., Awaitable[Token]]:
-        """A dependency: the request's token, which must allow *scope*."""
-        async def check(request: Request,
-                        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> Token:
-            realm = 'Bearer realm="backupkit"'
-            if credentials is None:
-                raise _Refused(401, "this API needs a bearer token (Authorization: Bearer <token>)",
-                               {"WWW-Authenticate": realm})
-            token = self.tokens.check(credentials.credentials)
-            if token is None:
-                raise _Refused(401, "the bearer token is not a configured one",
-                               {"WWW-Authenticate": f'{realm}, error="invalid_token"'})
-            if not token.allows(scope):
-                raise _Refused(403, f"token {token.id!r} has scope {token.scope!r}; this route needs {scope!r}",
-                               {"WWW-Authenticate": f'{realm}, error="insufficient_scope", scope="{scope}"'})
-            request.state.actor = (f"token {token.id}", request.client.host if request.client else "")
-            return token
-        return check
-
-    def record(self, request: Request, verb: str, result: str, details: Mapping[str, Any]) -> None:
-        """An audit entry for an admin call that is no backup operation of its own."""
-        who, origin = request.state.actor
-        with audit.acting(who, origin):
-            self.audit.record(Operation(verb, f"api-{os.urandom(6).hex()}", self.engine.parts.clock()),
-                              result, details)
-
-    def backup(self, request: Request, set_name: str | None, kind: str, reason: str) -> JSONResponse:
-        """Start a backup in the background: 202 with its run id and status URL."""
-        if set_name is not None and set_name not in self.engine.config.sets:
-            try:
-                self.engine.config.get_set(set_name)
-            except ConfigError as exc:
-                raise _Refused(404, str(exc)) from None
-        with audit.acting(*request.state.actor):
-            ticket = self.runs.start(set_name, kind=kind, reason=reason)
-        body = {**ticket.to_dict(), "status_url": f"/api/backup/runs/{ticket.run_id}"}
-        return JSONResponse(body, status_code=202, headers={"Location": body["status_url"]})
-
-    def scheduler_state(self) -> dict[str, Any]:
-        """The scheduler's state (or that there is nothing to schedule)."""
-        if self.scheduler is None:
-            return {"running": False, "enabled": enabled(self.env), "jobs": [],
-                    "note": "no set has a schedule; add one to the configuration"}
-        return {**self.scheduler.status(), "enabled": enabled(self.env)}
-
-    def start_scheduler(self) -> None:
-        """Start the scheduler (refused with BACKUP_ENABLED=false or no schedule)."""
-        if self.scheduler is None:
-            raise ConfigError("no set has a schedule; add one to the configuration to start the scheduler")
-        if not enabled(self.env):
-            raise ConfigError("scheduled jobs are disabled (BACKUP_ENABLED=false); unset it to start them")
-        self.scheduler.start()
+def _started(started: Started) -> JSONResponse:
+    return JSONResponse(dict(started.body), status_code=202, headers={"Location": started.status_url})
 
 
 def create_app(engine: Engine, tokens: Tokens, *, scheduler: Scheduler | None = None,
@@ -134,19 +55,32 @@ def create_app(engine: Engine, tokens: Tokens, *, scheduler: Scheduler | None = 
     """The API for *engine*, guarded by *tokens* (none: every route answers 401)."""
     from backupkit import __version__
 
-    api = Api(engine, tokens, scheduler=scheduler, url_expires=url_expires, env=env)
+    api = Service(engine, scheduler=scheduler, url_expires=url_expires, env=env)
     app = FastAPI(title="backupkit", version=__version__, docs_url=None, redoc_url=None,
                   description="Backups, their status, the scheduler, download URLs and metrics.")
     app.state.api = api
-    read, admin = Depends(api.require("read")), Depends(api.require("admin"))
 
-    @app.exception_handler(_Refused)
-    async def refused(request: Request, exc: _Refused) -> JSONResponse:
+    def require(scope: str) -> Callable[..., Awaitable[Caller]]:
+        async def caller(request: Request,
+                         credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> Caller:
+            origin = request.client.host if request.client else ""
+            return check_token(tokens, credentials.credentials if credentials else None, scope, origin)
+        return caller
+
+    # Defaults, not local Annotated aliases: FastAPI resolves string annotations in this
+    # module's globals only.
+    reader, admin = Depends(require("read")), Depends(require("admin"))
+
+    def run_url(run_id: str) -> str:
+        return f"/api/backup/runs/{run_id}"
+
+    @app.exception_handler(Refused)
+    async def refused(request: Request, exc: Refused) -> JSONResponse:
         return JSONResponse({"error": str(exc)}, status_code=exc.status, headers=exc.headers)
 
     @app.exception_handler(BackupkitError)
     async def failed(request: Request, exc: BackupkitError) -> JSONResponse:
-        return JSONResponse({"error": strip_userinfo(str(exc))}, status_code=_status_of(exc))
+        return JSONResponse(error_body(exc), status_code=status_of(exc))
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -160,71 +94,51 @@ def create_app(engine: Engine, tokens: Tokens, *, scheduler: Scheduler | None = 
                404: {"model": Problem, "description": "no such set"},
                500: {"model": Problem, "description": "the backup could not start"}, **_ERRORS}
 
-    @app.post("/api/backup", status_code=202, responses=started, dependencies=[admin])
-    def backup(body: BackupRequest, request: Request) -> JSONResponse:
+    @app.post("/api/backup", status_code=202, responses=started)
+    def backup(body: BackupRequest, caller: Caller = admin) -> JSONResponse:
         """Start a backup (seed 000: ``{"reason": "manual"}``)."""
-        return api.backup(request, body.set, body.kind, body.reason)
+        return _started(api.backup(caller, body.set, body.kind, body.reason, run_url))
 
-    @app.post("/api/admin/backup", status_code=202, responses=started, dependencies=[admin])
-    def admin_backup(body: AdminBackupRequest, request: Request) -> JSONResponse:
+    @app.post("/api/admin/backup", status_code=202, responses=started)
+    def admin_backup(body: AdminBackupRequest, caller: Caller = admin) -> JSONResponse:
         """Start a full or incremental backup (seed 002: ``{"type": "full"}``)."""
-        return api.backup(request, body.set, body.type, body.reason)
+        return _started(api.backup(caller, body.set, body.type, body.reason, run_url))
 
-    @app.get("/api/backup/status", responses=_ERRORS, dependencies=[read])
-    def status() -> dict[str, Any]:
+    @app.get("/api/backup/status", responses=_ERRORS)
+    def status(caller: Caller = reader) -> dict[str, Any]:
         """Per set: the newest backup, counts and sizes; and the runs this server started."""
-        return {**engine.status().to_dict(), "runs": [t.to_dict() for t in api.runs.tickets()]}
+        return api.status()
 
-    @app.get("/api/backup/runs/{run_id}", responses={404: {"model": Problem}, **_ERRORS}, dependencies=[read])
-    def run(run_id: str) -> dict[str, Any]:
+    @app.get("/api/backup/runs/{run_id}", responses={404: {"model": Problem}, **_ERRORS})
+    def run(run_id: str, caller: Caller = reader) -> dict[str, Any]:
         """One run this server started: running, finished or failed, with progress."""
-        return api.runs.get(run_id).to_dict()
+        return api.run(run_id)
 
-    @app.get("/api/admin/backup/status", responses=_ERRORS, dependencies=[admin])
-    def admin_status() -> dict[str, Any]:
+    @app.get("/api/admin/backup/status", responses=_ERRORS)
+    def admin_status(caller: Caller = admin) -> dict[str, Any]:
         """What can be restored: every backup with its artifacts' paths, and the status."""
-        return {**engine.status().to_dict(), "backups": stored_backups(engine.parts),
-                "runs": [t.to_dict() for t in api.runs.tickets()]}
+        return api.admin_status()
 
-    @app.get("/api/backup/scheduler", responses=_ERRORS, dependencies=[read])
-    def scheduler_state() -> dict[str, Any]:
+    @app.get("/api/backup/scheduler", responses=_ERRORS)
+    def scheduler_state(caller: Caller = reader) -> dict[str, Any]:
         """Running or not, enabled or not, and each job's next run and last result."""
         return api.scheduler_state()
 
-    @app.post("/api/backup/scheduler", responses={400: {"model": Problem}, **_ERRORS}, dependencies=[admin])
-    def scheduler_action(body: SchedulerRequest, request: Request) -> dict[str, Any]:
+    @app.post("/api/backup/scheduler", responses={400: {"model": Problem}, **_ERRORS})
+    def scheduler_action(body: SchedulerRequest, caller: Caller = admin) -> dict[str, Any]:
         """Start or stop the scheduler (a running backup finishes first)."""
-        try:
-            if body.action == "start":
-                api.start_scheduler()
-            elif api.scheduler is not None:
-                api.scheduler.stop()
-        except BackupkitError as exc:
-            api.record(request, f"scheduler-{body.action}", "failed", {"error": str(exc)})
-            raise
-        api.record(request, f"scheduler-{body.action}", "ok", {})
-        return api.scheduler_state()
+        return api.scheduler_action(caller, body.action)
 
     @app.post("/api/admin/backup/download-url",
-              responses={400: {"model": Problem}, 404: {"model": Problem}, **_ERRORS}, dependencies=[admin])
-    def download_url(body: DownloadUrlRequest, request: Request) -> dict[str, Any]:
+              responses={400: {"model": Problem}, 404: {"model": Problem}, **_ERRORS})
+    def download_url(body: DownloadUrlRequest, caller: Caller = admin) -> dict[str, Any]:
         """An expiring URL for an artifact of a catalogued backup (never another key)."""
-        try:
-            found = catalogued_url(engine.parts, body.backupPath, expires=body.expires or api.url_expires)
-        except BackupkitError as exc:
-            api.record(request, "download-url", "failed", {"path": strip_userinfo(body.backupPath),
-                                                           "error": str(exc)})
-            raise
-        api.record(request, "download-url", "ok", {"path": found.path, "backup_id": found.backup_id,
-                                                   "expires_seconds": found.expires_seconds})
-        return found.to_dict()
+        return api.download_url(caller, body.backupPath, body.expires)
 
-    @app.get("/metrics", responses=_ERRORS, dependencies=[read],
-             response_class=Response)
-    def metrics() -> Response:
+    @app.get("/metrics", responses=_ERRORS, response_class=Response)
+    def metrics(caller: Caller = reader) -> Response:
         """Prometheus metrics, from the catalog in the sinks (the same on every replica)."""
-        exporter = importlib.import_module("backupkit.metrics")  # needs backupkit[metrics]
-        body, content_type = exporter.exposition(engine)
+        body, content_type = api.metrics()
         return Response(body, media_type=content_type)
 
     return app

@@ -15,6 +15,17 @@ from backupkit.server import Tokens, create_app
 from backupkit.sources.redis.server import free_port
 
 READ, ADMIN = "read-token-0123456789", "admin-token-0123456789"
+#: Every route of the API but ``/metrics``: (method, path, a valid body, the scope it needs).
+ROUTES = [
+    ("POST", "/api/backup", {"reason": "manual"}, "admin"),
+    ("POST", "/api/admin/backup", {"type": "full"}, "admin"),
+    ("GET", "/api/backup/status", None, "read"),
+    ("GET", "/api/backup/runs/nope", None, "read"),
+    ("GET", "/api/admin/backup/status", None, "admin"),
+    ("GET", "/api/backup/scheduler", None, "read"),
+    ("POST", "/api/backup/scheduler", {"action": "stop"}, "admin"),
+    ("POST", "/api/admin/backup/download-url", {"backupPath": "s3://b/k"}, "admin"),
+]
 TOKENS = Tokens.parse([f"viewer:{READ}:read", f"ops:{ADMIN}:admin"], "test")
 
 

@@ -11,7 +11,10 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +63,39 @@ class Manage:
                 proc.kill()
                 proc.wait()
         return proc.returncode, out, err
+
+    @contextmanager
+    def runserver(self) -> Iterator[str]:
+        """``manage.py runserver`` on a free loopback port (a real HTTP server, Django's
+        own); yields its base URL, and stops it afterwards."""
+        from backupkit.sources.redis.server import free_port
+
+        port = free_port()
+        url = f"http://127.0.0.1:{port}"
+        env = {**self.env, "PYTHONWARNINGS": "default"}  # runserver warns that it is for development
+        log = self.tmp_path / f"runserver-{port}.log"  # a file: a pipe nobody reads would fill
+        with log.open("w") as out:
+            proc = subprocess.Popen([sys.executable, "manage.py", "runserver", f"127.0.0.1:{port}", "--noreload",
+                                     "--skip-checks"], cwd=PROJECT, env=env, stdout=out, stderr=subprocess.STDOUT)
+        try:
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    urllib.request.urlopen(f"{url}/api/backup/status", timeout=5)
+                except urllib.error.HTTPError:
+                    break  # it answers (401: no token)
+                except OSError:
+                    if proc.poll() is not None or time.monotonic() > deadline:
+                        raise AssertionError(f"runserver did not start:\n{log.read_text()}") from None
+                    time.sleep(0.1)
+            yield url
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
 
     def ok(self, *args: str) -> str:
         """Run and check the exit status; return stdout."""

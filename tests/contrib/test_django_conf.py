@@ -13,7 +13,13 @@ import pytest
 
 import backupkit.contrib.django as site
 from backupkit.contrib.django.checks import messages
-from backupkit.contrib.django.conf import SettingsError, build, postgres_params, postgres_url
+from backupkit.contrib.django.conf import (
+    SettingsError,
+    api_settings,
+    build,
+    postgres_params,
+    postgres_url,
+)
 from backupkit.engine.restore import redacted
 from backupkit.errors import ConfigError
 from backupkit.sources.postgres.connection import Conn
@@ -129,3 +135,29 @@ def test_importing_the_app_and_its_commands_reads_no_setting() -> None:
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120,
                           check=False)
     assert done.returncode == 0, done.stderr
+
+
+def _scope(request: Any) -> str:
+    return "read"
+
+
+def test_api_settings_join_the_setting_and_the_environment_and_name_each_fault(tmp_path: Any) -> None:
+    token_file = tmp_path / "tokens"
+    token_file.write_text("# ops\nfile:sha256:" + "ab" * 32 + ":admin\n")
+    api = api_settings(_settings(BACKUPKIT_API={
+        "tokens": ["viewer:read-token-0123456789:read"], "token_file": str(token_file),
+        "access": f"{__name__}._scope", "url_expires": 60}),
+        env={"BACKUPKIT_API_TOKENS": "env:env-token-0123456789:admin"})
+    assert [(t.id, t.scope) for t in api.tokens.tokens] == [("viewer", "read"), ("env", "admin"), ("file", "admin")]
+    assert api.tokens.check("read-token-0123456789").id == "viewer"  # type: ignore[union-attr]
+    assert api.access is _scope and api.url_expires == 60
+    assert "read-token" not in repr(api)
+    assert api_settings(_settings(), env={}).tokens.tokens == ()  # no setting: no tokens, every call 401
+    for value, named in [("x", "must be a dict"), ({"token": []}, "unknown key 'token'"),
+                         ({"tokens": "a:b:read"}, "list of 'id:token:scope'"),
+                         ({"tokens": ["a:short:read"]}, "shorter than 16"),
+                         ({"access": "no.such.module.f"}, "cannot import 'no.such.module.f'"),
+                         ({"access": 5}, "callable"), ({"url_expires": 0}, "1 to 604800")]:
+        with pytest.raises(ConfigError, match="settings.BACKUPKIT_API") as caught:
+            api_settings(_settings(BACKUPKIT_API=value), env={})
+        assert named in str(caught.value) and "\n" not in str(caught.value)

@@ -22,22 +22,12 @@ import backupkit
 from backupkit.audit import entries
 from backupkit.plugin import Operation, hookimpl
 from backupkit.server import Tokens
-from backupkit.testing.apiserver import ADMIN, READ, serve
+from backupkit.testing.apiserver import ADMIN, READ, ROUTES, serve
 from backupkit.testing.fakes import engine_for
 
 pytestmark = pytest.mark.integration
 __all__ = ["serve"]  # the fixture
 
-ROUTES = [
-    ("POST", "/api/backup", {"reason": "manual"}, "admin"),
-    ("POST", "/api/admin/backup", {"type": "full"}, "admin"),
-    ("GET", "/api/backup/status", None, "read"),
-    ("GET", "/api/backup/runs/nope", None, "read"),
-    ("GET", "/api/admin/backup/status", None, "admin"),
-    ("GET", "/api/backup/scheduler", None, "read"),
-    ("POST", "/api/backup/scheduler", {"action": "stop"}, "admin"),
-    ("POST", "/api/admin/backup/download-url", {"backupPath": "s3://b/k"}, "admin"),
-]
 
 
 class Hold:

@@ -14,15 +14,20 @@ from __future__ import annotations
 import importlib
 import threading
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from backupkit.contrib.django.conf import DjangoConfig, Target, build
+from backupkit.contrib.django import conf
+from backupkit.contrib.django.conf import ApiSettings, DjangoConfig, Target, build
 from backupkit.engine import Engine
 
-__all__ = ["Target", "default_targets", "engine", "reset"]
+if TYPE_CHECKING:
+    from backupkit.server.service import Service
 
-_lock = threading.Lock()
+__all__ = ["ApiSettings", "Target", "api_settings", "default_targets", "engine", "reset", "service"]
+
+_lock = threading.RLock()
 _built: dict[str, tuple[DjangoConfig, Engine]] = {}
+_api: dict[str, Any] = {}
 
 
 def _settings() -> Any:
@@ -49,8 +54,33 @@ def default_targets(set_name: str) -> Mapping[str, Target]:
     return _site()[0].targets.get(set_name, {})
 
 
+def api_settings() -> ApiSettings:
+    """The ``BACKUPKIT_API`` setting of the JSON views (read at the first call, then kept)."""
+    with _lock:
+        if "settings" not in _api:
+            _api["settings"] = conf.api_settings(_settings())
+        found: ApiSettings = _api["settings"]
+        return found
+
+
+def service() -> Service:
+    """What the JSON views call: one :class:`~backupkit.server.service.Service` of
+    :func:`engine`, with its background runs and scheduler (kept until :func:`reset`)."""
+    from backupkit.server.service import Service
+
+    with _lock:
+        if "service" not in _api:
+            _api["service"] = Service(engine(), url_expires=api_settings().url_expires)
+        found: Service = _api["service"]
+        return found
+
+
 def reset() -> None:
     """Forget the cached engine, so that the next :func:`engine` reads the settings again
     (the app calls it when a test changes ``BACKUPKIT``, ``DATABASES`` or ``MEDIA_ROOT``)."""
     with _lock:
         _built.clear()
+        running = _api.pop("service", None)
+        _api.clear()
+    if running is not None:
+        running.stop_scheduler()

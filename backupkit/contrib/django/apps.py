@@ -21,7 +21,7 @@ else:
     from django.apps import AppConfig
 
 #: Settings the engine is built from.
-WATCHED = ("BACKUPKIT", "DATABASES", "MEDIA_ROOT")
+WATCHED = ("BACKUPKIT", "BACKUPKIT_API", "DATABASES", "MEDIA_ROOT")
 
 
 def _setting_changed(sender: Any, setting: str = "", **kwargs: Any) -> None:

@@ -25,8 +25,11 @@ import attrs
 from backupkit.config import Config
 from backupkit.errors import ConfigError
 from backupkit.plugins import make_plugin_manager
+from backupkit.server.auth import Tokens
+from backupkit.server.service import URL_EXPIRES
 
 SETTING = "BACKUPKIT"
+API_SETTING = "BACKUPKIT_API"
 DB_SOURCE = "django-db"
 MEDIA_SOURCE = "django-media"
 POSTGRES_ENGINES = ("django.db.backends.postgresql", "django.contrib.gis.db.backends.postgis")
@@ -224,3 +227,44 @@ def sqlite_url(db: Mapping[str, Any], where: str) -> str:
         raise SettingsError(f"{where}: NAME must be the path of a SQLite file to back it up, got {name!r}",
                             check_id="backupkit.E006")
     return f"sqlite:///{os.path.abspath(name)}"
+
+
+@attrs.frozen
+class ApiSettings:
+    """The ``BACKUPKIT_API`` setting of the JSON views: the bearer tokens, who among the
+    logged-in users may call (``access(request) -> "read" | "admin" | None``; None: staff
+    read, superusers admin) and how long download URLs stay valid."""
+
+    tokens: Tokens = attrs.field(factory=Tokens, repr=False)
+    access: Any = None
+    url_expires: int = URL_EXPIRES
+
+
+def api_settings(settings: Any, env: Mapping[str, str] | None = None) -> ApiSettings:
+    """``BACKUPKIT_API`` (optional: ``{"tokens": ["id:token:scope", ...], "token_file": path,
+    "access": callable or dotted path, "url_expires": seconds}``), with the tokens of
+    ``BACKUPKIT_API_TOKENS`` and ``BACKUPKIT_API_TOKEN_FILE`` of *env* added."""
+    where = f"settings.{API_SETTING}"
+    value = getattr(settings, API_SETTING, None) or {}
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"{where} must be a dict, got {type(value).__name__}")
+    unknown = sorted(set(value) - {"tokens", "token_file", "access", "url_expires"})
+    if unknown:
+        raise ConfigError(f"{where}: unknown key {unknown[0]!r}; the keys are tokens, token_file, access, url_expires")
+    entries = value.get("tokens", [])
+    if isinstance(entries, str) or not all(isinstance(e, str) for e in entries):
+        raise ConfigError(f"{where}['tokens'] must be a list of 'id:token:scope' strings")
+    tokens = Tokens.parse(entries, f"{where}['tokens']").tokens
+    tokens += Tokens.from_env(os.environ if env is None else env, value.get("token_file")).tokens
+    access = value.get("access")
+    if isinstance(access, str):
+        try:
+            access = importlib.import_module("django.utils.module_loading").import_string(access)
+        except ImportError as exc:
+            raise ConfigError(f"{where}['access']: cannot import {access!r}: {exc}") from None
+    if access is not None and not callable(access):
+        raise ConfigError(f"{where}['access'] must be a callable or its dotted path")
+    expires = value.get("url_expires", URL_EXPIRES)
+    if not isinstance(expires, int) or isinstance(expires, bool) or not 1 <= expires <= 7 * 24 * 3600:
+        raise ConfigError(f"{where}['url_expires'] must be a number of seconds from 1 to 604800")
+    return ApiSettings(Tokens(tokens), access, expires)
