@@ -33,7 +33,8 @@ from typing import Any
 
 import attrs
 
-from backupkit.core.retention import TIER_AGES, RetentionPolicy
+from backupkit.core.drill import DrillSettings
+from backupkit.core.retention import TIER_AGES, RetentionPolicy, parse_duration
 from backupkit.core.schedule import Job, parse_schedule
 from backupkit.crypto.keys import looks_like_key
 from backupkit.errors import ConfigError, unknown_key
@@ -46,7 +47,7 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 _TOP_KEYS = ("sets", "hostname", "key_file", "timezone", "plugins")
 _SET_KEYS = (
     "sources", "transforms", "compress", "encrypt", "encrypt_manifest", "sink", "hostname", "tags",
-    "retention", "schedule",
+    "retention", "schedule", "rpo", "rto", "drill",
 )
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("", "0", "false", "no", "off")
@@ -81,6 +82,11 @@ class SetConfig:
     encrypt_manifest: bool = False  # seal the manifest body with the encryption key too
     retention: RetentionPolicy | None = None  # None: default_policy(env) at prune time
     schedule: tuple[Job, ...] = ()  # see backupkit.core.schedule
+    #: The recovery point objective: the newest good backup may be this old at most.
+    rpo: dt.timedelta | None = None
+    #: The recovery time objective: a drill's restore may take this long at most.
+    rto: dt.timedelta | None = None
+    drill: DrillSettings = attrs.field(factory=DrillSettings, repr=False)  # see backupkit.core.drill
 
 
 @attrs.frozen
@@ -351,7 +357,20 @@ def _parse_set(
         encrypt_manifest=encrypt_manifest,
         retention=_retention(body, where),
         schedule=schedule,
+        rpo=_objective(body, "rpo", where),
+        rto=_objective(body, "rto", where),
+        drill=DrillSettings.from_dict(body.get("drill"), where),
     )
+
+
+def _objective(body: Mapping[str, Any], key: str, where: str) -> dt.timedelta | None:
+    raw = body.get(key)
+    if raw is None:
+        return None
+    try:
+        return parse_duration(raw)
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: {key}: {exc}") from None
 
 
 def _retention(body: Mapping[str, Any], where: str) -> RetentionPolicy | None:

@@ -89,6 +89,17 @@ class BusyError(BackupkitError):
     exit_code = 9
 
 
+class DrillFailed(BackupkitError):
+    """A restore drill found a backup that does not restore or does not pass its checks;
+    ``record`` is the drill's record (stored in the sink all the same)."""
+
+    exit_code = 10
+
+    def __init__(self, message: str, record: object = None) -> None:
+        super().__init__(message)
+        self.record = record
+
+
 class BackupInterrupted(BackupkitError):
     """A backup run was interrupted (signal); nothing was published."""
 

@@ -23,12 +23,13 @@ import attrs
 
 from backupkit.config import Config, PluginRef
 from backupkit.core.catalog import Catalog
+from backupkit.core.drill import DrillRecord
 from backupkit.core.manifest import Manifest
 from backupkit.core.retention import RetentionPolicy
 from backupkit.core.simulate import SimulationRow
 from backupkit.core.status import StatusReport, summarize
 from backupkit.crypto.keys import Keyring
-from backupkit.engine import backup, presign, prune, resolve, restore, verify
+from backupkit.engine import backup, drill, drillrecords, presign, prune, resolve, restore, verify
 from backupkit.engine.parts import Clock, Parts
 from backupkit.engine.prune import ORPHAN_GRACE
 from backupkit.engine.resolve import is_location
@@ -240,3 +241,16 @@ class Engine:
         """Re-read every stored artifact a restore of backup *ref* would read (an
         incremental's whole chain) and check both checksums."""
         return verify.verify(self.parts, ref, set_name=set_name)
+
+    def drill(self, ref: str = "latest", *, set_name: str | None = None,
+              progress: ProgressCallback | None = None) -> DrillRecord:
+        """Restore backup *ref* into scratch targets (a temp directory, a throwaway
+        database, a temporary ``redis-server``), check it against its manifest and the
+        set's ``drill`` checks, remove the scratch targets, and store the drill's record
+        in the backup's sink. Returns the record of a drill that passed; one that failed
+        raises :class:`~backupkit.errors.DrillFailed` (with the stored ``record``)."""
+        return drill.drill(self.parts, ref, set_name=set_name, progress=progress)
+
+    def drills(self, set_name: str | None = None) -> list[DrillRecord]:
+        """The drill records in the configured sinks (of *set_name*), oldest first."""
+        return drillrecords.records(self.parts.sinks(), set_name)
