@@ -21,7 +21,7 @@ from typing import Any, NoReturn, TextIO
 
 import attrs
 
-from backupkit import audit, cli_metrics, cli_restore, cli_run, cli_serve
+from backupkit import audit, cli_drill, cli_metrics, cli_restore, cli_run, cli_serve
 from backupkit._version import __version__
 from backupkit.config import Config, compress_choices, find_config_file
 from backupkit.core.retention import TIER_AGES, RetentionPolicy, format_duration, parse_duration
@@ -97,6 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
 
     cli_restore.add_parser(sub, _common)
+    cli_drill.add_parsers(sub, _common)
 
     p = sub.add_parser("verify", help="re-read a stored backup and check its checksums")
     _common(p)
@@ -469,6 +470,8 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "restore": functools.partial(cli_restore.cmd_restore, engine_for=_engine, emit=_emit,
                                  progress=_ProgressLine, human=_human, list_backups=_cmd_list),
     "verify": _cmd_verify,
+    "drill": functools.partial(cli_drill.cmd_drill, engine_for=_engine, emit=_emit, human=_human),
+    "drills": functools.partial(cli_drill.cmd_drills, engine_for=_engine, emit=_emit),
     "url": _cmd_url,
     "prune": _cmd_prune,
     "plugins": _cmd_plugins,

@@ -26,6 +26,11 @@ _SETTINGS_KEYS = ("postgres_url", "sql", "command", "timeout")
 CHECK_TIMEOUT = 600
 
 
+def _seconds(value: Any) -> float:
+    """Seconds as stored: to the millisecond, so that a record reads back equal."""
+    return round(float(value), 3)
+
+
 def _iso(t: dt.datetime) -> str:
     return t.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
 
@@ -93,7 +98,7 @@ class ArtifactDrill:
 
     name: str
     source: str
-    seconds: float
+    seconds: float = attrs.field(converter=_seconds)
     bytes: int
     ok: bool
     target: str = ""  # for people, without a password: "temporary redis-server", "database drill_..."
@@ -102,7 +107,7 @@ class ArtifactDrill:
 
     def to_dict(self) -> dict[str, Any]:
         """A plain dict for JSON."""
-        return {"name": self.name, "source": self.source, "seconds": round(self.seconds, 3),
+        return {"name": self.name, "source": self.source, "seconds": self.seconds,
                 "bytes": self.bytes, "ok": self.ok, "target": self.target, "checks": dict(self.checks),
                 "error": self.error}
 
@@ -119,12 +124,12 @@ class CheckResult:
 
     name: str  # "sql on db: SELECT ...", "command: ./check.sh"
     ok: bool
-    seconds: float
+    seconds: float = attrs.field(converter=_seconds)
     detail: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         """A plain dict for JSON."""
-        return {"name": self.name, "ok": self.ok, "seconds": round(self.seconds, 3), "detail": self.detail}
+        return {"name": self.name, "ok": self.ok, "seconds": self.seconds, "detail": self.detail}
 
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any]) -> CheckResult:
@@ -140,7 +145,7 @@ class DrillRecord:
     set_name: str
     backup_id: str
     started_at: dt.datetime
-    seconds: float  # the whole drill, restore and checks: the measured RTO
+    seconds: float = attrs.field(converter=_seconds)  # the whole drill, restore and checks: the measured RTO
     ok: bool
     artifacts: tuple[ArtifactDrill, ...] = ()
     checks: tuple[CheckResult, ...] = ()
@@ -183,7 +188,7 @@ class DrillRecord:
         return {"format": FORMAT, "drill_id": self.drill_id, "set": self.set_name, "backup_id": self.backup_id,
                 "backup_started_at": _iso(self.backup_started_at) if self.backup_started_at else None,
                 "started_at": _iso(self.started_at), "finished_at": _iso(self.finished_at),
-                "seconds": round(self.seconds, 3), "restore_seconds": round(self.restore_seconds, 3),
+                "seconds": self.seconds, "restore_seconds": round(self.restore_seconds, 3),
                 "bytes": self.bytes, "ok": self.ok, "error": self.error,
                 "artifacts": [a.to_dict() for a in self.artifacts], "checks": [c.to_dict() for c in self.checks],
                 "host": self.host, "backupkit_version": self.version, "sink": self.sink}

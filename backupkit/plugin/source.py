@@ -5,13 +5,16 @@ from __future__ import annotations
 import abc
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any, BinaryIO, ClassVar
+from typing import TYPE_CHECKING, Any, BinaryIO, ClassVar
 
 import attrs
 
 from backupkit.errors import RestoreError
 from backupkit.params import build, public_params
 from backupkit.plugin.streams import Reader, Writer
+
+if TYPE_CHECKING:
+    from backupkit.plugin.scratch import Scratch
 
 
 def _no_parent(name: str) -> BinaryIO | None:
@@ -61,6 +64,10 @@ class RestoreContext:
     allow_external_symlinks: bool = False
     options: Mapping[str, Any] = attrs.field(factory=dict)
     facts: Mapping[str, Any] = attrs.field(factory=dict)
+    #: The decoded, checked stream of one of the backup's sidecars of this artifact (its
+    #: file index), by sidecar name; given to drill checks (a KeyError-like
+    #: ``RestoreError`` where there is none).
+    open_sidecar: Callable[[str], BinaryIO] = attrs.field(default=_no_sidecar, repr=False)
 
 
 class Source(abc.ABC):
@@ -126,6 +133,24 @@ class Source(abc.ABC):
         :class:`backupkit.errors.IntegrityError` there, so read it to the end (EOF)
         before making anything visible.
         """
+
+    def drill_target(self, scratch: Scratch, ctx: RestoreContext) -> Path | str | None:
+        """Where a restore drill restores this artifact: a throwaway target made in (or
+        registered with) *scratch*, which removes it when the drill ends. The default is
+        an empty directory; a database source makes a scratch database, a server source a
+        temporary server. ``None``: the artifact cannot be restored into anything
+        throwaway here, and the drill checks its stream only (as ``verify`` does).
+
+        ``ctx.facts`` are the artifact's facts from the manifest.
+        """
+        return scratch.directory(ctx.artifact)
+
+    def drill_check(self, target: Path | str, scratch: Scratch, ctx: RestoreContext) -> Mapping[str, Any] | None:
+        """Checks after a drill restored the artifact into *target*, beyond those of
+        :meth:`restore` (which already compares what it can with ``ctx.facts``); return
+        what was found for the drill record, or raise ``RestoreError`` naming what is
+        wrong. The default checks nothing more."""
+        return None
 
     def restore_chain(self, streams: Iterator[Reader], ctx: RestoreContext) -> Mapping[str, Any] | None:
         """Restore a full stream followed by incremental streams, oldest first.

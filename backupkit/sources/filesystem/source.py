@@ -20,7 +20,7 @@ import stat
 import tarfile
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import attrs
 
@@ -37,6 +37,7 @@ from backupkit.plugin import (
     Writer,
     hookimpl,
 )
+from backupkit.sources.filesystem.drill import check_tree
 from backupkit.sources.filesystem.index import (
     INDEX_SIDECAR,
     IndexEntry,
@@ -45,6 +46,9 @@ from backupkit.sources.filesystem.index import (
     json_bytes,
     unchanged,
 )
+
+if TYPE_CHECKING:
+    from backupkit.plugin.scratch import Scratch
 from backupkit.sources.filesystem.restore import (
     COPY_BUFSIZE,
     DELETED_MEMBER,
@@ -327,6 +331,11 @@ class FilesystemSource(Source):
         return "", st
 
     # -- restore ------------------------------------------------------------------
+    def drill_check(self, target: Path | str, scratch: Scratch, ctx: RestoreContext) -> dict[str, Any]:
+        """Every path of the backup's file index restored, every file's sha256 as recorded."""
+        with ctx.open_sidecar(INDEX_SIDECAR) as index:
+            return check_tree(Path(target), index, ctx.artifact)
+
     def restore(self, stream: Reader, ctx: RestoreContext) -> None:
         """Extract the full backup *stream* into the target directory."""
         self.restore_chain(iter([stream]), ctx)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import attrs
 
@@ -30,6 +30,9 @@ from backupkit.sources.jsonexport.database import (
 )
 from backupkit.sources.jsonexport.kinds import encoder, json_sql, select_sql
 from backupkit.sources.jsonexport.restore import restore_export
+
+if TYPE_CHECKING:
+    from backupkit.plugin.scratch import Scratch
 
 BATCH = 1000
 
@@ -124,6 +127,15 @@ class JsonSource(Source):
             writer.row([None if v is None else enc(v) for enc, v in zip(encoders, row)])
             n += 1
         return n
+
+    def drill_target(self, scratch: Scratch, ctx: RestoreContext) -> str:
+        """A throwaway database of the export's dialect: a scratch PostgreSQL database for a
+        PostgreSQL export, a new SQLite file for any other."""
+        if ctx.facts.get("dialect") == "postgresql":
+            from backupkit.sources.postgres.drill import scratch_database
+
+            return scratch_database(scratch, ctx.artifact)
+        return f"sqlite:///{scratch.directory(ctx.artifact) / 'drill.sqlite3'}"
 
     def restore(self, stream: Reader, ctx: RestoreContext) -> Mapping[str, Any] | None:
         target = ctx.target

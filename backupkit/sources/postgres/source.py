@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import attrs
 
@@ -23,9 +23,13 @@ from backupkit.plugin import (
 from backupkit.sources.postgres import catalog
 from backupkit.sources.postgres.connection import Conn
 from backupkit.sources.postgres.directory import dump_directory
+from backupkit.sources.postgres.drill import is_own_cluster, scratch_database, scratch_server
 from backupkit.sources.postgres.programs import stream_out
 from backupkit.sources.postgres.restore import check_archive, restore_database, restore_globals
 from backupkit.sources.postgres.tools import find_program, program_version
+
+if TYPE_CHECKING:
+    from backupkit.plugin.scratch import Scratch
 
 
 def _opt_names(value: Any) -> tuple[str, ...] | None:
@@ -197,6 +201,13 @@ class PostgresSource(Source):
                 f"e.g. --to {ctx.artifact}=postgresql://user@host:5432/dbname"
             )
         return Conn.resolve(str(target), {}, None, env={})
+
+    def drill_target(self, scratch: Scratch, ctx: RestoreContext) -> str | None:
+        """A throwaway database (the globals: the drill's own cluster, or none on a shared
+        scratch server, where roles would outlive the drill: then the dump is only read)."""
+        if self.part == "globals":
+            return scratch_server(scratch) if is_own_cluster(scratch) else None
+        return scratch_database(scratch, ctx.artifact)
 
     def restore(self, stream: Reader, ctx: RestoreContext) -> Mapping[str, Any] | None:
         conn = self.target_conn(ctx)

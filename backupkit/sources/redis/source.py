@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import attrs
 
@@ -24,6 +24,10 @@ from backupkit.sources.redis.connection import RedisConn, keyspace
 from backupkit.sources.redis.keys import dump_keys, read_records
 from backupkit.sources.redis.replication import fetch_rdb
 from backupkit.sources.redis.restore import restore_into_server, restore_to_dir
+from backupkit.sources.redis.server import TempRedis
+
+if TYPE_CHECKING:
+    from backupkit.plugin.scratch import Scratch
 
 
 def _dbs(value: Any) -> tuple[int, ...] | None:
@@ -107,6 +111,13 @@ class RedisSource(Source):
                 "keys_counted": "every database" if whole else "the first database"}
 
     # -- restore ------------------------------------------------------------------------
+    def drill_target(self, scratch: Scratch, ctx: RestoreContext) -> str:
+        """A temporary ``redis-server`` on a free loopback port, stopped when the drill ends."""
+        server = TempRedis().start()
+        assert server.proc is not None and server.root is not None
+        scratch.on_cleanup(server.stop, [{"kill": server.proc.pid}, {"rmtree": str(server.root)}])
+        return server.url
+
     def restore(self, stream: Reader, ctx: RestoreContext) -> Mapping[str, Any] | None:
         target = ctx.target
         if target is None:
