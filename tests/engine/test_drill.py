@@ -225,3 +225,25 @@ def test_drill_settings_are_checked_with_one_line_errors() -> None:
         with pytest.raises(backupkit.errors.ConfigError, match="set 'app'") as caught:
             DrillSettings.from_dict(raw, "set 'app'")
         assert named in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_the_cli_drills_reports_and_exits_10_on_a_failed_drill(tmp_path: Path, cli: Any) -> None:
+    _tree(tmp_path / "src")
+    (tmp_path / "backupkit.toml").write_text(
+        '[sets.app]\nsources = [{type = "filesystem", name = "files", paths = ["src"]}]\nsink = "sink"\n'
+        '[sets.app.drill]\ncommand = ["sh", "-c", "test -f \\"$BACKUPKIT_DRILL_FILES/src/docs/a.txt\\""]\n')
+    assert cli("backup").returncode == 0
+    ok = cli("drill")
+    assert ok.returncode == 0, ok.stderr
+    assert "passed in" in ok.stdout.splitlines()[0] and "files: ok in" in ok.stdout
+    assert "checksums_match True" in ok.stdout and "check command: sh -c test -f" in ok.stdout
+    (tmp_path / "backupkit.toml").write_text(
+        (tmp_path / "backupkit.toml").read_text().replace("a.txt", "missing.txt"))
+    failed = cli("drill", "latest", "--json")
+    assert failed.returncode == 10, failed.stderr
+    body = json.loads(failed.stdout)
+    assert body["ok"] is False and body["checks"][0]["detail"] == "exit status 1"
+    listed = cli("drills")
+    assert listed.returncode == 0 and [ln.split()[5] for ln in listed.stdout.splitlines()] == ["ok", "FAILED"]
+    assert cli("drill", "nope").returncode == 6  # no such backup: nothing drilled, nothing recorded
+    assert len(json.loads(cli("drills", "--json").stdout)) == 2
