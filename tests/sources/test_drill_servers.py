@@ -111,7 +111,9 @@ def test_a_drill_of_files_postgres_and_redis_passes_and_records_its_times(
 def test_a_tampered_backup_fails_its_drill_naming_the_artifact_and_leaves_nothing(
         pg: Database, redis_server: TempRedis, tmp_path: Path, scratch_base: Path) -> None:
     _fill(pg, redis_server, tmp_path / "src")
-    engine = backupkit.Engine.from_config(_config(pg, redis_server, tmp_path))  # its own temporary cluster
+    config = _config(pg, redis_server, tmp_path)  # its own temporary cluster, where the roles go too
+    config["sets"]["app"]["sources"][1]["globals"] = True
+    engine = backupkit.Engine.from_config(config)
     manifest = engine.backup()
     stored = tmp_path / "sink" / manifest.artifact("cache").key
     data = bytearray(stored.read_bytes())
@@ -121,11 +123,14 @@ def test_a_tampered_backup_fails_its_drill_naming_the_artifact_and_leaves_nothin
         engine.drill()
     record = caught.value.record
     assert isinstance(record, DrillRecord) and not record.ok
-    assert {a.name: a.ok for a in record.artifacts} == {"files": True, "db": True, "cache": False}
-    assert manifest.artifact("cache").key in str(record.artifacts[2].error)
+    by_name = {a.name: a for a in record.artifacts}
+    assert {n: a.ok for n, a in by_name.items()} == {"files": True, "db": True, "db.globals": True,
+                                                       "cache": False}
+    assert by_name["db.globals"].checks["part"] == "globals"
+    assert manifest.artifact("cache").key in str(by_name["cache"].error)
     assert engine.drills() == [record]
     assert list(scratch_base.iterdir()) == []  # the temporary cluster and redis-server with it
-    assert not _port_open(record.artifacts[2].target)
+    assert not _port_open(by_name["cache"].target)
 
 
 def test_a_killed_drill_leaves_no_scratch_database_server_or_directory(
