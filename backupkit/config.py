@@ -163,11 +163,12 @@ class Config:
         """The configuration in the TOML file at *path* (see :meth:`from_dict`)."""
         path = Path(path)
         try:
-            text = path.read_text(encoding="utf-8")
+            raw = path.read_bytes()
         except FileNotFoundError:
             raise ConfigError(f"config file {path} does not exist; create it or pass --config") from None
         except OSError as exc:
             raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+        text = _decoded(raw, path)
         import tomllib  # only for a config file
 
         try:
@@ -361,6 +362,24 @@ def _parse_set(
         rto=_objective(body, "rto", where),
         drill=DrillSettings.from_dict(body.get("drill"), where),
     )
+
+
+def _decoded(raw: bytes, path: Path) -> str:
+    """The text of a config file, which TOML says is UTF-8 (a UTF-8 BOM is allowed)."""
+    if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise ConfigError(f"config file {path} is UTF-16 (it starts with a UTF-16 byte order mark); "
+                          "TOML files are UTF-8: save it as UTF-8")
+    if b"\x00" in raw:
+        at = raw.index(b"\x00")
+        line = raw[:at].count(b"\n") + 1
+        raise ConfigError(f"config file {path} holds a NUL byte at byte {at} (line {line}), "
+                          "as UTF-16 text does; TOML files are UTF-8: save it as UTF-8")
+    try:
+        return raw.decode("utf-8").removeprefix("\ufeff")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise ConfigError(f"config file {path} is not UTF-8: byte {exc.start} (line {line}) is "
+                          f"0x{raw[exc.start]:02x}; TOML files are UTF-8: save it as UTF-8") from None
 
 
 def _objective(body: Mapping[str, Any], key: str, where: str) -> dt.timedelta | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import attrs
 import pytest
@@ -73,6 +74,29 @@ def test_toml_file_errors_name_the_file(tmp_path: Path) -> None:
     bad.write_text('[sets.app]\nsink = "/b"\nsources = [{type = "filesystem", paths = ["/x"]}]\nfoo = 1\n')
     with pytest.raises(ConfigError, match=f"{bad}: set 'app': unknown key 'foo'"):
         Config.from_file(bad)
+
+
+@pytest.mark.parametrize(("data", "message"), [
+    ('# caf\xe9\n[sets.app]\n'.encode("latin-1"), r"is not UTF-8: byte 5 \(line 1\) is 0xe9; TOML files are UTF-8"),
+    ("[sets.app]\n".encode("utf-16"), "is UTF-16 .*save it as UTF-8"),
+    ("[sets.app]\n".encode("utf-16-be"), r"holds a NUL byte at byte 0 \(line 1\), as UTF-16 text does"),
+])
+def test_a_config_file_that_is_not_utf8_is_a_config_error_naming_file_and_byte(
+        tmp_path: Path, data: bytes, message: str, cli: Any) -> None:
+    bad = tmp_path / "backupkit.toml"
+    bad.write_bytes(data)
+    with pytest.raises(ConfigError, match=f"config file {bad} {message}"):
+        Config.from_file(bad)
+    result = cli("list")
+    assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
+    assert "save it as UTF-8" in result.stderr
+
+
+def test_a_utf8_bom_is_allowed(tmp_path: Path) -> None:
+    path = tmp_path / "backupkit.toml"
+    path.write_bytes(b"\xef\xbb\xbf" + b'timezone = "Europe/Berlin"\n[sets.app]\nsink = "/b"\n'
+                     b'sources = [{type = "filesystem", paths = ["/x"]}]\n')
+    assert Config.from_file(path).timezone == "Europe/Berlin"
 
 
 def test_find_config_file_prefers_explicit_then_cwd(tmp_path: Path) -> None:
