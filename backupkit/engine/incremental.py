@@ -8,8 +8,9 @@ import logging
 from backupkit.core.manifest import Manifest
 from backupkit.core.restore import plan_restore
 from backupkit.crypto.keys import Keyring
+from backupkit.engine.pipeline import check_stored
 from backupkit.engine.scan import scan
-from backupkit.errors import BackupkitError, NotFoundError, SourceError
+from backupkit.errors import BackupkitError, IntegrityError, NotFoundError, SourceError
 from backupkit.plugin import Sink, Source
 
 log = logging.getLogger("backupkit")
@@ -47,7 +48,27 @@ def parent_for(
     except BackupkitError as exc:  # a broken chain: building on it would break this one too
         log.warning("the newest backup %s cannot be restored (%s); running a full backup", parent.id, exc)
         return None
+    damaged = damaged_sidecars(sink, parent)
+    if damaged:  # what it would compare against is not what was stored: start afresh
+        log.warning("the newest backup %s is damaged (%s); running a full backup", parent.id, damaged[0])
+        return None
     return parent, found.keys[parent.id]
+
+
+def damaged_sidecars(sink: Sink, manifest: Manifest) -> list[str]:
+    """Why each of *manifest*'s sidecars (file indexes) in *sink* is missing or does not
+    match its manifest, for messages; empty when all are whole."""
+    found = []
+    for artifact in manifest.artifacts:
+        if "sidecar_of" not in artifact.extra:
+            continue
+        try:
+            check_stored(sink, manifest, artifact)
+        except NotFoundError:
+            found.append(f"its {artifact.name} ({artifact.key}) is missing")
+        except IntegrityError:
+            found.append(f"its {artifact.name} ({artifact.key}) does not match its checksum")
+    return found
 
 
 def check_parent_still_there(sink: Sink, parent: Manifest, key: str) -> None:

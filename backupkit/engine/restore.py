@@ -17,6 +17,7 @@ import attrs
 from backupkit.core.manifest import Artifact, Manifest
 from backupkit.core.restore import plan_restore
 from backupkit.engine.guards import refuse_unencrypted
+from backupkit.engine.incremental import damaged_sidecars
 from backupkit.engine.operation import new_run_id, run_operation
 from backupkit.engine.parts import Parts
 from backupkit.engine.pipeline import open_checked
@@ -175,7 +176,12 @@ def _restore(
         parts, list(links), found.owner, targets, overwrite=overwrite, options=options,
         allow_external_symlinks=allow_external_symlinks, progress=progress,
     )
-    return run.run(names)
+    result = run.run(names)
+    for link in links:  # the data restored is whole and checked; say if the rest is not
+        for why in damaged_sidecars(found.owner[link.id], link):
+            log.warning("backup %s is damaged: %s; what was restored is complete and checked, but an "
+                        "incremental cannot build on it (backupkit verify %s shows it)", link.id, why, link.id)
+    return result
 
 
 #: Where an artifact is restored to: a directory, or a URL (``postgresql://...``).
