@@ -56,6 +56,7 @@ ID_SCRYPT_LOG_N = 17
 ID_SCRYPT_R = 8
 _ID_INFO = b"backupkit key id v1"
 _PAYLOAD_INFO = b"backupkit aes-256-gcm payload key v1"
+_MAC_INFO = b"backupkit manifest mac v1"
 
 KeyKind = Literal["key", "passphrase"]
 
@@ -83,7 +84,7 @@ class Key:
     :param origin: where it came from, for messages (``BACKUP_ENCRYPTION_KEY``).
     """
 
-    __slots__ = ("_id", "_material", "kind", "origin")
+    __slots__ = ("_id", "_mac", "_material", "kind", "origin")
 
     def __init__(self, kind: KeyKind, material: bytes, *, origin: str = "key") -> None:
         if kind == "key" and len(material) != KEY_SIZE:
@@ -92,6 +93,7 @@ class Key:
         self._material = bytes(material)
         self.origin = origin
         self._id: str | None = None
+        self._mac: bytes | None = None
 
     @classmethod
     def generate(cls) -> Key:
@@ -148,6 +150,16 @@ class Key:
                 raw = scrypt(self._material, _ID_INFO, ID_SCRYPT_LOG_N, ID_SCRYPT_R, 1)[:8]
             self._id = raw.hex()
         return self._id
+
+    def mac_key(self) -> bytes:
+        """The key that authenticates manifests: HKDF of a key, or scrypt of a passphrase
+        (as costly as its id; computed once per process)."""
+        if self._mac is None:
+            if self.kind == "key":
+                self._mac = hkdf(self._material, None, _MAC_INFO)
+            else:
+                self._mac = scrypt(self._material, _MAC_INFO, ID_SCRYPT_LOG_N, ID_SCRYPT_R, 1)
+        return self._mac
 
     def payload_key(self, salt: bytes, *, log_n: int = 0, r: int = 0, p: int = 0) -> bytes:
         """The AES-256 key of one artifact: HKDF of a key, or scrypt of a passphrase."""

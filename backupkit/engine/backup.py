@@ -27,6 +27,7 @@ from backupkit._version import __version__
 from backupkit.config import SetConfig
 from backupkit.core.manifest import MANIFEST_SUFFIX, Artifact, Manifest
 from backupkit.core.tiers import assign_tier
+from backupkit.crypto.authenticated import authenticate_manifest
 from backupkit.crypto.sealed import seal_manifest
 from backupkit.engine.incremental import check_parent_still_there, parent_for
 from backupkit.engine.operation import new_run_id, run_operation
@@ -187,12 +188,15 @@ class BackupRun:
         )
 
     def publish(self, manifest: Manifest, key: str) -> None:
-        """Write the manifest (sealed when the set says so): the backup now exists."""
+        """Write the manifest (sealed when the set says so, else authenticated when the set
+        encrypts): the backup now exists."""
         try:
             body = manifest.to_json()
+            where = f"set {self.set_cfg.name!r}"
             if self.set_cfg.encrypt_manifest:  # only the format and key id stay in the clear
-                where = f"set {self.set_cfg.name!r}"
                 body = seal_manifest(body, self.parts.keyring.writing_key(what=where))
+            elif self.parts.plugins.roles.encrypts(self.set_cfg.transforms):
+                body = authenticate_manifest(body, self.parts.keyring.writing_key(what=where))
             self.published = (key, body)
             self.sink.put_bytes(key, body, run_id=self.run_id)
         except OSError as exc:

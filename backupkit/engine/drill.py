@@ -67,7 +67,8 @@ def _drill(parts: Parts, ref: str, set_name: str | None, operation: Operation,
            progress: ProgressCallback | None) -> DrillRecord:
     found, ref = scan_for(parts, ref)
     links = list(plan_restore(found.catalog, target=restore_target(ref), set_name=set_name).chain)
-    refuse_unencrypted(links, found.catalog, found.sealed, config=parts.config, roles=parts.plugins.roles)
+    refuse_unencrypted(links, found.catalog, found.sealed, config=parts.config, roles=parts.plugins.roles,
+                       unauthenticated=found.unauthenticated)
     manifest = links[-1]
     set_cfg = parts.config.sets.get(manifest.set_name)
     settings = set_cfg.drill if set_cfg is not None else DrillSettings()

@@ -19,6 +19,7 @@ def refuse_unencrypted(
     *,
     config: Config,
     roles: Roles,
+    unauthenticated: Iterable[str] = (),
 ) -> None:
     """Refuse a backup of a set configured to encrypt that is not encrypted as the set
     says, when the set already has backups that are: whoever can write to the sink,
@@ -26,17 +27,23 @@ def refuse_unencrypted(
     manifest) and have it restored. Backups older than the set's first encrypted one
     (from before encryption was turned on) are restored as they are.
 
+    The same holds for a manifest of an encrypted set that is not authenticated (a MAC
+    removed, or a manifest written before backupkit wrote MACs): backups older than the
+    set's first authenticated one are restored as they are.
+
     :param sealed: the ids of the backups whose manifests were sealed.
+    :param unauthenticated: the ids of the backups whose manifests are plain without a MAC.
     """
-    sealed = set(sealed)
+    sealed, plain = set(sealed), set(unauthenticated)
 
     def data_encrypted(m: Manifest) -> bool:
         return all(roles.encrypts(a.transforms) for a in m.artifacts)
 
     def as_configured(m: Manifest, set_cfg: SetConfig) -> bool:
-        return (data_encrypted(m) or not roles.encrypts(set_cfg.transforms)) and (
+        encrypts = roles.encrypts(set_cfg.transforms)
+        return (data_encrypted(m) or not encrypts) and (
             m.id in sealed or not set_cfg.encrypt_manifest
-        )
+        ) and (not encrypts or m.id not in plain)
 
     for manifest in manifests:
         set_cfg = config.sets.get(manifest.set_name)
@@ -47,7 +54,12 @@ def refuse_unencrypted(
         )
         if first is None or manifest.created_at < first.created_at:
             continue
-        what = "manifest is not sealed" if data_encrypted(manifest) else "artifacts are not encrypted"
+        if not data_encrypted(manifest):
+            what = "artifacts are not encrypted"
+        elif set_cfg.encrypt_manifest and manifest.id not in sealed:
+            what = "manifest is not sealed"
+        else:
+            what = "manifest is not authenticated: it has no MAC"
         raise IntegrityError(
             f"backup {manifest.id} of set {manifest.set_name} is not encrypted as the set is "
             f"configured ({what}), yet the set's backups have been since {first.id}: it was "

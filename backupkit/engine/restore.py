@@ -158,7 +158,7 @@ def _restore(
     links = plan_restore(found.catalog, target=restore_target(ref), set_name=set_name).chain
     if not allow_unencrypted:
         refuse_unencrypted(links, found.catalog, found.sealed, config=parts.config,
-                           roles=parts.plugins.roles)
+                           roles=parts.plugins.roles, unauthenticated=found.unauthenticated)
     manifest = links[-1]
     restorable = [a.name for a in manifest.artifacts if not is_sidecar(a)]
     targets = as_targets(to, restorable, manifest.id)

@@ -10,6 +10,7 @@ import attrs
 
 from backupkit.core.catalog import Catalog, CatalogProblem
 from backupkit.core.manifest import Manifest
+from backupkit.crypto.authenticated import check_manifest
 from backupkit.crypto.keys import Keyring
 from backupkit.crypto.sealed import is_sealed_manifest, open_manifest
 from backupkit.engine.layout import Layout
@@ -29,6 +30,10 @@ class CatalogScan:
     :ivar unreadable: the keys of manifests that could not be read.
     :ivar foreign: the keys of manifests that are not their sink's (see :func:`scan`).
     :ivar sealed: the ids of backups whose manifest was sealed.
+    :ivar authenticated: the ids of backups whose manifest was checked to be as written
+        (sealed, or with a MAC that matched; see :mod:`backupkit.crypto.authenticated`).
+    :ivar unauthenticated: the ids of backups whose manifest is plain and has no MAC (one
+        with a MAC whose key is not configured is in neither set).
     """
 
     catalog: Catalog
@@ -37,6 +42,8 @@ class CatalogScan:
     unreadable: tuple[str, ...] = ()
     foreign: tuple[str, ...] = ()
     sealed: frozenset[str] = frozenset()
+    authenticated: frozenset[str] = frozenset()
+    unauthenticated: frozenset[str] = frozenset()
 
 
 def scan(sinks: Iterable[Sink], keyring: Keyring) -> CatalogScan:
@@ -53,6 +60,8 @@ def scan(sinks: Iterable[Sink], keyring: Keyring) -> CatalogScan:
     unreadable: list[str] = []
     foreign: list[str] = []
     sealed: set[str] = set()
+    authenticated: set[str] = set()
+    unauthenticated: set[str] = set()
     for sink in sinks:
         layout = Layout.of(sink)
         for key in sink.list_manifest_keys():
@@ -64,7 +73,10 @@ def scan(sinks: Iterable[Sink], keyring: Keyring) -> CatalogScan:
             try:
                 raw = sink.get_bytes(key)
                 data = open_manifest(raw, keyring, origin=origin)
+                found = "authenticated" if is_sealed_manifest(raw) else check_manifest(data, keyring, origin=origin)
                 manifest = Manifest.from_json(data, origin=origin)
+                if found == "unverifiable":
+                    refuse_foreign_mac(manifest, keyring, origin)
             except (ManifestError, NotFoundError) as exc:
                 log.info("%s", exc)  # a catalog problem: `list` and `status` report them
                 problems.append(CatalogProblem(origin, str(exc)))
@@ -81,7 +93,22 @@ def scan(sinks: Iterable[Sink], keyring: Keyring) -> CatalogScan:
             keys[manifest.id] = key
             if is_sealed_manifest(raw):
                 sealed.add(manifest.id)
+            if found == "authenticated":
+                authenticated.add(manifest.id)
+            elif found == "unauthenticated":
+                unauthenticated.add(manifest.id)
     return CatalogScan(
         Catalog(manifests, problems), owner, keys, tuple(unreadable), tuple(foreign),
-        frozenset(sealed),
+        frozenset(sealed), frozenset(authenticated), frozenset(unauthenticated),
     )
+
+
+def refuse_foreign_mac(manifest: Manifest, keyring: Keyring, origin: str) -> None:
+    """A manifest whose MAC names a key that is not configured, while the keys its data
+    is encrypted with are: the MAC was not written with them, so the manifest was edited
+    (without the data's keys, the restore asks for them instead)."""
+    data_keys = {str(t.params["key_id"]) for a in manifest.artifacts for t in a.transforms if "key_id" in t.params}
+    if data_keys and data_keys <= set(keyring.ids()):
+        raise ManifestError(f"manifest {origin} was edited after it was written: its MAC is by a key that is "
+                            f"not the one its data is encrypted with ({', '.join(sorted(data_keys))}); "
+                            "do not trust this backup, restore an older one")

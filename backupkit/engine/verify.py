@@ -47,7 +47,7 @@ def _verify(parts: Parts, ref: str, set_name: str | None) -> VerifyResult:
     target = links[-1]
     try:
         refuse_unencrypted(links, found.catalog, found.sealed, config=parts.config,
-                           roles=parts.plugins.roles)
+                           roles=parts.plugins.roles, unauthenticated=found.unauthenticated)
     except IntegrityError as exc:
         return VerifyResult(
             target.id,

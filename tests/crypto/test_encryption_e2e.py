@@ -24,7 +24,13 @@ import zstandard
 from backupkit import Engine, Manifest
 from backupkit.crypto.keys import KEY_ENV, Key, Keyring
 from backupkit.crypto.stream import HEADER_SIZE, TAG_SIZE
-from backupkit.errors import BackupkitError, ConfigError, IntegrityError, KeyMissingError
+from backupkit.errors import (
+    BackupkitError,
+    ConfigError,
+    IntegrityError,
+    KeyMissingError,
+    ManifestError,
+)
 from backupkit.testing import fakes
 
 if TYPE_CHECKING:
@@ -298,6 +304,14 @@ def flip_bit_in_body(blob: bytes, other: bytes) -> bytes:
     return _flip(blob, HEADER_SIZE + SMALL + 100)
 
 
+def strip_mac(sink: Path, manifest: Manifest) -> None:
+    """What an attacker does next: drop the MAC, as if an older backupkit wrote the manifest."""
+    (path,) = [p for p in sink.glob(MANIFEST_GLOB) if manifest.id in p.name]
+    doc = json.loads(path.read_text())
+    del doc["mac"]
+    path.write_text(json.dumps(doc))
+
+
 TAMPERS = [
     truncate_at_chunk_boundary,
     extend_with_a_chunk,
@@ -343,6 +357,11 @@ def test_tampering_fails_restore_and_verify_naming_the_artifact(
     path.write_bytes(tampered)
     if also_manifest:
         rewrite_manifest_checksums(sink, victim, "files", tampered)
+        # The manifest's MAC (key derived from the set's key) no longer matches: refused, named.
+        for attempt in (lambda: engine.restore(victim.id, to=tmp_path / "out"), lambda: engine.verify(victim.id)):
+            with pytest.raises(ManifestError, match=f"{victim.id}.manifest.json was edited after it was written"):
+                attempt()
+        strip_mac(sink, victim)  # and without its MAC, AES-GCM still catches the data
 
     label = f"artifact files of backup {victim.id}"
     with pytest.raises(IntegrityError) as info:
@@ -381,8 +400,11 @@ def test_verify_without_the_key_checks_the_stored_checksum_and_says_so(
 
     rewrite_manifest_checksums(sink, manifest, "files", path.read_bytes())
     assert keyless.verify(manifest.id).ok  # without the key nothing more can be known
+    with pytest.raises(ManifestError, match="was edited after it was written"):
+        with_key.verify(manifest.id)  # with it, the manifest's MAC catches the forgery
+    strip_mac(sink, manifest)
     result = with_key.verify(manifest.id)
-    assert not result.ok  # with it, AES-GCM catches the forgery
+    assert not result.ok  # and without the MAC, AES-GCM
     assert "failed authentication" in (result.checks[0].error or "")
 
 
