@@ -13,11 +13,9 @@ from backupkit.params import check_range, secret
 from backupkit.plugin import (
     BackupContext,
     Reader,
-    Register,
     RestoreContext,
     Source,
     Writer,
-    hookimpl,
 )
 from backupkit.sources.redis import rdb
 from backupkit.sources.redis.connection import RedisConn, keyspace
@@ -133,7 +131,3 @@ class RedisSource(Source):
             raise RestoreError(f"artifact {ctx.artifact} holds keys {counts}, its manifest says {expected}")
         return None
 
-
-@hookimpl
-def backupkit_register_sources(register: Register) -> None:
-    register.source(RedisSource)
