@@ -67,12 +67,14 @@ class RedisSource(Source):
     # -- backup -------------------------------------------------------------------------
     def backup(self, out: Writer, ctx: BackupContext) -> Mapping[str, Any] | None:
         conn = self.conn()
-        client = conn.client()
-        with conn.calls("answered INFO"):
-            server = client.info("server")
-            space = keyspace(client.info("keyspace"))
-            loading = int(client.info("persistence").get("loading", 0))
-        client.close()
+        client = conn.commands()
+        try:
+            with conn.calls("answered INFO"):
+                server = client.info("server")
+                space = keyspace(client.info("keyspace"))
+                loading = int(client.info("persistence").get("loading", 0))
+        finally:
+            client.close()
         if loading:
             raise conn.error(RuntimeError("LOADING"))
         ctx.progress(conn.where())
