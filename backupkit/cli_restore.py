@@ -9,7 +9,6 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from backupkit.engine.restore import redacted
 from backupkit.errors import ConfigError
 
 
@@ -66,6 +65,8 @@ def cmd_restore(args: argparse.Namespace, *, engine_for: Callable[..., Any], emi
     finally:
         line.done()
     if not isinstance(targets(args.to), dict):
+        from backupkit.engine.restore import redacted  # noqa: PLC0415
+
         where = f"to {redacted(args.to[0])}"
     else:
         where = ", ".join(f"{k} to {v}" for k, v in result.targets.items())

@@ -13,14 +13,17 @@ import threading
 import zoneinfo
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from backupkit import install
-from backupkit.claims import for_engine
 from backupkit.core.retention import parse_duration
 from backupkit.core.schedule import enabled
 from backupkit.errors import ConfigError
-from backupkit.scheduler import Scheduler, iso_utc
+
+# The scheduler, claims and installers load with the commands that use them, not with
+# every ``backupkit`` command (this module builds the parser's ``run`` and ``schedule``).
+if TYPE_CHECKING:
+    from backupkit.scheduler import Scheduler
 
 
 def add_parsers(sub: Any, common: Callable[..., None]) -> None:
@@ -48,6 +51,9 @@ def add_parsers(sub: Any, common: Callable[..., None]) -> None:
 
 
 def _scheduler(args: argparse.Namespace, engine_for: Callable[..., Any]) -> Scheduler:
+    from backupkit.claims import for_engine  # noqa: PLC0415
+    from backupkit.scheduler import Scheduler  # noqa: PLC0415
+
     engine = engine_for(args)
     jobs = [j for s in engine.config.sets.values() for j in s.schedule
             if args.set_name is None or j.set_name == args.set_name]
@@ -71,6 +77,8 @@ def claimed(args: argparse.Namespace, engine: Any, run: Callable[[], int], emit:
     set_name = args.set_name or (sets[0] if len(sets) == 1 else None)
     if set_name is None:
         raise ConfigError("--slot needs --set NAME: the configuration has several sets")
+    from backupkit.claims import for_engine  # noqa: PLC0415
+
     claims = for_engine(engine, parse_duration(args.lease))
     claims.check(set_name)
     lease = claims.claim(set_name, args.kind, slot)
@@ -172,6 +180,8 @@ def _install(args: argparse.Namespace, sched: Scheduler, emit: Callable[..., Non
 
 def cmd_schedule(args: argparse.Namespace, *, engine_for: Callable[..., Any], emit: Callable[..., None]) -> int:
     """``backupkit schedule show|install|remove``."""
+    from backupkit.scheduler import iso_utc  # noqa: PLC0415
+
     sched = _scheduler(args, engine_for)
     if args.action in ("install", "remove"):
         return _install(args, sched, emit)

@@ -27,7 +27,9 @@ def backupkit_register_sources(register: Register) -> None:
     Called once, when an engine builds its plugin manager.
 
     :param register: call ``register.source(cls)`` for each :class:`backupkit.Source`
-        subclass; ``cls.id`` is its stable id (``filesystem``, ``postgres``...).
+        subclass; ``cls.id`` is its stable id (``filesystem``, ``postgres``...). Or
+        ``register.source("package.module:Class", id=...)``: the module is imported when
+        a configuration first uses the id (for plugins whose modules are costly to import).
     """
 
 

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import functools
 import importlib
-import importlib.metadata
 import logging
 import os
+import types
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Protocol, TypeVar
 
@@ -23,6 +23,7 @@ import attrs
 import pluggy
 
 from backupkit import hookspecs
+from backupkit.entry_points import entry_points
 from backupkit.errors import PluginError, closest
 from backupkit.plugin import Sink, Source, Transform
 from backupkit.plugin.registry import BLOCK_ENV, PROJECT, Register, how_to_block
@@ -50,7 +51,7 @@ P = TypeVar("P")
 log = logging.getLogger("backupkit")
 
 
-def _lookup(table: dict[str, type[P]], plugin_id: str, kind: str) -> type[P]:
+def _lookup(table: Mapping[str, type[P]], plugin_id: str, kind: str) -> type[P]:
     try:
         return table[plugin_id]
     except KeyError:
@@ -122,6 +123,29 @@ class Plugins:
         )
 
 
+class _PluginManager(pluggy.PluginManager):
+    """pluggy's manager, reading a module's hook implementations from its namespace.
+
+    pluggy looks at every name of a plugin with :func:`inspect.getattr_static`, which
+    costs about as much as the rest of building the manager; in a module a plain
+    function is all a name can hold that pluggy would take, so its marker is read
+    directly (the same result). Anything else goes to pluggy's own lookup.
+    """
+
+    def parse_hookimpl_opts(self, plugin: object, name: str) -> pluggy.HookimplOpts | None:
+        if isinstance(plugin, types.ModuleType):
+            namespace = vars(plugin)
+            value = namespace.get(name)
+            if isinstance(value, types.FunctionType):
+                opts = getattr(value, f"{PROJECT}_impl", None)
+                return opts if isinstance(opts, dict) else None  # type: ignore[return-value]
+            if name in namespace and not isinstance(
+                value, (staticmethod, classmethod, types.MethodType)
+            ):
+                return None
+        return super().parse_hookimpl_opts(plugin, name)
+
+
 def make_plugin_manager(
     *,
     plugins: Iterable[object] = (),
@@ -137,7 +161,7 @@ def make_plugin_manager(
     :param autoload: load the ``backupkit`` entry-point group; by default yes unless
         ``BACKUPKIT_DISABLE_PLUGIN_AUTOLOAD`` is set to a true value.
     """
-    pm = pluggy.PluginManager(PROJECT)
+    pm = _PluginManager(PROJECT)
     pm.add_hookspecs(hookspecs)
     from_env = (name.strip() for name in os.environ.get(BLOCK_ENV, "").split(","))
     for name in [*block, *from_env]:
@@ -164,7 +188,7 @@ def make_plugin_manager(
             f"plugin {culprit!r}: {exc} (see docs/hooks.md for the hook names)"
         ) from None
     registry = Register()
-    registry._blockable = blockable
+    registry._blockable.update(blockable)
     for hook in (
         pm.hook.backupkit_register_sources,
         pm.hook.backupkit_register_transforms,
@@ -177,11 +201,11 @@ def make_plugin_manager(
 def _load_entry_points(pm: pluggy.PluginManager) -> set[str]:
     """Register each plugin of the entry-point group; return their names."""
     loaded = set()
-    for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+    for ep in entry_points(ENTRY_POINT_GROUP):
         loaded.add(ep.name)
         if pm.is_blocked(ep.name) or pm.get_plugin(ep.name) is not None:
             continue  # blocked, or the same distribution twice on sys.path
-        dist = ep.dist.name if ep.dist is not None else "an unknown distribution"
+        dist = ep.dist_name or "an unknown distribution"
         try:
             plugin = ep.load()
         except Exception as exc:  # a broken third-party plugin must not be a traceback

@@ -17,21 +17,14 @@ from __future__ import annotations
 import datetime as dt
 import os
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
 from backupkit.config import Config, PluginRef
-from backupkit.core.catalog import Catalog
-from backupkit.core.drill import DrillRecord
-from backupkit.core.manifest import Manifest
-from backupkit.core.retention import RetentionPolicy
-from backupkit.core.simulate import SimulationRow
-from backupkit.core.status import StatusReport, summarize
 from backupkit.crypto.keys import Keyring
-from backupkit.engine import backup, drill, drillrecords, presign, prune, resolve, restore, verify
+from backupkit.engine import resolve
 from backupkit.engine.parts import Clock, Parts
-from backupkit.engine.prune import ORPHAN_GRACE
 from backupkit.engine.resolve import is_location
 from backupkit.engine.results import (
     ArtifactCheck,
@@ -42,8 +35,17 @@ from backupkit.engine.results import (
     VerifyResult,
 )
 from backupkit.engine.scan import scan
-from backupkit.plugin import Sink
 from backupkit.plugins import Plugins, make_plugin_manager
+
+# Each verb's module is imported by its method: a command loads the code of its verb only.
+if TYPE_CHECKING:
+    from backupkit.core.catalog import Catalog
+    from backupkit.core.drill import DrillRecord
+    from backupkit.core.manifest import Manifest
+    from backupkit.core.retention import RetentionPolicy
+    from backupkit.core.simulate import SimulationRow
+    from backupkit.core.status import StatusReport
+    from backupkit.plugin import Sink
 
 __all__ = [
     "ArtifactCheck",
@@ -132,6 +134,8 @@ class Engine:
         *kind* is ``full`` or ``incremental`` (which runs as a full backup when there is
         nothing usable to build on, with a warning saying why).
         """
+        from backupkit.engine import backup  # noqa: PLC0415
+
         return backup.backup(self.parts, set_name, kind=kind, reason=reason, tags=tags,
                              progress=progress)
 
@@ -141,6 +145,8 @@ class Engine:
 
     def status(self) -> StatusReport:
         """Per set: the newest backup, counts and sizes; and catalog problems."""
+        from backupkit.core.status import summarize  # noqa: PLC0415
+
         parts = self.parts
         sinks = parts.sinks()
         return summarize(scan(sinks, self.keyring).catalog, set_names=self.config.sets,
@@ -152,20 +158,24 @@ class Engine:
         *,
         policy: RetentionPolicy | None = None,
         dry_run: bool = True,
-        orphan_grace: dt.timedelta = ORPHAN_GRACE,
+        orphan_grace: dt.timedelta | None = None,
     ) -> list[PruneResult]:
         """Plan retention for each set and, unless *dry_run*, delete what the plan drops.
 
         The policy is *policy*, else the set's ``retention`` table, else the
         configuration's default (:func:`backupkit.config.default_policy`). Deletion is
         crash-safe (manifest first, then artifacts); artifacts without a manifest
-        (orphans of crashed runs and prunes) older than *orphan_grace* are collected; on
+        (orphans of crashed runs and prunes) older than *orphan_grace* (default
+        :data:`backupkit.engine.prune.ORPHAN_GRACE`) are collected; on
         a sink that cannot tell which backups are running, those of a run that stored no
         run log yet wait at least :data:`backupkit.engine.prune.UNTRACKED_RUN_GRACE`.
         Returns one result per set.
         """
+        from backupkit.engine import prune  # noqa: PLC0415
+
+        grace = prune.ORPHAN_GRACE if orphan_grace is None else orphan_grace
         return prune.prune(self.parts, set_name, policy=policy, dry_run=dry_run,
-                           orphan_grace=orphan_grace)
+                           orphan_grace=grace)
 
     def simulate(
         self,
@@ -183,6 +193,8 @@ class Engine:
         Sizes default to the average stored size per kind in the set's catalog when it
         has backups, else :data:`backupkit.core.simulate.DEFAULT_SIZES`.
         """
+        from backupkit.engine import prune  # noqa: PLC0415
+
         return prune.simulate(self.parts, policy, duration=duration, every=every,
                               set_name=set_name, schedule=schedule, sizes=sizes, start=start)
 
@@ -200,6 +212,8 @@ class Engine:
     ) -> str:
         """An expiring GET URL for an artifact of backup *ref* (see
         :func:`backupkit.engine.presign.presigned_url`)."""
+        from backupkit.engine import presign  # noqa: PLC0415
+
         return presign.presigned_url(self.parts, ref, artifact, expires=expires,
                                      set_name=set_name)
 
@@ -230,6 +244,8 @@ class Engine:
         *allow_unencrypted* restores a backup that is not encrypted although its set is
         configured to encrypt (see :func:`backupkit.engine.guards.refuse_unencrypted`).
         """
+        from backupkit.engine import restore  # noqa: PLC0415
+
         return restore.restore(
             self.parts, ref, to=to, set_name=set_name, artifacts=artifacts, overwrite=overwrite,
             options=options, allow_external_symlinks=allow_external_symlinks,
@@ -240,6 +256,8 @@ class Engine:
     def verify(self, ref: str = "latest", *, set_name: str | None = None) -> VerifyResult:
         """Re-read every stored artifact a restore of backup *ref* would read (an
         incremental's whole chain) and check both checksums."""
+        from backupkit.engine import verify  # noqa: PLC0415
+
         return verify.verify(self.parts, ref, set_name=set_name)
 
     def drill(self, ref: str = "latest", *, set_name: str | None = None,
@@ -249,8 +267,12 @@ class Engine:
         set's ``drill`` checks, remove the scratch targets, and store the drill's record
         in the backup's sink. Returns the record of a drill that passed; one that failed
         raises :class:`~backupkit.errors.DrillFailed` (with the stored ``record``)."""
+        from backupkit.engine import drill  # noqa: PLC0415
+
         return drill.drill(self.parts, ref, set_name=set_name, progress=progress)
 
     def drills(self, set_name: str | None = None) -> list[DrillRecord]:
         """The drill records in the configured sinks (of *set_name*), oldest first."""
+        from backupkit.engine import drillrecords  # noqa: PLC0415
+
         return drillrecords.records(self.parts.sinks(), set_name)

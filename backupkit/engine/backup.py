@@ -195,8 +195,8 @@ class BackupRun:
             where = f"set {self.set_cfg.name!r}"
             if self.set_cfg.encrypt_manifest:  # only the format and key id stay in the clear
                 body = seal_manifest(body, self.parts.keyring.writing_key(what=where))
-            elif self.parts.plugins.roles.encrypts(self.set_cfg.transforms):
-                body = authenticate_manifest(body, self.parts.keyring.writing_key(what=where))
+            elif self.parts.keyring.writer is not None and self.parts.plugins.roles.encrypts(self.set_cfg.transforms):
+                body = authenticate_manifest(body, self.parts.keyring.writer)
             self.published = (key, body)
             self.sink.put_bytes(key, body, run_id=self.run_id)
         except OSError as exc:

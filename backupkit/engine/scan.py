@@ -32,8 +32,8 @@ class CatalogScan:
     :ivar sealed: the ids of backups whose manifest was sealed.
     :ivar authenticated: the ids of backups whose manifest was checked to be as written
         (sealed, or with a MAC that matched; see :mod:`backupkit.crypto.authenticated`).
-    :ivar unauthenticated: the ids of backups whose manifest is plain and has no MAC (one
-        with a MAC whose key is not configured is in neither set).
+    :ivar unauthenticated: with keys configured, the ids of backups whose manifest is plain
+        and has no MAC (one with a MAC whose key is not configured is in neither set).
     """
 
     catalog: Catalog
@@ -95,8 +95,8 @@ def scan(sinks: Iterable[Sink], keyring: Keyring) -> CatalogScan:
                 sealed.add(manifest.id)
             if found == "authenticated":
                 authenticated.add(manifest.id)
-            elif found == "unauthenticated":
-                unauthenticated.add(manifest.id)
+            elif found == "unauthenticated" and keyring.writer is not None:
+                unauthenticated.add(manifest.id)  # without keys, no MAC could be expected
     return CatalogScan(
         Catalog(manifests, problems), owner, keys, tuple(unreadable), tuple(foreign),
         frozenset(sealed), frozenset(authenticated), frozenset(unauthenticated),

@@ -18,7 +18,7 @@ third-party plugin does. See docs/plugins.md.
 """
 
 from backupkit.params import check_range, secret
-from backupkit.plugin.registry import Register, hookimpl
+from backupkit.plugin.registry import Register, hookimpl, lazy_exports
 from backupkit.plugin.run import Operation, RunInfo
 from backupkit.plugin.sink import ArtifactWriter, Sink
 from backupkit.plugin.source import BackupContext, RestoreContext, Source
@@ -46,5 +46,6 @@ __all__ = [
     "check_range",
     "held_back",
     "hookimpl",
+    "lazy_exports",
     "secret",
 ]

@@ -38,10 +38,16 @@ honours ``AWS_ENDPOINT_URL``. botocore errors are translated here, at the
 boundary, into one-line :mod:`backupkit.errors` that say what to do.
 """
 
-from backupkit.plugin import Register, hookimpl
-from backupkit.sinks.s3.errors import translate_error
-from backupkit.sinks.s3.sink import LAYOUTS, SSE_CHOICES, STALE_UPLOAD_AGE, S3Sink
-from backupkit.sinks.s3.writer import MAX_PARTS, PARTS_PER_SIZE, part_size_for
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from backupkit.plugin import Register, hookimpl, lazy_exports
+
+if TYPE_CHECKING:
+    from backupkit.sinks.s3.errors import translate_error
+    from backupkit.sinks.s3.sink import LAYOUTS, SSE_CHOICES, STALE_UPLOAD_AGE, S3Sink
+    from backupkit.sinks.s3.writer import MAX_PARTS, PARTS_PER_SIZE, part_size_for
 
 __all__ = [
     "LAYOUTS",
@@ -59,7 +65,8 @@ __all__ = [
 
 @hookimpl
 def backupkit_register_sinks(register: Register) -> None:
-    register.sink(S3Sink)
+    """The ``s3`` sink, by reference: its modules (and boto3) load when a set uses it."""
+    register.sink("backupkit.sinks.s3.sink:S3Sink", id="s3")
 
 
 @hookimpl
@@ -73,3 +80,11 @@ def backupkit_sink_for_url(url: str) -> tuple[str, dict[str, object]] | None:
     if bucket:
         params["bucket"] = bucket
     return ("s3", params)
+
+
+__getattr__ = lazy_exports(__name__, {
+    "LAYOUTS": "backupkit.sinks.s3.sink", "SSE_CHOICES": "backupkit.sinks.s3.sink",
+    "STALE_UPLOAD_AGE": "backupkit.sinks.s3.sink", "S3Sink": "backupkit.sinks.s3.sink",
+    "MAX_PARTS": "backupkit.sinks.s3.writer", "PARTS_PER_SIZE": "backupkit.sinks.s3.writer",
+    "part_size_for": "backupkit.sinks.s3.writer", "translate_error": "backupkit.sinks.s3.errors",
+})

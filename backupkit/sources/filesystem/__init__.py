@@ -25,10 +25,22 @@ the plugin seam (:mod:`backupkit.plugin`), :mod:`backupkit.errors`,
 :mod:`backupkit.params` and its own modules.
 """
 
-from backupkit.sources.filesystem.source import FilesystemSource, backupkit_register_sources
+from __future__ import annotations
 
-# The class is known by the plugin module that registers it: a registry names a clashing
-# class's module as the plugin to block, and a built-in registers only its own classes.
-FilesystemSource.__module__ = __name__
+from typing import TYPE_CHECKING
+
+from backupkit.plugin import Register, hookimpl, lazy_exports
+
+if TYPE_CHECKING:
+    from backupkit.sources.filesystem.source import FilesystemSource
 
 __all__ = ["FilesystemSource", "backupkit_register_sources"]
+
+
+@hookimpl
+def backupkit_register_sources(register: Register) -> None:
+    """The ``filesystem`` source, by reference: its modules load when a set uses it."""
+    register.source("backupkit.sources.filesystem:FilesystemSource", id="filesystem")
+
+
+__getattr__ = lazy_exports(__name__, {"FilesystemSource": "backupkit.sources.filesystem.source"})

@@ -31,11 +31,9 @@ from backupkit.errors import (
 from backupkit.plugin import (
     BackupContext,
     Reader,
-    Register,
     RestoreContext,
     Source,
     Writer,
-    hookimpl,
 )
 from backupkit.sources.filesystem.drill import check_tree
 from backupkit.sources.filesystem.index import (
@@ -420,7 +418,6 @@ def _exact_mtime(info: tarfile.TarInfo, st: os.stat_result) -> None:
         info.pax_headers = {**info.pax_headers, "mtime": f"{sign}{whole}.{ns:09d}"}
 
 
-@hookimpl
-def backupkit_register_sources(register: Register) -> None:
-    """Register :class:`FilesystemSource`."""
-    register.source(FilesystemSource)
+# The class is known by the plugin module that registers it: a registry names a clashing
+# class's module as the plugin to block, and a built-in registers only its own classes.
+FilesystemSource.__module__ = "backupkit.sources.filesystem"

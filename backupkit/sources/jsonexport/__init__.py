@@ -10,7 +10,26 @@ row count. See docs/json-export.md. SQLAlchemy is needed only when a json source
 used (``backupkit[json]``).
 """
 
-from backupkit.sources.jsonexport.restore import restore_file
-from backupkit.sources.jsonexport.source import JsonSource, backupkit_register_sources
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from backupkit.plugin import Register, hookimpl, lazy_exports
+
+if TYPE_CHECKING:
+    from backupkit.sources.jsonexport.restore import restore_file
+    from backupkit.sources.jsonexport.source import JsonSource
 
 __all__ = ["JsonSource", "backupkit_register_sources", "restore_file"]
+
+
+@hookimpl
+def backupkit_register_sources(register: Register) -> None:
+    """The ``json`` source, by reference: its modules load when a set uses it."""
+    register.source("backupkit.sources.jsonexport.source:JsonSource", id="json")
+
+
+__getattr__ = lazy_exports(__name__, {
+    "JsonSource": "backupkit.sources.jsonexport.source",
+    "restore_file": "backupkit.sources.jsonexport.restore",
+})

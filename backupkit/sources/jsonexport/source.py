@@ -13,11 +13,9 @@ from backupkit.params import name_list, secret
 from backupkit.plugin import (
     BackupContext,
     Reader,
-    Register,
     RestoreContext,
     Source,
     Writer,
-    hookimpl,
 )
 from backupkit.sources.jsonexport import document
 from backupkit.sources.jsonexport.database import (
@@ -156,9 +154,5 @@ class JsonSource(Source):
         return None
 
 
-@hookimpl
-def backupkit_register_sources(register: Register) -> None:
-    register.source(JsonSource)
 
-
-__all__ = ["JsonSource", "backupkit_register_sources", "safe_url"]
+__all__ = ["JsonSource", "safe_url"]

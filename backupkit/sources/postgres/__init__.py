@@ -19,6 +19,22 @@ for tests and restore drills). psycopg is needed only when a postgres source is 
 (``backupkit[postgres]``).
 """
 
-from backupkit.sources.postgres.source import PostgresSource, backupkit_register_sources
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from backupkit.plugin import Register, hookimpl, lazy_exports
+
+if TYPE_CHECKING:
+    from backupkit.sources.postgres.source import PostgresSource
 
 __all__ = ["PostgresSource", "backupkit_register_sources"]
+
+
+@hookimpl
+def backupkit_register_sources(register: Register) -> None:
+    """The ``postgres`` source, by reference: its modules load when a set uses it."""
+    register.source("backupkit.sources.postgres.source:PostgresSource", id="postgres")
+
+
+__getattr__ = lazy_exports(__name__, {"PostgresSource": "backupkit.sources.postgres.source"})

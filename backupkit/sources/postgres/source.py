@@ -14,11 +14,9 @@ from backupkit.params import check_range, name_list, secret
 from backupkit.plugin import (
     BackupContext,
     Reader,
-    Register,
     RestoreContext,
     Source,
     Writer,
-    hookimpl,
 )
 from backupkit.sources.postgres import catalog
 from backupkit.sources.postgres.connection import Conn
@@ -219,7 +217,3 @@ class PostgresSource(Source):
         """Read an archive whole through ``pg_restore -f /dev/null`` (see :func:`check_archive`)."""
         return check_archive(stream, ctx, bin_dir=self.bin_dir, globals_=self.part == "globals")
 
-
-@hookimpl
-def backupkit_register_sources(register: Register) -> None:
-    register.source(PostgresSource)

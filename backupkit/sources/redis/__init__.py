@@ -16,6 +16,22 @@ for remote restores, tests and drills). redis-py is needed only when a redis sou
 (``backupkit[redis]``).
 """
 
-from backupkit.sources.redis.source import RedisSource, backupkit_register_sources
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from backupkit.plugin import Register, hookimpl, lazy_exports
+
+if TYPE_CHECKING:
+    from backupkit.sources.redis.source import RedisSource
 
 __all__ = ["RedisSource", "backupkit_register_sources"]
+
+
+@hookimpl
+def backupkit_register_sources(register: Register) -> None:
+    """The ``redis`` source, by reference: its modules load when a set uses it."""
+    register.source("backupkit.sources.redis.source:RedisSource", id="redis")
+
+
+__getattr__ = lazy_exports(__name__, {"RedisSource": "backupkit.sources.redis.source"})

@@ -24,7 +24,7 @@ from typing import Any
 from backupkit.errors import RestoreError
 from backupkit.plugin import Reader, RestoreContext
 from backupkit.sources.redis import rdb
-from backupkit.sources.redis.connection import RedisConn, keyspace
+from backupkit.sources.redis.connection import Commands, RedisConn, keyspace
 from backupkit.sources.redis.keys import BATCH, read_records, scan_dumps
 from backupkit.sources.redis.master import load_by_replication
 from backupkit.sources.redis.server import TempRedis, redis_server_program
@@ -88,8 +88,8 @@ def _is_local(host: str) -> bool:
         return False
 
 
-def _prepare(conn: RedisConn, ctx: RestoreContext) -> Any:
-    client = conn.client(db=0)
+def _prepare(conn: RedisConn, ctx: RestoreContext) -> Commands:
+    client = conn.commands(db=0)
     try:
         with conn.calls("refused the restore"):
             server = client.info("server")["redis_version"]
@@ -170,8 +170,16 @@ def restore_into_server(stream: Reader, conn: RedisConn, ctx: RestoreContext, *,
     recorded = ctx.facts.get("keys")  # None: a stream restored by hand, nothing to compare
     expected = None if recorded is None else {db: n for db, n in dict(recorded).items() if n}
     expires = dict(ctx.facts.get("expires") or {})
+    client = _prepare(conn, ctx)
+    try:
+        return _restore(stream, conn, ctx, client, mode=mode, expected=expected, expires=expires)
+    finally:
+        client.close()
+
+
+def _restore(stream: Reader, conn: RedisConn, ctx: RestoreContext, client: Commands, *, mode: str,
+             expected: dict[str, Any] | None, expires: dict[str, Any]) -> Mapping[str, Any]:
     if mode == "keys":
-        client = _prepare(conn, ctx)
         # Spooled and read through first, so a damaged stream never reaches the server.
         with tempfile.TemporaryDirectory(prefix="backupkit-redis-restore-") as tmp:
             spool = Path(tmp) / "keys"
@@ -189,7 +197,6 @@ def restore_into_server(stream: Reader, conn: RedisConn, ctx: RestoreContext, *,
         result = _compare(expected, actual,
                           {db: skipped for db in expected or ()}, conn.where())
         return {**result, "method": "RESTORE"}
-    client = _prepare(conn, ctx)
     if _is_local(conn.host):  # straight from the stream: we are the target's master for one sync
         load_by_replication(stream, client, conn, size=ctx.facts.get("rdb_bytes"))
         with conn.calls():

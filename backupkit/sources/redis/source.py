@@ -13,11 +13,9 @@ from backupkit.params import check_range, secret
 from backupkit.plugin import (
     BackupContext,
     Reader,
-    Register,
     RestoreContext,
     Source,
     Writer,
-    hookimpl,
 )
 from backupkit.sources.redis import rdb
 from backupkit.sources.redis.connection import RedisConn, keyspace
@@ -73,12 +71,14 @@ class RedisSource(Source):
     # -- backup -------------------------------------------------------------------------
     def backup(self, out: Writer, ctx: BackupContext) -> Mapping[str, Any] | None:
         conn = self.conn()
-        client = conn.client()
-        with conn.calls("answered INFO"):
-            server = client.info("server")
-            space = keyspace(client.info("keyspace"))
-            loading = int(client.info("persistence").get("loading", 0))
-        client.close()
+        client = conn.commands()
+        try:
+            with conn.calls("answered INFO"):
+                server = client.info("server")
+                space = keyspace(client.info("keyspace"))
+                loading = int(client.info("persistence").get("loading", 0))
+        finally:
+            client.close()
         if loading:
             raise conn.error(RuntimeError("LOADING"))
         ctx.progress(conn.where())
@@ -144,7 +144,3 @@ class RedisSource(Source):
             raise RestoreError(f"artifact {ctx.artifact} holds keys {counts}, its manifest says {expected}")
         return None
 
-
-@hookimpl
-def backupkit_register_sources(register: Register) -> None:
-    register.source(RedisSource)
