@@ -21,7 +21,7 @@ from typing import Any, NoReturn, TextIO
 
 import attrs
 
-from backupkit import audit, cli_drill, cli_metrics, cli_restore, cli_run, cli_serve
+from backupkit import audit, cli_drill, cli_metrics, cli_restore, cli_run, cli_s3, cli_serve
 from backupkit._version import __version__
 from backupkit.config import Config, compress_choices, find_config_file
 from backupkit.core.retention import TIER_AGES, RetentionPolicy, format_duration, parse_duration
@@ -136,6 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     cli_run.add_parsers(sub, _common)
     cli_serve.add_parser(sub, _common)
+    cli_s3.add_parser(sub, _common)
     p = sub.add_parser("audit", help="the audit log: who ran which backup, restore, verify and prune")
     _common(p)
 
@@ -480,6 +481,7 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "run": functools.partial(cli_run.cmd_run, engine_for=_engine, emit=_emit),
     "schedule": functools.partial(cli_run.cmd_schedule, engine_for=_engine, emit=_emit),
     "serve": functools.partial(cli_serve.cmd_serve, engine_for=_engine),
+    "s3": functools.partial(cli_s3.cmd_s3, engine_for=_engine, emit=_emit, human=_human),
 }
 
 
