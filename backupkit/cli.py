@@ -16,6 +16,7 @@ import logging
 import os
 import signal
 import sys
+import warnings
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn, TextIO
 
@@ -24,12 +25,15 @@ import attrs
 from backupkit import audit, cli_metrics, cli_restore, cli_run, cli_serve
 from backupkit._version import __version__
 from backupkit.config import Config, compress_choices, find_config_file
-from backupkit.core.retention import TIER_AGES, RetentionPolicy, format_duration, parse_duration
+from backupkit.core.durations import parse_duration, parse_interval
+from backupkit.core.policy import BUCKETS, WITHIN_BUCKETS
+from backupkit.core.retention import TIER_AGES, RetentionPolicy
 from backupkit.crypto.keys import Key, Keyring
 from backupkit.engine import Engine, Progress, is_location
 from backupkit.errors import (
     BackupInterrupted,
     BackupkitError,
+    BackupkitWarning,
     ConfigError,
     KeyMissingError,
     NotFoundError,
@@ -87,7 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--tag", action="append", default=[], metavar="TAG")
         p.add_argument("--slot", metavar="UTC", help="run for this slot (2026-12-03T02:00:00Z) under a claim "
                        "in the sink, so that N hosts' cron entries make one backup (see scheduling.md)")
-        p.add_argument("--lease", default="5m", help="with --slot: how long a silent claim holds (default 5m)")
+        p.add_argument("--lease", default="5min", help="with --slot: how long a silent claim holds (default 5min)")
         cli_metrics.add_flag(p)
 
     p = sub.add_parser("list", help="list backups in the catalog")
@@ -111,9 +115,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _common(p)
     p.add_argument("--yes", action="store_true", help="really delete what the plan drops")
-    for flag in ("last", "hourly", "daily", "weekly", "monthly", "yearly"):
-        p.add_argument(f"--keep-{flag}", type=int, metavar="N", dest=f"keep_{flag}")
-    p.add_argument("--keep-within", metavar="DURATION", help="keep everything younger, e.g. 7d")
+    for flag in ("last", *BUCKETS):
+        p.add_argument(f"--keep-{flag}", metavar="N", dest=f"keep_{flag}",
+                       help="-1 or 'all': every one" if flag == "last" else None)
+    p.add_argument("--keep-within", metavar="DURATION",
+                   help="keep everything within this of the newest backup, e.g. 7d, 1y6m, 2w")
+    for flag in WITHIN_BUCKETS:
+        p.add_argument(f"--keep-within-{flag}", metavar="DURATION", dest=f"keep_within_{flag}",
+                       help=f"keep the newest {flag} backups within this" if flag == "hourly" else None)
+    p.add_argument("--keep-tag", action="append", metavar="TAG[,TAG]", dest="keep_tag",
+                   help="keep backups with all these tags (repeatable: any of the lists)")
+    p.add_argument("--within-anchor", choices=("newest", "now"),
+                   help="where keep-within windows end (default: the newest backup of the set)")
+    p.add_argument("--no-oldest-rule", action="store_false", dest="oldest_rule", default=None,
+                   help="do not keep the oldest backup for a rule with buckets to spare (borg 1.1)")
     p.add_argument("--tiered", action="store_true",
                    help="the standard tier ages: daily 7d, weekly 30d, monthly 365d, incremental 24h")
     p.add_argument("--max-age", metavar="DURATION", help="cap: delete older (never the newest full)")
@@ -341,20 +356,49 @@ def _cmd_verify(args: argparse.Namespace) -> int:
     return 0
 
 
+def _count_flag(flag: str, text: str) -> int | str:
+    """A count flag's value: a whole number, -1 or 'all' (the policy checks the range)."""
+    if text.strip().lower() == "all":
+        return "all"
+    try:
+        return int(text)
+    except ValueError:
+        raise ConfigError(f"{flag} {text!r} is not a count; give a whole number, or -1 or 'all'") from None
+
+
 def _policy_from_flags(args: argparse.Namespace) -> RetentionPolicy | None:
     rules: dict[str, Any] = {
-        f"keep_{f}": getattr(args, f"keep_{f}")
-        for f in ("last", "hourly", "daily", "weekly", "monthly", "yearly")
+        f"keep_{f}": _count_flag(f"--keep-{f}", getattr(args, f"keep_{f}"))
+        for f in ("last", *BUCKETS)
         if getattr(args, f"keep_{f}") is not None
     }
-    for key in ("keep_within", "max_age", "max_count"):
+    for key in ("keep_within", *(f"keep_within_{f}" for f in WITHIN_BUCKETS), "keep_tag",
+                "within_anchor", "oldest_rule", "max_age", "max_count"):
         if getattr(args, key) is not None:
             rules[key] = getattr(args, key)
     if args.tiered:
-        rules["tier_ages"] = {t: format_duration(a) for t, a in TIER_AGES.items()}
+        rules["tier_ages"] = dict(TIER_AGES)
     if not rules:
         return None
     return RetentionPolicy.from_dict(rules, origin="prune options")
+
+
+def _flag_interval(flag: str, text: str) -> dt.timedelta:
+    try:
+        return parse_interval(text)
+    except ConfigError as exc:
+        raise ConfigError(f"{flag}: {exc}") from None
+
+
+def _simulated_span(text: str) -> dt.timedelta:
+    """``--simulate``: how far to run a policy forward; months and years as 30 and 365
+    days, which is all a simulation's monthly rows need."""
+    try:
+        span = parse_duration(text)
+    except ConfigError as exc:
+        raise ConfigError(f"--simulate: {exc}") from None
+    years, months = divmod(span.months, 12)
+    return dt.timedelta(days=365 * years + 30 * months) + span.exact
 
 
 def _cmd_prune(args: argparse.Namespace) -> int:
@@ -363,8 +407,8 @@ def _cmd_prune(args: argparse.Namespace) -> int:
     if args.simulate:
         rows = engine.simulate(
             policy,
-            duration=parse_duration(args.simulate),
-            every=parse_duration(args.every),
+            duration=_simulated_span(args.simulate),
+            every=_flag_interval("--every", args.every),
             set_name=args.set_name,
             schedule=[k.strip() for k in args.schedule.split(",") if k.strip()],
         )
@@ -511,6 +555,17 @@ class _WarningLines(logging.Handler):
             self.handleError(record)
 
 
+def _show_warning(
+    fallback: Callable[..., None], message: Warning | str, category: type[Warning], *args: Any,
+    **kwargs: Any,
+) -> None:
+    """backupkit's own warnings (a duration read as months) as one prefixed line each."""
+    if issubclass(category, BackupkitWarning):
+        print(f"backupkit: warning: {' '.join(str(message).split())}", file=sys.stderr, flush=True)
+    else:
+        fallback(message, category, *args, **kwargs)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``backupkit`` command with *argv*; return its exit code."""
     args = build_parser().parse_args(argv)
@@ -523,7 +578,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     quiet = _WarningLines(sys.stderr)
     logging.getLogger("backupkit").addHandler(quiet)
     try:
-        return _COMMANDS[args.command](args)
+        with warnings.catch_warnings():  # restores showwarning when the command is done
+            warnings.showwarning = functools.partial(_show_warning, warnings.showwarning)
+            return _COMMANDS[args.command](args)
     except BackupkitError as exc:
         print(f"backupkit: error: {exc}", file=sys.stderr)
         return exc.exit_code

@@ -176,7 +176,7 @@ def test_cli_prune_prints_the_plan_and_needs_yes(tmp_path: Path, cli: Any) -> No
     data = json.loads(done.stdout)
     assert data["dry_run"] is False and len(data["sets"][0]["deleted"]) == 2
     assert len(json.loads(cli("list", "--sink", str(sink), "--json").stdout)["backups"]) == 1
-    bad = cli("prune", "--sink", str(sink), "--keep-last", "-1")
+    bad = cli("prune", "--sink", str(sink), "--keep-last", "-2")
     cli.error_line(bad, "keep_last")
 
 
