@@ -22,12 +22,9 @@ from typing import Any, NoReturn, TextIO
 
 import attrs
 
-from backupkit import audit, cli_metrics, cli_restore, cli_run, cli_serve
+from backupkit import audit, cli_metrics, cli_prune, cli_restore, cli_run, cli_serve
 from backupkit._version import __version__
 from backupkit.config import Config, compress_choices, find_config_file
-from backupkit.core.durations import parse_duration, parse_interval
-from backupkit.core.policy import BUCKETS, WITHIN_BUCKETS
-from backupkit.core.retention import TIER_AGES, RetentionPolicy
 from backupkit.crypto.keys import Key, Keyring
 from backupkit.engine import Engine, Progress, is_location
 from backupkit.errors import (
@@ -108,37 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="backup id, unique id prefix, 'latest' (default), a time with a zone, "
                         "or a manifest's URL/path")
 
-    p = sub.add_parser(
-        "prune", help="apply the retention policy: print the plan; delete with --yes",
-        description="Without --yes nothing is deleted: the plan lists every backup with keep or "
-                    "delete and the rule behind it. Rule flags replace the configured policy.",
-    )
-    _common(p)
-    p.add_argument("--yes", action="store_true", help="really delete what the plan drops")
-    for flag in ("last", *BUCKETS):
-        p.add_argument(f"--keep-{flag}", metavar="N", dest=f"keep_{flag}",
-                       help="-1 or 'all': every one" if flag == "last" else None)
-    p.add_argument("--keep-within", metavar="DURATION",
-                   help="keep everything within this of the newest backup, e.g. 7d, 1y6m, 2w")
-    for flag in WITHIN_BUCKETS:
-        p.add_argument(f"--keep-within-{flag}", metavar="DURATION", dest=f"keep_within_{flag}",
-                       help=f"keep the newest {flag} backups within this" if flag == "hourly" else None)
-    p.add_argument("--keep-tag", action="append", metavar="TAG[,TAG]", dest="keep_tag",
-                   help="keep backups with all these tags (repeatable: any of the lists)")
-    p.add_argument("--within-anchor", choices=("newest", "now"),
-                   help="where keep-within windows end (default: the newest backup of the set)")
-    p.add_argument("--no-oldest-rule", action="store_false", dest="oldest_rule", default=None,
-                   help="do not keep the oldest backup for a rule with buckets to spare (borg 1.1)")
-    p.add_argument("--tiered", action="store_true",
-                   help="the standard tier ages: daily 7d, weekly 30d, monthly 365d, incremental 24h")
-    p.add_argument("--max-age", metavar="DURATION", help="cap: delete older (never the newest full)")
-    p.add_argument("--max-count", type=int, metavar="N", help="cap: hold at most N per set")
-    p.add_argument("--simulate", metavar="DURATION",
-                   help="instead of pruning, run the policy forward this long (e.g. 400d)")
-    p.add_argument("--every", metavar="DURATION", default="24h", help="simulated backup interval")
-    p.add_argument("--schedule", metavar="KINDS", default="full",
-                   help="kinds cycled by the simulation, e.g. full,incremental,incremental,incremental")
-    cli_metrics.add_flag(p)
+    cli_prune.add_parser(sub, _common)
 
     p = sub.add_parser("url", help="print an expiring download URL for a stored artifact")
     _common(p)
@@ -196,7 +163,7 @@ def _engine(args: argparse.Namespace, *, adhoc: bool = False) -> Engine:
         implicit = find_config_file(None)  # ./backupkit.toml: its keys and time zone still hold
         if implicit is not None:
             found = Config.from_file(implicit)
-            if (args.command == "prune" and _policy_from_flags(args) is None
+            if (args.command == "prune" and cli_prune.policy_from_flags(args) is None
                     and any(s.retention is not None for s in found.sets.values())):
                 raise ConfigError(
                     f"{implicit} sets retention rules, which --sink does not use; pass --config "
@@ -356,59 +323,14 @@ def _cmd_verify(args: argparse.Namespace) -> int:
     return 0
 
 
-def _count_flag(flag: str, text: str) -> int | str:
-    """A count flag's value: a whole number, -1 or 'all' (the policy checks the range)."""
-    if text.strip().lower() == "all":
-        return "all"
-    try:
-        return int(text)
-    except ValueError:
-        raise ConfigError(f"{flag} {text!r} is not a count; give a whole number, or -1 or 'all'") from None
-
-
-def _policy_from_flags(args: argparse.Namespace) -> RetentionPolicy | None:
-    rules: dict[str, Any] = {
-        f"keep_{f}": _count_flag(f"--keep-{f}", getattr(args, f"keep_{f}"))
-        for f in ("last", *BUCKETS)
-        if getattr(args, f"keep_{f}") is not None
-    }
-    for key in ("keep_within", *(f"keep_within_{f}" for f in WITHIN_BUCKETS), "keep_tag",
-                "within_anchor", "oldest_rule", "max_age", "max_count"):
-        if getattr(args, key) is not None:
-            rules[key] = getattr(args, key)
-    if args.tiered:
-        rules["tier_ages"] = dict(TIER_AGES)
-    if not rules:
-        return None
-    return RetentionPolicy.from_dict(rules, origin="prune options")
-
-
-def _flag_interval(flag: str, text: str) -> dt.timedelta:
-    try:
-        return parse_interval(text)
-    except ConfigError as exc:
-        raise ConfigError(f"{flag}: {exc}") from None
-
-
-def _simulated_span(text: str) -> dt.timedelta:
-    """``--simulate``: how far to run a policy forward; months and years as 30 and 365
-    days, which is all a simulation's monthly rows need."""
-    try:
-        span = parse_duration(text)
-    except ConfigError as exc:
-        raise ConfigError(f"--simulate: {exc}") from None
-    years, months = divmod(span.months, 12)
-    return dt.timedelta(days=365 * years + 30 * months) + span.exact
-
-
 def _cmd_prune(args: argparse.Namespace) -> int:
     engine = _engine(args)
-    policy = _policy_from_flags(args)
+    policy = cli_prune.policy_from_flags(args)
     if args.simulate:
         rows = engine.simulate(
             policy,
-            duration=_simulated_span(args.simulate),
-            every=_flag_interval("--every", args.every),
+            duration=cli_prune.simulated_span(args.simulate),
+            every=cli_prune.flag_interval("--every", args.every),
             set_name=args.set_name,
             schedule=[k.strip() for k in args.schedule.split(",") if k.strip()],
         )
@@ -578,7 +500,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     quiet = _WarningLines(sys.stderr)
     logging.getLogger("backupkit").addHandler(quiet)
     try:
-        with warnings.catch_warnings():  # restores showwarning when the command is done
+        with warnings.catch_warnings():  # restores filters and showwarning when the command is done
+            warnings.simplefilter("default", BackupkitWarning)  # a line each, once, even under -W error
             warnings.showwarning = functools.partial(_show_warning, warnings.showwarning)
             return _COMMANDS[args.command](args)
     except BackupkitError as exc:
