@@ -37,7 +37,7 @@ def add_parser(sub: Any, common: Callable[..., None]) -> None:
     p.add_argument("--within-anchor", choices=("newest", "now"),
                    help="where keep-within windows end (default: the newest backup of the set)")
     p.add_argument("--no-oldest-rule", action="store_false", dest="oldest_rule", default=None,
-                   help="do not keep the oldest backup for a rule with buckets to spare (borg 1.1)")
+                   help="do not keep the oldest backup for a rule with buckets to spare")
     p.add_argument("--tiered", action="store_true",
                    help="the standard tier ages: daily 7d, weekly 30d, monthly 365d, incremental 24h")
     p.add_argument("--max-age", metavar="DURATION", help="cap: delete older (never the newest full)")
