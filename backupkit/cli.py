@@ -16,20 +16,30 @@ import logging
 import os
 import signal
 import sys
+import warnings
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn, TextIO
 
 import attrs
 
-from backupkit import audit, cli_drill, cli_metrics, cli_restore, cli_run, cli_s3, cli_serve
+from backupkit import (
+    audit,
+    cli_drill,
+    cli_metrics,
+    cli_prune,
+    cli_restore,
+    cli_run,
+    cli_s3,
+    cli_serve,
+)
 from backupkit._version import __version__
 from backupkit.config import Config, compress_choices, find_config_file
-from backupkit.core.retention import TIER_AGES, RetentionPolicy, format_duration, parse_duration
 from backupkit.crypto.keys import Key, Keyring
 from backupkit.engine import Engine, Progress, is_location
 from backupkit.errors import (
     BackupInterrupted,
     BackupkitError,
+    BackupkitWarning,
     ConfigError,
     KeyMissingError,
     NotFoundError,
@@ -87,7 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--tag", action="append", default=[], metavar="TAG")
         p.add_argument("--slot", metavar="UTC", help="run for this slot (2026-12-03T02:00:00Z) under a claim "
                        "in the sink, so that N hosts' cron entries make one backup (see scheduling.md)")
-        p.add_argument("--lease", default="5m", help="with --slot: how long a silent claim holds (default 5m)")
+        p.add_argument("--lease", default="5min", help="with --slot: how long a silent claim holds (default 5min)")
         cli_metrics.add_flag(p)
 
     p = sub.add_parser("list", help="list backups in the catalog")
@@ -105,26 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="backup id, unique id prefix, 'latest' (default), a time with a zone, "
                         "or a manifest's URL/path")
 
-    p = sub.add_parser(
-        "prune", help="apply the retention policy: print the plan; delete with --yes",
-        description="Without --yes nothing is deleted: the plan lists every backup with keep or "
-                    "delete and the rule behind it. Rule flags replace the configured policy.",
-    )
-    _common(p)
-    p.add_argument("--yes", action="store_true", help="really delete what the plan drops")
-    for flag in ("last", "hourly", "daily", "weekly", "monthly", "yearly"):
-        p.add_argument(f"--keep-{flag}", type=int, metavar="N", dest=f"keep_{flag}")
-    p.add_argument("--keep-within", metavar="DURATION", help="keep everything younger, e.g. 7d")
-    p.add_argument("--tiered", action="store_true",
-                   help="the standard tier ages: daily 7d, weekly 30d, monthly 365d, incremental 24h")
-    p.add_argument("--max-age", metavar="DURATION", help="cap: delete older (never the newest full)")
-    p.add_argument("--max-count", type=int, metavar="N", help="cap: hold at most N per set")
-    p.add_argument("--simulate", metavar="DURATION",
-                   help="instead of pruning, run the policy forward this long (e.g. 400d)")
-    p.add_argument("--every", metavar="DURATION", default="24h", help="simulated backup interval")
-    p.add_argument("--schedule", metavar="KINDS", default="full",
-                   help="kinds cycled by the simulation, e.g. full,incremental,incremental,incremental")
-    cli_metrics.add_flag(p)
+    cli_prune.add_parser(sub, _common)
 
     p = sub.add_parser("url", help="print an expiring download URL for a stored artifact")
     _common(p)
@@ -183,7 +174,7 @@ def _engine(args: argparse.Namespace, *, adhoc: bool = False) -> Engine:
         implicit = find_config_file(None)  # ./backupkit.toml: its keys and time zone still hold
         if implicit is not None:
             found = Config.from_file(implicit)
-            if (args.command == "prune" and _policy_from_flags(args) is None
+            if (args.command == "prune" and cli_prune.policy_from_flags(args) is None
                     and any(s.retention is not None for s in found.sets.values())):
                 raise ConfigError(
                     f"{implicit} sets retention rules, which --sink does not use; pass --config "
@@ -343,30 +334,14 @@ def _cmd_verify(args: argparse.Namespace) -> int:
     return 0
 
 
-def _policy_from_flags(args: argparse.Namespace) -> RetentionPolicy | None:
-    rules: dict[str, Any] = {
-        f"keep_{f}": getattr(args, f"keep_{f}")
-        for f in ("last", "hourly", "daily", "weekly", "monthly", "yearly")
-        if getattr(args, f"keep_{f}") is not None
-    }
-    for key in ("keep_within", "max_age", "max_count"):
-        if getattr(args, key) is not None:
-            rules[key] = getattr(args, key)
-    if args.tiered:
-        rules["tier_ages"] = {t: format_duration(a) for t, a in TIER_AGES.items()}
-    if not rules:
-        return None
-    return RetentionPolicy.from_dict(rules, origin="prune options")
-
-
 def _cmd_prune(args: argparse.Namespace) -> int:
     engine = _engine(args)
-    policy = _policy_from_flags(args)
+    policy = cli_prune.policy_from_flags(args)
     if args.simulate:
         rows = engine.simulate(
             policy,
-            duration=parse_duration(args.simulate),
-            every=parse_duration(args.every),
+            duration=cli_prune.simulated_span(args.simulate),
+            every=cli_prune.flag_interval("--every", args.every),
             set_name=args.set_name,
             schedule=[k.strip() for k in args.schedule.split(",") if k.strip()],
         )
@@ -516,6 +491,17 @@ class _WarningLines(logging.Handler):
             self.handleError(record)
 
 
+def _show_warning(
+    fallback: Callable[..., None], message: Warning | str, category: type[Warning], *args: Any,
+    **kwargs: Any,
+) -> None:
+    """backupkit's own warnings (a duration read as months) as one prefixed line each."""
+    if issubclass(category, BackupkitWarning):
+        print(f"backupkit: warning: {' '.join(str(message).split())}", file=sys.stderr, flush=True)
+    else:
+        fallback(message, category, *args, **kwargs)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``backupkit`` command with *argv*; return its exit code."""
     args = build_parser().parse_args(argv)
@@ -528,7 +514,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     quiet = _WarningLines(sys.stderr)
     logging.getLogger("backupkit").addHandler(quiet)
     try:
-        return _COMMANDS[args.command](args)
+        with warnings.catch_warnings():  # restores filters and showwarning when the command is done
+            warnings.simplefilter("default", BackupkitWarning)  # a line each, once, even under -W error
+            warnings.showwarning = functools.partial(_show_warning, warnings.showwarning)
+            return _COMMANDS[args.command](args)
     except BackupkitError as exc:
         print(f"backupkit: error: {exc}", file=sys.stderr)
         return exc.exit_code

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from backupkit import install
-from backupkit.core.retention import parse_duration
+from backupkit.core.durations import parse_interval
 from backupkit.core.schedule import enabled
 from backupkit.errors import ConfigError
 
@@ -32,7 +32,7 @@ def add_parsers(sub: Any, common: Callable[..., None]) -> None:
     common(p, sink=False)
     p.add_argument("--replicas", action="store_true",
                    help="several processes or hosts run this schedule: claim each slot in the sink first")
-    p.add_argument("--lease", default="5m", help="with --replicas: how long a silent claim holds (default 5m)")
+    p.add_argument("--lease", default="5min", help="with --replicas: how long a silent claim holds (default 5min)")
     p = sub.add_parser("schedule", help="the configured schedules: each job's next runs")
     common(p, sink=False)
     p.add_argument("action", choices=["show", "install", "remove"],
@@ -61,8 +61,15 @@ def _scheduler(args: argparse.Namespace, engine_for: Callable[..., Any]) -> Sche
         raise ConfigError("no set has a schedule; add e.g. schedule = \"daily-02:00+6h\" to a set "
                           "(see docs/scheduling.md)")
     replicas = args.command == "run" and args.replicas  # schedule install's --replicas is for its lines
-    claims = for_engine(engine, parse_duration(args.lease)) if replicas else None
+    claims = for_engine(engine, _lease(args.lease)) if replicas else None
     return Scheduler(engine, jobs, claims=claims)
+
+
+def _lease(text: str) -> dt.timedelta:
+    try:
+        return parse_interval(text)
+    except ConfigError as exc:
+        raise ConfigError(f"--lease: {exc}") from None
 
 
 def claimed(args: argparse.Namespace, engine: Any, run: Callable[[], int], emit: Callable[..., None]) -> int:
@@ -79,7 +86,7 @@ def claimed(args: argparse.Namespace, engine: Any, run: Callable[[], int], emit:
         raise ConfigError("--slot needs --set NAME: the configuration has several sets")
     from backupkit.claims import for_engine  # noqa: PLC0415
 
-    claims = for_engine(engine, parse_duration(args.lease))
+    claims = for_engine(engine, _lease(args.lease))
     claims.check(set_name)
     lease = claims.claim(set_name, args.kind, slot)
     if lease is None:

@@ -34,7 +34,8 @@ from typing import Any
 import attrs
 
 from backupkit.core.drill import DrillSettings
-from backupkit.core.retention import TIER_AGES, RetentionPolicy, parse_duration
+from backupkit.core.durations import parse_interval
+from backupkit.core.retention import TIER_AGES, RetentionPolicy
 from backupkit.core.schedule import Job, parse_schedule
 from backupkit.crypto.keys import looks_like_key
 from backupkit.errors import ConfigError, unknown_key
@@ -387,7 +388,7 @@ def _objective(body: Mapping[str, Any], key: str, where: str) -> dt.timedelta | 
     if raw is None:
         return None
     try:
-        return parse_duration(raw)
+        return parse_interval(raw)
     except ConfigError as exc:
         raise ConfigError(f"{where}: {key}: {exc}") from None
 

@@ -17,6 +17,15 @@ class BackupkitError(Exception):
     exit_code = 1
 
 
+class BackupkitWarning(UserWarning):
+    """Root of the warnings backupkit gives on purpose; the CLI prints each as one line."""
+
+
+class DurationUnitWarning(BackupkitWarning):
+    """A duration was read otherwise than earlier backupkit builds read it: ``'1m'`` is a
+    month (as in restic and borg), where those builds read a minute."""
+
+
 class ConfigError(BackupkitError, ValueError):
     """A configuration value, key, or command-line argument is wrong."""
 

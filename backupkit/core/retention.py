@@ -10,12 +10,15 @@ examples):
    (``pinned``); it is the newest full backup of its set not dated in the future
    (``newest full``); it is dated after *now* (``in the future``).
 2. **Keep rules**, combined with OR, over the set's backups not in the future, newest
-   first: ``keep_last``; ``keep_hourly`` / ``daily`` / ``weekly`` (ISO weeks) /
-   ``monthly`` / ``yearly`` calendar buckets in *tz*, counted the way restic does (a
-   bucket holding several backups counts once, by its newest; one backup can fill
-   buckets of several kinds; buckets are keyed by kind and value so kinds never
-   collide); ``keep_within`` a duration of *now*; ``tier_ages`` (a backup of tier T is
-   kept while younger than the age given for T).
+   first, each with restic's meaning: ``keep_last``; ``keep_secondly`` / ``minutely``
+   (borg's) / ``hourly`` / ``daily`` / ``weekly`` (ISO weeks) / ``monthly`` / ``yearly``
+   calendar buckets in *tz* (a bucket holding several backups counts once, by its newest;
+   each rule counts on its own, so one backup can fill buckets of several kinds; ``-1``
+   is every bucket; with ``oldest_rule``, a rule with buckets to spare keeps the oldest
+   backup too); ``keep_within`` a duration, and ``keep_within_hourly`` ... ``yearly`` the
+   newest backup of every bucket in a duration, both ending at the newest backup of the
+   set (or at *now*: ``within_anchor``); ``keep_tag`` (every tag of one of the tag sets);
+   ``tier_ages`` (a backup of tier T is kept while younger than the age given for T).
 3. **Caps** then remove backups the keep rules kept: ``max_age`` (no older than) and
    ``max_count`` (no more than this many kept in the set, oldest go first). Guards and
    chains win over caps.
@@ -33,239 +36,26 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
-import re
-import types
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 import attrs
 
 from backupkit.core.catalog import Catalog
+from backupkit.core.durations import Duration, format_duration
 from backupkit.core.manifest import Manifest
-from backupkit.core.tiers import TIERS
-from backupkit.errors import ConfigError, unknown_key
+from backupkit.core.policy import ALL, BUCKETS, TIER_AGES, WITHIN_BUCKETS, RetentionPolicy
+from backupkit.errors import ConfigError
 
-#: Seed 002's tier ages: daily fulls 7 days, weekly 30, monthly 365, incrementals 24 hours.
-TIER_AGES: Mapping[str, dt.timedelta] = types.MappingProxyType(
-    {
-        "daily": dt.timedelta(days=7),
-        "weekly": dt.timedelta(days=30),
-        "monthly": dt.timedelta(days=365),
-        "incremental": dt.timedelta(hours=24),
-    }
-)
-
-#: Calendar bucket kinds, finest first.
-BUCKETS = ("hourly", "daily", "weekly", "monthly", "yearly")
+__all__ = [
+    "BASE_OF_KEPT", "BUCKETS", "IN_THE_FUTURE", "NEWEST_FULL", "PINNED", "TIER_AGES",
+    "Decision", "RetentionPlan", "RetentionPolicy", "plan_retention",
+]
 
 PINNED = "pinned"
 NEWEST_FULL = "newest full"
 IN_THE_FUTURE = "in the future"
 BASE_OF_KEPT = "base of kept incremental"
-
-_COUNT_KEYS = ("keep_last", *(f"keep_{kind}" for kind in BUCKETS))
-_DURATION_KEYS = ("keep_within", "max_age")
-_KEYS = (*_COUNT_KEYS, "keep_within", "tier_ages", "max_age", "max_count", "pinned_tag")
-_WHERE = "retention policy"
-
-
-# -- durations ------------------------------------------------------------------------
-
-_DURATION = re.compile(r"(?:(\d+)w)?(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?")
-_UNITS = (("w", 604800), ("d", 86400), ("h", 3600), ("m", 60), ("s", 1))
-
-
-def parse_duration(text: str) -> dt.timedelta:
-    """``'7d'``, ``'24h'``, ``'1d12h'``, ``'2w'``, ``'90m'`` as a positive timedelta."""
-    match = _DURATION.fullmatch(text.strip()) if isinstance(text, str) else None
-    if match is None or not any(match.groups()):
-        raise ConfigError(
-            f"duration {text!r} is not like '7d', '24h', '1d12h' or '90m' (units w d h m s)"
-        )
-    seconds = sum(int(g or 0) * unit for g, (_, unit) in zip(match.groups(), _UNITS, strict=True))
-    if seconds <= 0:
-        raise ConfigError(f"duration {text!r} must be longer than zero")
-    return dt.timedelta(seconds=seconds)
-
-
-def format_duration(value: dt.timedelta) -> str:
-    """The shortest ``parse_duration`` spelling of *value* in one unit: ``7d``, ``36h``."""
-    if value % dt.timedelta(seconds=1):
-        return f"{value.total_seconds():g}s"
-    seconds = value // dt.timedelta(seconds=1)
-    for suffix, unit in _UNITS[1:]:  # days, not weeks: '14d' reads better than '2w'
-        if seconds % unit == 0:
-            return f"{seconds // unit}{suffix}"
-    raise AssertionError("unreachable: every whole number of seconds divides by 1")
-
-
-# -- the policy -----------------------------------------------------------------------
-
-
-def _check_count(name: str, value: Any, where: str, *, minimum: int = 0) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-        raise ConfigError(f"{where}: {name} must be a whole number >= {minimum}, got {value!r}")
-
-
-def _check_duration(name: str, value: Any, where: str) -> None:
-    if not isinstance(value, dt.timedelta) or value <= dt.timedelta(0):
-        raise ConfigError(f"{where}: {name} must be a duration longer than zero, got {value!r}")
-
-
-def _check_tier_ages(value: Any, where: str) -> None:
-    if not isinstance(value, Mapping):
-        raise ConfigError(f"{where}: tier_ages must map tiers to durations, got {value!r}")
-    for tier, age in value.items():
-        if tier not in TIERS:
-            raise ConfigError(
-                f"{where}: tier_ages has unknown tier {tier!r}; tiers are: {', '.join(TIERS)}"
-            )
-        _check_duration(f"tier_ages[{tier!r}]", age, where)
-
-
-def _has_keep_rule(values: Mapping[str, Any]) -> bool:
-    return (
-        any(values.get(key) for key in _COUNT_KEYS)
-        or values.get("keep_within") is not None
-        or bool(values.get("tier_ages"))
-    )
-
-
-_NO_RULE = (
-    "has no keep rule (keep_last, keep_hourly/daily/weekly/monthly/yearly, keep_within or "
-    "tier_ages); max_age and max_count only remove backups, so it would delete all but the "
-    "newest full backup of each set; add a keep rule"
-)
-
-
-def _validate_count(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
-    _check_count(attribute.name, value, _WHERE)
-
-
-def _validate_optional_duration(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
-    if value is not None:
-        _check_duration(attribute.name, value, _WHERE)
-
-
-def _validate_max_count(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
-    if value is not None:
-        _check_count("max_count", value, _WHERE, minimum=1)
-
-
-def _validate_tier_ages(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
-    _check_tier_ages(value, _WHERE)
-
-
-def _validate_pinned_tag(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
-    if not isinstance(value, str) or not value:
-        raise ConfigError(f"{_WHERE}: pinned_tag must be a non-empty string, got {value!r}")
-
-
-def _frozen_tier_ages(value: Any) -> Any:
-    if isinstance(value, Mapping):
-        return types.MappingProxyType({k: value[k] for k in TIERS if k in value} | dict(value))
-    return value
-
-
-@attrs.frozen
-class RetentionPolicy:
-    """What to keep. Every field is optional, but at least one keep rule must be set.
-
-    Counts are numbers of buckets (0 = rule off). ``tier_ages`` maps a tier (``daily``,
-    ``weekly``, ``monthly``, ``incremental``) to how long backups of that tier are kept;
-    :data:`TIER_AGES` holds the standard tier ages. ``max_age`` and ``max_count`` are caps
-    applied after the keep rules. Backups tagged ``pinned_tag`` are never deleted.
-    """
-
-    keep_last: int = attrs.field(default=0, validator=_validate_count)
-    keep_hourly: int = attrs.field(default=0, validator=_validate_count)
-    keep_daily: int = attrs.field(default=0, validator=_validate_count)
-    keep_weekly: int = attrs.field(default=0, validator=_validate_count)
-    keep_monthly: int = attrs.field(default=0, validator=_validate_count)
-    keep_yearly: int = attrs.field(default=0, validator=_validate_count)
-    keep_within: dt.timedelta | None = attrs.field(
-        default=None, validator=_validate_optional_duration
-    )
-    tier_ages: Mapping[str, dt.timedelta] = attrs.field(
-        factory=dict, converter=_frozen_tier_ages, validator=_validate_tier_ages, hash=False
-    )
-    max_age: dt.timedelta | None = attrs.field(default=None, validator=_validate_optional_duration)
-    max_count: int | None = attrs.field(default=None, validator=_validate_max_count)
-    pinned_tag: str = attrs.field(default="keep", validator=_validate_pinned_tag)
-
-    def __attrs_post_init__(self) -> None:
-        if not _has_keep_rule(attrs.asdict(self, recurse=False)):
-            raise ConfigError(f"{_WHERE} {_NO_RULE}")
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any], *, origin: str = _WHERE) -> RetentionPolicy:
-        """A policy from config (TOML, JSON, a notebook dict); durations as ``'7d'``.
-
-        Every defect is a one-line :class:`ConfigError` naming *origin* and the key.
-        """
-        if not isinstance(data, Mapping):
-            raise ConfigError(f"{origin} must be a table of rules, got {data!r}")
-        values: dict[str, Any] = {}
-        for key, raw in data.items():
-            if key not in _KEYS:
-                raise unknown_key(origin, key, _KEYS)
-            if key in _COUNT_KEYS:
-                _check_count(key, raw, origin)
-                values[key] = raw
-            elif key in _DURATION_KEYS:
-                values[key] = _duration_value(key, raw, origin)
-            elif key == "max_count":
-                _check_count(key, raw, origin, minimum=1)
-                values[key] = raw
-            elif key == "tier_ages":
-                if not isinstance(raw, Mapping):
-                    raise ConfigError(f"{origin}: tier_ages must map tiers to durations like '7d'")
-                ages = {t: _duration_value(f"tier_ages[{t!r}]", a, origin) for t, a in raw.items()}
-                _check_tier_ages(ages, origin)
-                values[key] = ages
-            else:
-                if not isinstance(raw, str) or not raw:
-                    raise ConfigError(f"{origin}: pinned_tag must be a non-empty string")
-                values[key] = raw
-        if not _has_keep_rule(values):
-            raise ConfigError(f"{origin} {_NO_RULE}")
-        return cls(**values)
-
-    def to_dict(self) -> dict[str, Any]:
-        """The rules that are set, durations spelled like ``'7d'``; ``from_dict`` reads it."""
-        out: dict[str, Any] = {key: getattr(self, key) for key in _COUNT_KEYS if getattr(self, key)}
-        if self.keep_within is not None:
-            out["keep_within"] = format_duration(self.keep_within)
-        if self.tier_ages:
-            out["tier_ages"] = {t: format_duration(a) for t, a in self.tier_ages.items()}
-        if self.max_age is not None:
-            out["max_age"] = format_duration(self.max_age)
-        if self.max_count is not None:
-            out["max_count"] = self.max_count
-        if self.pinned_tag != "keep":
-            out["pinned_tag"] = self.pinned_tag
-        return out
-
-    def describe(self) -> str:
-        """One line, e.g. ``keep_daily=7 keep_weekly=4 max_count=50``."""
-        parts = []
-        for key, value in self.to_dict().items():
-            if isinstance(value, dict):
-                value = ",".join(f"{t}:{a}" for t, a in value.items())
-            parts.append(f"{key}={value}")
-        return " ".join(parts)
-
-
-def _duration_value(name: str, raw: Any, where: str) -> dt.timedelta:
-    if isinstance(raw, dt.timedelta):
-        _check_duration(name, raw, where)
-        return raw
-    if isinstance(raw, str):
-        try:
-            return parse_duration(raw)
-        except ConfigError as exc:
-            raise ConfigError(f"{where}: {name}: {exc}") from None
-    raise ConfigError(f"{where}: {name} must be a duration like '7d' or '24h', got {raw!r}")
 
 
 # -- the plan -------------------------------------------------------------------------
@@ -425,8 +215,7 @@ def _plan_set(
 ) -> dict[str, Decision]:
     """Decisions for one set's backups (given oldest first)."""
     by_id = {m.id: m for m in backups}
-    guards: dict[str, list[str]] = {}  # sparse: only backups with a guard / a rule
-    rules: dict[str, list[str]] = {}
+    guards: dict[str, list[str]] = {}  # sparse: only backups with a guard
     present = [m for m in reversed(backups) if m.created_at <= now]  # newest first
 
     # 1. guards
@@ -441,31 +230,7 @@ def _plan_set(
             guards.setdefault(m.id, []).append(IN_THE_FUTURE)
 
     # 2. keep rules
-    for n, m in enumerate(present[: policy.keep_last], start=1):
-        rules.setdefault(m.id, []).append(f"last #{n}")
-    for index, kind in enumerate(BUCKETS):
-        wanted: int = getattr(policy, f"keep_{kind}")
-        seen: set[tuple[str, str]] = set()  # keyed by kind too: kinds never share a bucket
-        for m in present:
-            if len(seen) >= wanted:
-                break
-            label = _bucket_labels(m.created_at, tz)[index]
-            if (kind, label) not in seen:
-                seen.add((kind, label))
-                rules.setdefault(m.id, []).append(f"{kind} #{len(seen)} {label}")
-    if policy.keep_within is not None:
-        within = f"within {format_duration(policy.keep_within)}"
-        for m in present:
-            if now - m.created_at >= policy.keep_within:
-                break
-            rules.setdefault(m.id, []).append(within)
-    if policy.tier_ages:
-        labels = {t: f"tier {t} < {format_duration(a)}" for t, a in policy.tier_ages.items()}
-        for m in present:
-            tier = "incremental" if m.kind == "incremental" else m.tier
-            age = policy.tier_ages.get(tier)
-            if age is not None and now - m.created_at < age:
-                rules.setdefault(m.id, []).append(labels[tier])
+    rules = _keep_rules(present, policy, now, tz)
 
     # 3. caps and 4. chains: guarded backups and their chains first, then the backups
     # the rules keep, newest first, each with the part of its chain not yet kept.
@@ -474,11 +239,13 @@ def _plan_set(
         if m.id in guards:
             kept.update(_unkept_chain(m, kept, by_id, budget=None) or ())
     capped: dict[str, str] = {}
+    max_age_cutoff = None if policy.max_age is None else policy.max_age.before(now, tz)
+    max_age = f"max_age {format_duration(policy.max_age)}" if policy.max_age else ""
     for m in present:
         if m.id not in rules:
             continue
-        if policy.max_age is not None and now - m.created_at >= policy.max_age:
-            capped[m.id] = f"max_age {format_duration(policy.max_age)}"
+        if max_age_cutoff is not None and m.created_at <= max_age_cutoff:
+            capped[m.id] = max_age
             continue
         if m.id in kept:
             continue
@@ -507,6 +274,83 @@ def _plan_set(
         )
         for m in backups
     }
+
+
+def _keep_rules(
+    present: list[Manifest], policy: RetentionPolicy, now: dt.datetime, tz: dt.tzinfo
+) -> dict[str, list[str]]:
+    """Every keep rule's reasons for the backups (newest first) it keeps, sparse."""
+    rules: dict[str, list[str]] = {}
+    if not present:
+        return rules
+    take = len(present) if policy.keep_last == ALL else policy.keep_last
+    for n, m in enumerate(present[:take], start=1):
+        rules.setdefault(m.id, []).append(f"last #{n}")
+    for index, kind in enumerate(BUCKETS):
+        wanted: int = getattr(policy, f"keep_{kind}")
+        if wanted:
+            _fill_buckets(rules, present, index, kind, wanted, policy.oldest_rule, tz)
+    anchor = present[0].created_at if policy.within_anchor == "newest" else now
+    if policy.keep_within is not None:
+        within = f"within {format_duration(policy.keep_within)}"
+        cutoff = policy.keep_within.before(anchor, tz)
+        for m in present:
+            if m.created_at <= cutoff:
+                break
+            rules.setdefault(m.id, []).append(within)
+    for kind in WITHIN_BUCKETS:
+        window: Duration | None = getattr(policy, f"keep_within_{kind}")
+        if window is not None:
+            inside = [m for m in present if m.created_at > window.before(anchor, tz)]
+            name = f"within {format_duration(window)} {kind}"
+            _fill_buckets(rules, inside, BUCKETS.index(kind), name, ALL,
+                          policy.oldest_rule and bool(inside) and inside[-1] is present[-1], tz, numbered=False)
+    for tags in policy.keep_tag:
+        label = f"tag {','.join(tags)}"
+        for m in present:
+            if set(tags) <= set(m.tags):
+                rules.setdefault(m.id, []).append(label)
+    if policy.tier_ages:
+        labels = {t: f"tier {t} < {format_duration(a)}" for t, a in policy.tier_ages.items()}
+        cutoffs = {t: a.before(now, tz) for t, a in policy.tier_ages.items()}
+        for m in present:
+            tier = "incremental" if m.kind == "incremental" else m.tier
+            if tier in cutoffs and m.created_at > cutoffs[tier]:
+                rules.setdefault(m.id, []).append(labels[tier])
+    return rules
+
+
+def _fill_buckets(
+    rules: dict[str, list[str]],
+    backups: list[Manifest],
+    index: int,
+    name: str,
+    wanted: int,
+    oldest: bool,
+    tz: dt.tzinfo,
+    *,
+    numbered: bool = True,
+) -> None:
+    """Keep the newest of each of the *wanted* newest buckets (``ALL``: every bucket) of
+    *backups* (newest first); with *oldest*, also the oldest backup if buckets are left.
+
+    Each rule counts on its own: a bucket is filled by its newest backup whichever other
+    rules keep it, as restic counts.
+    """
+    seen: set[str] = set()
+    last = None
+    for m in backups:
+        if wanted != ALL and len(seen) >= wanted:
+            break
+        label = _bucket_labels(m.created_at, tz)[index]
+        if label not in seen:
+            seen.add(label)
+            last = m
+            number = f" #{len(seen)}" if numbered else ""
+            rules.setdefault(m.id, []).append(f"{name}{number} {label}")
+    if oldest and backups and (wanted == ALL or len(seen) < wanted) and last is not backups[-1]:
+        label = _bucket_labels(backups[-1].created_at, tz)[index]
+        rules.setdefault(backups[-1].id, []).append(f"oldest {name} {label}")
 
 
 def _unkept_chain(
@@ -545,20 +389,25 @@ def _bases_of_kept_incrementals(kept: set[str], by_id: Mapping[str, Manifest]) -
 
 
 @functools.lru_cache(maxsize=1 << 16)
-def _bucket_labels(created_at: dt.datetime, tz: dt.tzinfo) -> tuple[str, str, str, str, str]:
-    """The hourly, daily, weekly, monthly and yearly bucket of a time, in *tz*.
+def _bucket_labels(created_at: dt.datetime, tz: dt.tzinfo) -> tuple[str, ...]:
+    """The secondly, minutely, hourly, daily, weekly, monthly and yearly bucket of a time,
+    in *tz* (the order of ``BUCKETS``).
 
-    An hour is labelled with its UTC offset, so the hour repeated when daylight saving
-    time ends is two buckets, as it is two hours.
+    Seconds, minutes and hours are labelled with their UTC offset, so the hour repeated
+    when daylight saving time ends is two buckets, as it is two hours.
     """
     local = created_at.astimezone(tz)
     offset = local.utcoffset() or dt.timedelta(0)
     sign = "-" if offset < dt.timedelta(0) else "+"
     minutes = abs(offset) // dt.timedelta(minutes=1)
+    zone = f"{sign}{minutes // 60:02d}:{minutes % 60:02d}"
+    day = local.date().isoformat()
     iso = local.isocalendar()
     return (
-        f"{local.date().isoformat()}T{local.hour:02d}:00{sign}{minutes // 60:02d}:{minutes % 60:02d}",
-        local.date().isoformat(),
+        f"{day}T{local.hour:02d}:{local.minute:02d}:{local.second:02d}{zone}",
+        f"{day}T{local.hour:02d}:{local.minute:02d}{zone}",
+        f"{day}T{local.hour:02d}:00{zone}",
+        day,
         f"{iso.year:04d}-W{iso.week:02d}",
         f"{local.year:04d}-{local.month:02d}",
         f"{local.year:04d}",

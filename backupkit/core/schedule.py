@@ -1,6 +1,7 @@
 """When scheduled jobs run: pure functions of a job and a time (no clock, no I/O).
 
-A job is an interval (``every = "6h"``) or a cron expression (``cron = "0 2 * * *"``)
+A job is an interval (``every = "6h"``, ``"90min"``: exact time, so ``m`` (months) is
+refused, see :func:`backupkit.core.durations.parse_interval`) or a cron expression (``cron = "0 2 * * *"``)
 with a kind (``full``, ``incremental``, ``prune``) and a reason. Cron times are
 wall-clock times in the configuration's time zone, computed by cronsim, which follows
 Debian's cron across daylight-saving changes: a time skipped in spring runs once at
@@ -19,7 +20,7 @@ from zoneinfo import ZoneInfo
 
 import attrs
 
-from backupkit.core.retention import format_duration, parse_duration
+from backupkit.core.durations import format_duration, parse_interval
 from backupkit.errors import ConfigError, closest
 
 KINDS = ("full", "incremental", "prune")
@@ -95,7 +96,7 @@ def _job(set_name: str, raw: Any, where: str) -> Job:
             raise ConfigError(f"{where}: cron {cron!r} is not a cron expression ({exc})") from None
         return Job(set_name, kind, cron=cron, reason=reason, run_at_start=run_at_start)
     try:
-        every = parse_duration(raw["every"])
+        every = parse_interval(raw["every"])
     except ConfigError as exc:
         raise ConfigError(f"{where}: every: {exc}") from None
     return Job(set_name, kind, every=every, reason=reason, run_at_start=run_at_start)

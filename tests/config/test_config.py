@@ -9,6 +9,7 @@ import attrs
 import pytest
 
 from backupkit.config import Config, PluginRef, find_config_file
+from backupkit.core.durations import Duration
 from backupkit.errors import ConfigError
 
 
@@ -174,3 +175,20 @@ def test_repr_of_config_and_engine_hides_sink_credentials_and_url_passwords() ->
     assert "my-bucket" in texts[0] and "alias/backups" in texts[0]  # the rest still shows
     assert "sftp://bob:***@host/x" in texts[0] and "postgresql://app:***@db:5432/app" in texts[0]
     assert cfg.sets["db"].sink == "sftp://bob:hunter2@host/x"  # only the repr hides it
+
+
+def test_a_toml_retention_table_takes_restics_names_and_units(tmp_path: Path) -> None:
+    path = tmp_path / "backupkit.toml"
+    path.write_text(
+        '[sets.app]\nsources = [{type = "filesystem", paths = ["/srv"]}]\nsink = "/b"\n'
+        'schedule = [{kind = "incremental", every = "90min"}]\n'
+        '[sets.app.retention]\nkeep_daily = 7\nkeep_monthly = "all"\nkeep_within = "1y 6mo"\n'
+        'keep_within_daily = "2w"\nkeep_tag = [["prod", "db"], "release"]\nwithin_anchor = "now"\n'
+        'oldest_rule = false\n'
+    )
+    policy = Config.from_file(path).get_set("app").retention
+    assert policy is not None and policy.keep_within == Duration(months=18) and policy.keep_monthly == -1
+    assert policy.keep_tag == (("prod", "db"), ("release",)) and not policy.oldest_rule
+    path.write_text(path.read_text().replace('every = "90min"', 'every = "90m"'))
+    with pytest.raises(ConfigError, match="write '90min' for minutes"):
+        Config.from_file(path)

@@ -22,7 +22,9 @@ from hypothesis import strategies as st
 from test_retention import Hang, finishes
 
 from backupkit.core.catalog import Catalog
+from backupkit.core.durations import Duration
 from backupkit.core.manifest import Manifest, backup_id
+from backupkit.core.policy import ALL, COUNT_KEYS, WITHIN_BUCKETS, WITHIN_KEYS
 from backupkit.core.retention import (
     BASE_OF_KEPT,
     BUCKETS,
@@ -52,7 +54,6 @@ ZONES = [ZoneInfo(name) for name in (
     "Pacific/Chatham",
 )]
 GUARDS = (PINNED, NEWEST_FULL, IN_THE_FUTURE)
-COUNT_KEYS = ("keep_last", *(f"keep_{kind}" for kind in BUCKETS))
 
 PROPERTY = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -110,20 +111,33 @@ def _incremental_on(child: Manifest, parent: Manifest) -> Manifest:
     return attrs.evolve(child, kind="incremental", tier="incremental", parent_id=parent.id)
 
 
-durations = st.integers(1, 60 * 24 * 60).map(lambda m: dt.timedelta(minutes=m))
-counts = st.one_of(st.just(0), st.integers(1, 8))
+exact = st.integers(1, 60 * 24 * 60).map(lambda m: dt.timedelta(minutes=m))
+durations = st.one_of(
+    exact.map(Duration.of),  # most are exact, some calendar months (with an exact part now and then)
+    st.builds(Duration, months=st.integers(1, 14), exact=st.just(dt.timedelta(0)) | exact),
+)
+counts = st.one_of(st.just(0), st.just(0), st.integers(1, 8), st.just(ALL))
+tag_sets = st.lists(st.sampled_from([("prod",), ("keep", "prod"), ("db",)]), max_size=2, unique=True)
 
 
 @st.composite
 def policies(draw: st.DrawFn, *, caps: bool = True) -> RetentionPolicy:
     values: dict[str, object] = {key: draw(counts) for key in COUNT_KEYS}
     values["keep_within"] = draw(st.none() | durations)
+    for key in WITHIN_KEYS[1:]:
+        values[key] = draw(st.none() | st.none() | durations)
+    values["keep_tag"] = tuple(draw(tag_sets))
     values["tier_ages"] = draw(st.dictionaries(st.sampled_from(TIERS), durations, max_size=4))
     if caps:
         values["max_age"] = draw(st.none() | durations)
         values["max_count"] = draw(st.none() | st.integers(1, 25))
     values["pinned_tag"] = draw(st.sampled_from(["keep", "prod"]))
-    assume(any(values[k] for k in COUNT_KEYS) or values["keep_within"] or values["tier_ages"])
+    values["oldest_rule"] = draw(st.booleans())
+    values["within_anchor"] = draw(st.sampled_from(["newest", "now"]))
+    assume(
+        any(values[k] for k in COUNT_KEYS) or any(values[k] for k in WITHIN_KEYS)
+        or values["keep_tag"] or values["tier_ages"]
+    )
     return RetentionPolicy(**values)  # type: ignore[arg-type]
 
 
@@ -256,7 +270,7 @@ def test_caps_hold_unless_guards_and_chains_need_more(
             assert len(kept) <= policy.max_count or {m.id for m in kept} == closure(held, catalog)
         if policy.max_age is not None:
             for d in decisions:
-                if d.keep and now - d.manifest.created_at >= policy.max_age:
+                if d.keep and d.manifest.created_at <= policy.max_age.before(now, tz):
                     assert set(d.reasons) & {*GUARDS, BASE_OF_KEPT}
 
 
@@ -284,9 +298,14 @@ def period(kind: str, when: dt.datetime, tz: dt.tzinfo) -> tuple[object, str]:
     without the module's code: a key to group by, and the label."""
     local = when.astimezone(tz)
     day = local.date()
-    if kind == "hourly":  # keyed by the offset too: the hour repeated in autumn is two
-        offset = local.strftime("%z")  # '+0530'
-        return (day, local.hour, offset), f"{day}T{local.hour:02d}:00{offset[:3]}:{offset[3:]}"
+    offset = local.strftime("%z")  # '+0530'; keyed by it too: the hour repeated in autumn is two
+    zone = f"{offset[:3]}:{offset[3:]}"
+    if kind == "secondly":
+        return (day, local.hour, local.minute, local.second, offset), f"{day}T{local:%H:%M:%S}{zone}"
+    if kind == "minutely":
+        return (day, local.hour, local.minute, offset), f"{day}T{local:%H:%M}{zone}"
+    if kind == "hourly":
+        return (day, local.hour, offset), f"{day}T{local.hour:02d}:00{zone}"
     if kind == "daily":
         return day, str(day)
     if kind == "weekly":  # ISO 8601: Monday to Sunday, in the year of its Thursday
@@ -315,28 +334,85 @@ def test_calendar_buckets_keep_the_newest_backup_of_each_of_the_newest_local_per
                 key, label = period(kind, m.created_at, tz)
                 newest[key] = (label, m)
             ranked = sorted(newest.values(), key=lambda lm: (lm[1].created_at, lm[1].id), reverse=True)
-            wanted = ranked[: getattr(policy, f"keep_{kind}")]
+            count = getattr(policy, f"keep_{kind}")
+            wanted = ranked if count == ALL else ranked[:count]
             expected = sorted((m.id, f"{kind} #{n} {label}") for n, (label, m) in enumerate(wanted, 1))
+            spare = count == ALL or len(ranked) < count
+            if count and policy.oldest_rule and spare and present and present[0] not in [m for _, m in wanted]:
+                expected.append((present[0].id, f"oldest {kind} {period(kind, present[0].created_at, tz)[1]}"))
             got = sorted(
-                (d.manifest.id, r) for d in decisions for r in d.reasons if r.startswith(f"{kind} #")
+                (d.manifest.id, r) for d in decisions for r in d.reasons
+                if r.startswith((f"{kind} #", f"oldest {kind} "))
             )
-            assert got == expected
+            assert got == sorted(expected)
+
+
+@st.composite
+def wider(draw: st.DrawFn, policy: RetentionPolicy) -> RetentionPolicy:
+    """*policy* with rules added or widened: larger counts, longer windows, more tag sets
+    and tier ages, the oldest rule on, windows ending at the newest backup."""
+    values: dict[str, object] = {}
+    for key in COUNT_KEYS:
+        count = getattr(policy, key)
+        values[key] = ALL if count == ALL else draw(st.just(count) | st.integers(count, 9) | st.just(ALL))
+    for key in WITHIN_KEYS:
+        window: Duration | None = getattr(policy, key)
+        extra = draw(st.none() | durations)
+        if extra is not None:
+            window = extra if window is None else Duration(window.months + extra.months, window.exact + extra.exact)
+        values[key] = window
+    values["keep_tag"] = tuple(dict.fromkeys((*policy.keep_tag, *draw(tag_sets))))
+    ages = dict(policy.tier_ages)
+    for tier, age in draw(st.dictionaries(st.sampled_from(TIERS), durations, max_size=2)).items():
+        old = ages.get(tier)
+        ages[tier] = age if old is None else Duration(old.months + age.months, old.exact + age.exact)
+    values["tier_ages"] = ages
+    values["oldest_rule"] = policy.oldest_rule or draw(st.booleans())
+    values["within_anchor"] = "newest" if policy.within_anchor == "newest" else draw(st.sampled_from(["newest", "now"]))
+    return attrs.evolve(policy, **values)
 
 
 @PROPERTY
-@given(catalogs(), policies(caps=False), policies(caps=False), nows, zones)
+@given(catalogs(), st.data(), nows, zones)
 def test_without_caps_adding_rules_never_deletes_more(
-    catalog: Catalog, a: RetentionPolicy, b: RetentionPolicy, now: dt.datetime, tz: dt.tzinfo
+    catalog: Catalog, data: st.DataObject, now: dt.datetime, tz: dt.tzinfo
 ) -> None:
-    both = RetentionPolicy(
-        **{k: max(getattr(a, k), getattr(b, k)) for k in COUNT_KEYS},
-        keep_within=max((x for x in (a.keep_within, b.keep_within) if x), default=None),
-        tier_ages={**a.tier_ages, **{t: max(age, a.tier_ages.get(t, age)) for t, age in b.tier_ages.items()}},
-        pinned_tag=a.pinned_tag,
+    narrow = data.draw(policies(caps=False))
+    wide = data.draw(wider(narrow))
+    assert kept_ids(planned(catalog, narrow, now=now, tz=tz)) <= kept_ids(
+        planned(catalog, wide, now=now, tz=tz)
     )
-    assert kept_ids(planned(catalog, a, now=now, tz=tz)) <= kept_ids(
-        planned(catalog, both, now=now, tz=tz)
-    )
+
+
+@PROPERTY
+@given(catalogs(), st.sampled_from(WITHIN_BUCKETS), durations, st.booleans(), st.sampled_from(["newest", "now"]),
+       nows, zones)
+def test_keep_within_buckets_keep_exactly_the_newest_backup_of_each_bucket_inside_the_window(
+    catalog: Catalog, kind: str, window: Duration, oldest: bool, anchor: str, now: dt.datetime, tz: dt.tzinfo
+) -> None:
+    policy = RetentionPolicy(**{f"keep_within_{kind}": window}, oldest_rule=oldest, within_anchor=anchor)  # type: ignore[arg-type]
+    plan = planned(catalog, policy, now=now, tz=tz)
+    name = f"within {window} {kind}"
+    for set_name in catalog.sets:
+        present = [m for m in catalog.for_set(set_name) if m.created_at <= now]  # oldest first
+        if not present:
+            continue
+        end = present[-1].created_at if anchor == "newest" else now
+        inside = [m for m in present if m.created_at > window.before(end, tz)]
+        newest: dict[object, Manifest] = {}
+        for m in inside:
+            newest[period(kind, m.created_at, tz)[0]] = m
+        got: dict[object, list[Manifest]] = {}
+        for d in plan.for_set(set_name).decisions:
+            if any(r.startswith((name, f"oldest {name}")) for r in d.reasons):
+                got.setdefault(period(kind, d.manifest.created_at, tz)[0], []).append(d.manifest)
+            assert d.keep or not d.reasons
+        assert {key: ms[-1] for key, ms in got.items()} == newest  # the newest of each bucket
+        extra = [m for ms in got.values() for m in ms[:-1]]
+        spare = oldest and inside and inside[0] is present[0] and present[0] not in newest.values()
+        assert extra == ([present[0]] if spare else [])  # and restic's oldest, nothing else
+        for m in extra:
+            assert f"oldest {name} {period(kind, m.created_at, tz)[1]}" in plan.decision(m.id).reasons
 
 
 @PROPERTY

@@ -176,8 +176,32 @@ def test_cli_prune_prints_the_plan_and_needs_yes(tmp_path: Path, cli: Any) -> No
     data = json.loads(done.stdout)
     assert data["dry_run"] is False and len(data["sets"][0]["deleted"]) == 2
     assert len(json.loads(cli("list", "--sink", str(sink), "--json").stdout)["backups"]) == 1
-    bad = cli("prune", "--sink", str(sink), "--keep-last", "-1")
+    bad = cli("prune", "--sink", str(sink), "--keep-last", "-2")
     cli.error_line(bad, "keep_last")
+
+
+def test_cli_prune_takes_restics_flag_names_and_explains_1m(tmp_path: Path, cli: Any) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "f").write_text("x")
+    sink = tmp_path / "sink"
+    assert cli("backup", "--source", str(src), "--sink", str(sink), "--tag", "prod", "--tag", "db").returncode == 0
+    for _ in range(2):
+        assert cli("backup", "--source", str(src), "--sink", str(sink)).returncode == 0
+    dry = cli("prune", "--sink", str(sink), "--keep-within", "1m", "--keep-tag", "prod,db", "--keep-tag", "x",
+              "--keep-yearly", "all", "--keep-within-daily", "2y", "--no-oldest-rule", "--within-anchor", "now")
+    assert dry.returncode == 0, dry.stderr
+    assert dry.stderr.splitlines() == [
+        "backupkit: warning: prune options: keep_within '1m' is 1mo ('m' is months, as in restic and borg; "
+        "earlier backupkit builds read it as minutes): write '1mo' to say months without this warning, "
+        "or 'min' for minutes"
+    ]
+    assert ("policy: keep_yearly=all keep_within=1mo keep_within_daily=2y keep_tag=prod,db keep_tag=x "
+            "oldest_rule=false within_anchor=now") in dry.stdout
+    assert "within 1mo, within 2y daily" in dry.stdout and "tag prod,db" in dry.stdout
+    cli.error_line(cli("prune", "--sink", str(sink), "--keep-within", "7"), "keep_within", "has no unit", "7d")
+    cli.error_line(cli("prune", "--sink", str(sink), "--keep-daily", "seven"), "--keep-daily", "'all'")
+    cli.error_line(cli("prune", "--sink", str(sink), "--simulate", "1y", "--every", "90m"), "--every", "90min")
 
 
 def test_cli_simulation_reports_each_month(tmp_path: Path, cli: Any) -> None:

@@ -3,6 +3,7 @@ the environment they are given, not the process's."""
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -11,6 +12,7 @@ import pytest
 
 import backupkit
 from backupkit.config import Config, compress_choices
+from backupkit.core.durations import Duration
 from backupkit.plugin import Encoder, Reader, Register, Stage, Transform, Writer, hookimpl
 from backupkit.plugins import Roles, make_plugin_manager
 
@@ -128,7 +130,6 @@ def test_prune_uses_the_retention_days_of_the_env_given(tmp_path: Path, monkeypa
                             "sink": str(tmp_path / "sink")}}}
     engine = backupkit.Engine.from_config(cfg, env={"BACKUP_RETENTION_DAYS": "3"})
     [result] = engine.prune("app", dry_run=True)
-    assert result.plan.policy.keep_within is not None
-    assert result.plan.policy.keep_within.days == 3
+    assert result.plan.policy.keep_within == Duration.of(dt.timedelta(days=3))
     with pytest.raises(backupkit.errors.ConfigError, match="BACKUP_RETENTION_DAYS"):
         backupkit.Engine.from_config(cfg).prune("app", dry_run=True)  # the process's env

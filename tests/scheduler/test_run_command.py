@@ -155,7 +155,7 @@ def test_a_crontab_for_another_zone_than_the_machines_is_refused_unless_cron_tz(
     assert done.returncode == 0, done.stderr
     block = crontab.read_text().split("# >>> backupkit schedule", 1)[1]
     assert f"\nCRON_TZ={other}\n" in block and block.index("CRON_TZ") < block.index("0 2 * * *")
-    fast = config(tmp_path, 'schedule = [{kind = "incremental", every = "15m"}]', tz=other)
+    fast = config(tmp_path, 'schedule = [{kind = "incremental", every = "15min"}]', tz=other)
     assert cli("schedule", "install", "--config", fast, "--crontab", crontab).returncode == 0  # any zone
 
 

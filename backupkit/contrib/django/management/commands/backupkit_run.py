@@ -22,7 +22,7 @@ class Command(BackupkitCommand):
         add_set_argument(parser)
         parser.add_argument("--replicas", action="store_true",
                             help="several processes or hosts run this schedule: claim each slot in the sink first")
-        parser.add_argument("--lease", default="5m", help="with --replicas: how long a silent claim holds")
+        parser.add_argument("--lease", default="5min", help="with --replicas: how long a silent claim holds")
 
     def handle(self, *args: Any, **options: Any) -> None:
         """Hand over to ``backupkit run``'s loop, with this project's engine."""
