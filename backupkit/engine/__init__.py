@@ -27,9 +27,19 @@ from backupkit.core.drill import DrillRecord
 from backupkit.core.manifest import Manifest
 from backupkit.core.retention import RetentionPolicy
 from backupkit.core.simulate import SimulationRow
-from backupkit.core.status import StatusReport, summarize
+from backupkit.core.status import StatusReport
 from backupkit.crypto.keys import Keyring
-from backupkit.engine import backup, drill, drillrecords, presign, prune, resolve, restore, verify
+from backupkit.engine import (
+    backup,
+    drill,
+    drillrecords,
+    presign,
+    prune,
+    resolve,
+    restore,
+    status,
+    verify,
+)
 from backupkit.engine.parts import Clock, Parts
 from backupkit.engine.prune import ORPHAN_GRACE
 from backupkit.engine.resolve import is_location
@@ -140,11 +150,11 @@ class Engine:
         return scan(self.parts.sinks(), self.keyring).catalog
 
     def status(self) -> StatusReport:
-        """Per set: the newest backup, counts and sizes; and catalog problems."""
-        parts = self.parts
-        sinks = parts.sinks()
-        return summarize(scan(sinks, self.keyring).catalog, set_names=self.config.sets,
-                         sinks=[s.location for s in sinks], now=self.clock())
+        """Per set: counts, sizes and growth, the newest backup against the RPO, the last
+        drill against the RTO, the room left on local sinks, and the set's health
+        (``ok``, ``at risk``, ``failing``, with reasons); and catalog problems. See
+        :mod:`backupkit.core.status` for the rules."""
+        return status.status(self.parts)
 
     def prune(
         self,
