@@ -5,6 +5,7 @@ worst health, so that a monitor can call it."""
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 from collections.abc import Callable
 from typing import Any
 
@@ -30,7 +31,8 @@ def _drill(s: SetStatus) -> str | None:
     if d is None:
         return f"  last drill: none{rto}" if rto else None
     result = "ok" if d.ok else "FAILED"
-    return (f"  last drill: {d.started_at:%Y-%m-%d %H:%M}Z ({format_span(d.age_seconds)} ago), backup "
+    started = d.started_at.astimezone(dt.UTC)
+    return (f"  last drill: {started:%Y-%m-%d %H:%M}Z ({format_span(d.age_seconds)} ago), backup "
             f"{d.backup_id}: {result} in {format_span(d.seconds)}{rto}")
 
 
