@@ -175,6 +175,15 @@ class StatusReport:
         }
 
 
+def _over(value: float, limit: dt.timedelta) -> tuple[str, str]:
+    """*value* seconds and *limit* for a reason that says one exceeds the other; in whole
+    seconds too where the two would read alike (``6 h (21601 s)``, ``6 h (21600 s)``)."""
+    shown, bound = format_span(value), format_span(limit)
+    if shown != bound:
+        return shown, bound
+    return f"{shown} ({value:.0f} s)", f"{bound} ({limit.total_seconds():.0f} s)"
+
+
 def judge(status: SetStatus) -> tuple[str, tuple[str, ...]]:
     """The health of *status* and the reasons for it, worst first (see the module)."""
     found: list[tuple[str, str]] = []
@@ -182,8 +191,8 @@ def judge(status: SetStatus) -> tuple[str, tuple[str, ...]]:
     if status.latest_id is None:
         found.append((FAILING, "no backup yet"))
     elif rpo is not None and status.latest_age_seconds is not None and status.latest_age_seconds > rpo.total_seconds():
-        found.append((AT_RISK, f"the newest backup is {format_span(status.latest_age_seconds)} old, "
-                               f"older than the RPO of {format_span(rpo)}"))
+        age, limit = _over(status.latest_age_seconds, rpo)
+        found.append((AT_RISK, f"the newest backup is {age} old, older than the RPO of {limit}"))
     if drill is not None and not drill.ok:
         what = drill.failures[0] if drill.failures else "see 'backupkit drills'"
         found.append((FAILING, f"the last drill ({drill.drill_id}, of backup {drill.backup_id}) failed: {what}"))
@@ -193,8 +202,8 @@ def judge(status: SetStatus) -> tuple[str, tuple[str, ...]]:
                                    f"{format_span(rto)}"))
         else:
             if drill.ok and drill.seconds > rto.total_seconds():
-                found.append((AT_RISK, f"the last drill took {format_span(drill.seconds)}, longer than "
-                                       f"the RTO of {format_span(rto)}"))
+                took, limit = _over(drill.seconds, rto)
+                found.append((AT_RISK, f"the last drill took {took}, longer than the RTO of {limit}"))
             if drill.age_seconds > DRILL_MAX_AGE.total_seconds():
                 found.append((AT_RISK, f"the last drill is {format_span(drill.age_seconds)} old, older than "
                                        f"{format_span(DRILL_MAX_AGE)}: drill again to vouch for the RTO"))

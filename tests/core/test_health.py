@@ -63,7 +63,7 @@ def test_the_newest_backup_older_than_the_rpo_is_at_risk_and_just_within_is_ok()
     assert status(T0 + 6 * HOUR, [backup(T0)], drills).health == OK  # exactly the RPO
     late = status(T0 + 6 * HOUR + dt.timedelta(seconds=1), [backup(T0)], drills)
     assert late.health == AT_RISK
-    assert late.reasons == ("the newest backup is 6 h old, older than the RPO of 6 h",)
+    assert late.reasons == ("the newest backup is 6 h (21601 s) old, older than the RPO of 6 h (21600 s)",)
     newer = status(T0 + 7 * HOUR, [backup(T0), backup(T0 + 2 * HOUR, 2)], drills)
     assert newer.health == OK and newer.latest_age_seconds == 5 * 3600
 
