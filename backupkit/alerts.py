@@ -7,7 +7,7 @@ Configured per configuration::
     command = "/usr/local/bin/page-oncall"              # gets the same JSON on stdin
     retries = 3                                          # webhook attempts after the first
 
-When a backup, prune, verify or restore fails, each notifier gets one JSON object:
+When a backup, prune, verify, restore or drill fails, each notifier gets one JSON object:
 ``text`` (one line for chat), ``set``, ``operation``, ``run_id``, ``error``, ``host``,
 ``time``. The webhook's URL (which holds a token for most chat services) is never
 logged or sent anywhere else; an alert that cannot be delivered is a warning in the

@@ -31,9 +31,11 @@ from backupkit import (
     cli_run,
     cli_s3,
     cli_serve,
+    cli_status,
 )
 from backupkit._version import __version__
 from backupkit.config import Config, compress_choices, find_config_file
+from backupkit.core.units import format_bytes
 from backupkit.crypto.keys import Key, Keyring
 from backupkit.engine import Engine, Progress, is_location
 from backupkit.errors import (
@@ -103,7 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("list", help="list backups in the catalog")
     _common(p)
 
-    p = sub.add_parser("status", help="newest backup per set and catalog problems")
+    p = sub.add_parser("status", help="per set: backups, RPO and RTO, storage, health (exit 11 at risk, 12 failing)")
     _common(p)
 
     cli_restore.add_parser(sub, _common)
@@ -204,12 +206,7 @@ def _keyed(args: argparse.Namespace, config: Config) -> Engine:
     return cli_metrics.remember(args, engine)
 
 
-def _human(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(n) < 1024 or unit == "TiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} TiB"
+_human = format_bytes
 
 
 class _ProgressLine:
@@ -300,23 +297,6 @@ def _cmd_list(args: argparse.Namespace) -> int:
     if not records:
         lines = ["no backups"]
     _emit(args, {"backups": records, "problems": [p.message for p in catalog.problems]}, "\n".join(lines))
-    return 0
-
-
-def _cmd_status(args: argparse.Namespace) -> int:
-    status = _engine(args).status().for_set(args.set_name)  # the JSON too, not only the text
-    lines = [f"sink: {', '.join(status.sinks)}"]
-    for s in status.sets:
-        if s.latest_id and s.latest_age_seconds is not None:
-            age = s.latest_age_seconds / 3600
-            when = f"{age:.1f} h ago" if age >= 0 else f"{-age:.1f} h in the future: check clocks"
-            lines.append(f"set {s.name}: {s.backups} backup(s), {_human(s.stored_bytes)}; "
-                         f"latest {s.latest_id} ({when})")
-        else:
-            lines.append(f"set {s.name}: no backups yet")
-    for p in status.problems:
-        lines.append(f"problem: {p.message}")
-    _emit(args, status.to_dict(), "\n".join(lines))
     return 0
 
 
@@ -442,7 +422,7 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "full": _cmd_backup,  # seed 002's command names
     "incremental": _cmd_backup,
     "list": _cmd_list,
-    "status": _cmd_status,
+    "status": functools.partial(cli_status.cmd_status, engine_for=_engine, emit=_emit),
     "restore": functools.partial(cli_restore.cmd_restore, engine_for=_engine, emit=_emit,
                                  progress=_ProgressLine, human=_human, list_backups=_cmd_list),
     "verify": _cmd_verify,

@@ -1,5 +1,6 @@
 """The scheduler's commands: ``backupkit run`` (the configured jobs, in the foreground,
-until SIGTERM or Ctrl-C) and ``backupkit schedule show`` (each job's next runs)."""
+until SIGTERM or Ctrl-C) and ``backupkit schedule show`` (each job's next runs, and a
+warning for a set whose scheduled backups leave gaps longer than its RPO)."""
 
 from __future__ import annotations
 
@@ -202,13 +203,15 @@ def cmd_schedule(args: argparse.Namespace, *, engine_for: Callable[..., Any], em
                      "reason": state.job.reason, "run_at_start": state.job.run_at_start,
                      "next_runs": [iso_utc(r) for r in runs]})
         lines.append(f"{state.job.name}: " + ", ".join(r.astimezone(tz).strftime("%Y-%m-%d %H:%M %Z") for r in runs))
-    text = "\n".join(lines)
+    notices = sched.rpo_notices()
+    text = "\n".join([*lines, *(f"warning: {n}" for n in notices)])
     if not enabled(os.environ):
         text += "\nscheduled jobs are disabled (BACKUP_ENABLED=false): backupkit run does not run them"
     block = install.installed_block(_read_crontab(args.crontab)) if args.format == "crontab" else None
     if block:
         text += "\ninstalled in " + (args.crontab or "your crontab") + ":\n" + block.rstrip("\n")
-    emit(args, {"enabled": enabled(os.environ), "timezone": str(tz), "jobs": rows, "installed": block}, text)
+    emit(args, {"enabled": enabled(os.environ), "timezone": str(tz), "jobs": rows, "installed": block,
+                "rpo_notices": notices}, text)
     return 0
 
 

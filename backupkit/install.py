@@ -1,6 +1,6 @@
 """Installing the configured schedules outside the process (seed 002's ``backup-cron.sh
 setup|show``): crontab lines, or systemd service and timer units, that run ``backupkit
-full|incremental|prune`` for each job with the configuration's absolute path.
+full|incremental|prune|drill`` for each job with the configuration's absolute path.
 
 A crontab gets one marked block (``# >>> backupkit ... <<<``), replaced on every install
 and removed by ``schedule remove``; lines outside it are kept as they are. systemd gets
@@ -42,9 +42,13 @@ def cron_of(job: Job) -> str:
                       "use backupkit run, or give the job a cron expression")
 
 
+#: The command of the job kinds that make no backup (and take no ``--reason``).
+_VERBS = {"prune": ["prune", "--yes"], "drill": ["drill"]}
+
+
 def command(job: Job, python: str, config: str) -> list[str]:
     """The command line that runs *job* once."""
-    verb = ["prune", "--yes"] if job.kind == "prune" else [job.kind, "--reason", job.reason]
+    verb = _VERBS.get(job.kind) or [job.kind, "--reason", job.reason]
     return [python, "-m", "backupkit", *verb, "--config", config, "--set", job.set_name]
 
 
@@ -64,7 +68,7 @@ def crontab_block(jobs: Sequence[Job], python: str, config: str, tz: str, *, rep
         lines = [BEGIN, f"# times are this machine's local time, checked to be the configuration's ({tz})"]
     for job in jobs:
         line = f"{cron_of(job)} {shlex.join(command(job, python, config))}"
-        if replicas and job.kind != "prune":
+        if replicas and job.kind not in _VERBS:  # backups claim their slot
             line += f" {SLOT_ARG}"
         lines.append(line)
     lines.append(END)

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from backupkit.core.status import Objectives
 from backupkit.core.tiers import TIERS
 from backupkit.errors import ConfigError
 from backupkit.plugin import Operation, RunInfo, Sink, hookimpl
@@ -42,6 +43,7 @@ if TYPE_CHECKING:
     from prometheus_client.metrics_core import Metric
 
     from backupkit.core.catalog import Catalog
+    from backupkit.core.drill import DrillRecord
     from backupkit.engine import Engine
 
 log = logging.getLogger("backupkit.metrics")
@@ -63,6 +65,17 @@ METRICS: tuple[tuple[str, str, str, tuple[str, ...]], ...] = (
     ("backup_failure_total", "counter",
      "Backups of the set and kind that failed, as recorded in the sink.", ("set", "kind")),
     ("backup_count", "gauge", "Backups of the set held in the catalog, by tier.", ("set", "tier")),
+    ("backup_rpo_seconds", "gauge", "The set's recovery point objective (rpo): how old its newest backup "
+     "may be.", ("set",)),
+    ("backup_age_seconds", "gauge", "How old the set's newest backup is, at the time of reading.", ("set",)),
+    ("backup_rto_seconds", "gauge", "The set's recovery time objective (rto): how long a restore may take.",
+     ("set",)),
+    ("backup_last_drill_timestamp_seconds", "gauge", "When the set's last restore drill started, as Unix "
+     "time.", ("set",)),
+    ("backup_last_drill_duration_seconds", "gauge", "How long the set's last restore drill took (the "
+     "measured restore time).", ("set",)),
+    ("backup_last_drill_success", "gauge", "1 if the set's last restore drill passed, 0 if it failed.",
+     ("set",)),
 )
 
 
@@ -155,6 +168,10 @@ def backupkit_engine_plugins(
 # -- reading: what the sink says, at scrape time ------------------------------------------
 
 
+def _seconds(span: dt.timedelta | None) -> float | None:
+    return None if span is None else span.total_seconds()
+
+
 def failures(sinks: Iterable[Sink]) -> Counter[tuple[str, str]]:
     """Failed backups per (set, kind) recorded in *sinks*; a record in several sinks (a
     backup that touched two) counts once."""
@@ -171,40 +188,63 @@ def failures(sinks: Iterable[Sink]) -> Counter[tuple[str, str]]:
 class Reading:
     """The metrics' values at one moment: per (set, kind) the newest backup's start
     (Unix time), duration and stored bytes; per (set, tier) the backups held; per
-    (set, kind) the failures recorded."""
+    (set, kind) the failures recorded; per set the RPO and RTO, the newest backup's age
+    and the last drill's start, duration and success."""
 
     newest: Mapping[tuple[str, str], tuple[float, float, int]]
     counts: Mapping[tuple[str, str], int]
     failures: Mapping[tuple[str, str], int]
+    objectives: Mapping[str, tuple[float | None, float | None]] = attrs.field(factory=dict)  # rpo, rto
+    ages: Mapping[str, float] = attrs.field(factory=dict)
+    drills: Mapping[str, tuple[float, float, bool]] = attrs.field(factory=dict)
 
     @classmethod
     def of(cls, catalog: Catalog, failed: Mapping[tuple[str, str], int],
-           set_names: Iterable[str] = ()) -> Reading:
+           set_names: Iterable[str] = (), *, now: dt.datetime | None = None,
+           objectives: Mapping[str, Objectives] | None = None,
+           drills: Iterable[DrillRecord] = ()) -> Reading:
         """From a catalog and the failure counts; *set_names* (the configured sets) get
-        zero counts too, so that a counter exists before its first failure."""
+        zero counts too, so that a counter exists before its first failure. With *now*,
+        each set's newest backup has an age; *objectives* and *drills* (records, oldest
+        first) give the RPO, RTO and last drill per set."""
         newest: dict[tuple[str, str], tuple[float, float, int]] = {}
+        latest: dict[str, dt.datetime] = {}
         for m in catalog:  # oldest first: the newest is written last
             newest[(m.set_name, m.kind)] = (m.created_at.timestamp(), m.duration_seconds, m.stored_size)
+            latest[m.set_name] = m.created_at
         sets = sorted({*set_names, *catalog.sets, *(s for s, _ in failed)})
         held = Counter((m.set_name, m.tier) for m in {m.id: m for m in catalog}.values())
         counts = {(s, t): held[(s, t)] for s in sets for t in TIERS}
-        return cls(newest, counts, {(s, k): failed.get((s, k), 0) for s in sets for k in KINDS})
+        ages = {} if now is None else {s: (now - at).total_seconds() for s, at in latest.items()}
+        last = {r.set_name: r for r in sorted(drills, key=lambda r: (r.started_at, r.drill_id))}
+        return cls(newest, counts, {(s, k): failed.get((s, k), 0) for s in sets for k in KINDS},
+                   {s: (_seconds(o.rpo), _seconds(o.rto)) for s, o in (objectives or {}).items()}, ages,
+                   {s: (r.started_at.timestamp(), r.seconds, r.ok) for s, r in last.items()})
 
     @classmethod
     def of_engine(cls, engine: Engine) -> Reading:
-        """What *engine*'s sinks hold now."""
-        return cls.of(engine.catalog(), failures(engine.parts.sinks()), engine.config.sets)
+        """What *engine*'s sinks hold now (ages at the engine's clock)."""
+        sets = engine.config.sets
+        return cls.of(engine.catalog(), failures(engine.parts.sinks()), sets, now=engine.clock(),
+                      objectives={n: Objectives(s.rpo, s.rto) for n, s in sets.items()},
+                      drills=engine.drills())
 
     def families(self) -> list[Metric]:
         """The metric families, labels sorted so that equal readings expose equal text."""
         from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
-        values: list[Mapping[tuple[str, str], float]] = [
+        values: list[Mapping[tuple[str, ...], float]] = [
             {key: newest[0] for key, newest in self.newest.items()},
             {key: newest[1] for key, newest in self.newest.items()},
             {key: newest[2] for key, newest in self.newest.items()},
-            self.failures,
-            self.counts,
+            {key: count for key, count in self.failures.items()},
+            {key: count for key, count in self.counts.items()},
+            {(s,): rpo for s, (rpo, _) in self.objectives.items() if rpo is not None},
+            {(s,): age for s, age in self.ages.items()},
+            {(s,): rto for s, (_, rto) in self.objectives.items() if rto is not None},
+            {(s,): drill[0] for s, drill in self.drills.items()},
+            {(s,): drill[1] for s, drill in self.drills.items()},
+            {(s,): float(drill[2]) for s, drill in self.drills.items()},
         ]
         families: list[Metric] = []
         for (name, kind, text, labels), samples in zip(METRICS, values, strict=True):

@@ -21,7 +21,9 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from backupkit.claims import Claims
-from backupkit.core.schedule import Job, zone
+from backupkit.core.drill import DrillRecord
+from backupkit.core.schedule import Job, rpo_notice, zone
+from backupkit.errors import DrillFailed
 from backupkit.runs import RunWatcher, SetGuard
 
 if TYPE_CHECKING:
@@ -54,7 +56,8 @@ class JobState:
     last_finished: dt.datetime | None = None
     last_result: str | None = None  # "ok" | "failed"
     last_error: str | None = None
-    last_backup: str | None = None
+    last_backup: str | None = None  # the backup made, or for a drill the backup drilled
+    last_drill: str | None = None  # a drill job's last drill id (its record is in the sink)
     last_run_id: str | None = None
     last_log: str | None = None  # where the last run's log is: the sink, then the key
     runs: int = 0
@@ -66,7 +69,7 @@ class JobState:
         return {"job": self.job.name, "set": self.job.set_name, "kind": self.job.kind,
                 "next_run": _iso(self.next_run), "last_started": _iso(self.last_started),
                 "last_finished": _iso(self.last_finished), "last_result": self.last_result,
-                "last_error": self.last_error, "last_backup": self.last_backup,
+                "last_error": self.last_error, "last_backup": self.last_backup, "last_drill": self.last_drill,
                 "last_run_id": self.last_run_id, "last_log": self.last_log, "runs": self.runs,
                 "failures": self.failures, "skipped_slots": self.skipped}
 
@@ -121,6 +124,21 @@ class Scheduler:
                 state.slot = state.next_run = job.next_after(now, self.tz)
             state.attempt = 0
 
+    def rpo_notices(self, now: dt.datetime | None = None) -> list[str]:
+        """For each set with an ``rpo``: a warning if its jobs here leave a gap between
+        backups longer than the RPO over the next :data:`~backupkit.core.schedule.RPO_HORIZON`
+        (see :func:`~backupkit.core.schedule.rpo_notice`)."""
+        now = now or self.now()
+        jobs = [s.job for s in self.states.values()]
+        found = []
+        for set_name in dict.fromkeys(j.set_name for j in jobs):
+            set_cfg = self.engine.config.sets.get(set_name)
+            if set_cfg is not None and set_cfg.rpo is not None:
+                notice = rpo_notice(set_name, jobs, set_cfg.rpo, now, self.tz)
+                if notice is not None:
+                    found.append(notice)
+        return found
+
     def due(self, now: dt.datetime) -> list[JobState]:
         """The jobs whose run is due at *now*, earliest first."""
         ready = [s for s in self.states.values() if s.next_run is not None and s.next_run <= now]
@@ -156,8 +174,10 @@ class Scheduler:
         log.info("scheduled %s for slot %s started", job.name, _iso(slot))
         self.run_logs.take()
         try:
-            result = self._call(job)
+            result = self._call(state)
         except Exception as exc:  # reported in the state and the log; the scheduler goes on
+            if isinstance(exc, DrillFailed) and isinstance(exc.record, DrillRecord):
+                state.last_drill, state.last_backup = exc.record.drill_id, exc.record.backup_id
             self._note_run(state)
             state.failures += 1
             state.last_result, state.last_error = "failed", str(exc).splitlines()[0] if str(exc) else type(exc).__name__
@@ -184,10 +204,18 @@ class Scheduler:
         state.last_run_id = run.run_id if run else None
         state.last_log = run.log_location if run else None
 
-    def _call(self, job: Job) -> str | None:
+    def _call(self, state: JobState) -> str | None:
+        """Run the job; return the backup it made (for a drill: the backup drilled). A
+        failed drill raises :class:`DrillFailed`, which the engine's alerts see as any
+        failed operation."""
+        job = state.job
         if job.kind == "prune":
             self.engine.prune(set_name=job.set_name, dry_run=False)
             return None
+        if job.kind == "drill":
+            record = self.engine.drill(set_name=job.set_name)
+            state.last_drill = record.drill_id
+            return record.backup_id
         manifest = self.engine.backup(job.set_name, kind=job.kind, reason=job.reason)
         return manifest.id
 
@@ -229,6 +257,8 @@ class Scheduler:
                 self.check_sink(set_name)
         self._stop.clear()
         self.prime()
+        for notice in self.rpo_notices():
+            log.warning("%s", notice)
         self._thread = threading.Thread(target=self._loop, name="backupkit-scheduler", daemon=True)
         self._thread.start()
         log.info("scheduler started with %d jobs", len(self.states))

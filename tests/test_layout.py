@@ -158,7 +158,7 @@ _DOCUMENTED_BY_BASE = {
     "encoder", "decoder", "backup", "restore", "restore_chain", "describe", "from_params",
     "open_artifact", "put_bytes", "get_bytes", "open_read", "list_keys", "delete", "location",
     "begin_run", "end_run", "active_run_ids", "key_for", "log_key", "presign",
-    "list_manifest_keys", "with_keyring", "check_keys", "emit", "seekable", "tell", "seek",
+    "list_manifest_keys", "local_directory", "with_keyring", "check_keys", "emit", "seekable", "tell", "seek",
 }
 
 

@@ -2,7 +2,7 @@
 
 A job is an interval (``every = "6h"``, ``"90min"``: exact time, so ``m`` (months) is
 refused, see :func:`backupkit.core.durations.parse_interval`) or a cron expression (``cron = "0 2 * * *"``)
-with a kind (``full``, ``incremental``, ``prune``) and a reason. Cron times are
+with a kind (``full``, ``incremental``, ``prune``, ``drill``) and a reason. Cron times are
 wall-clock times in the configuration's time zone, computed by cronsim, which follows
 Debian's cron across daylight-saving changes: a time skipped in spring runs once at
 the next valid time, a time repeated in autumn runs once. Intervals count elapsed UTC
@@ -14,16 +14,22 @@ slot's UTC instant.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator, Mapping, Sequence
+import itertools
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import attrs
 
 from backupkit.core.durations import format_duration, parse_interval
+from backupkit.core.units import format_span
 from backupkit.errors import ConfigError, closest
 
-KINDS = ("full", "incremental", "prune")
+KINDS = ("full", "incremental", "prune", "drill")
+#: The kinds of job that make a backup (what the RPO is about).
+BACKUP_KINDS = ("full", "incremental")
+#: How far ahead :func:`rpo_notice` looks for gaps between scheduled backups.
+RPO_HORIZON = dt.timedelta(days=31)
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 _JOB_KEYS = ("kind", "every", "cron", "reason", "run_at_start")
 
@@ -100,6 +106,52 @@ def _job(set_name: str, raw: Any, where: str) -> Job:
     except ConfigError as exc:
         raise ConfigError(f"{where}: every: {exc}") from None
     return Job(set_name, kind, every=every, reason=reason, run_at_start=run_at_start)
+
+
+@attrs.frozen
+class Gap:
+    """The time between two consecutive backup slots (UTC)."""
+
+    after: dt.datetime
+    before: dt.datetime
+
+    @property
+    def length(self) -> dt.timedelta:
+        """How long the gap is."""
+        return self.before - self.after
+
+
+def longest_gap(jobs: Iterable[Job], start: dt.datetime, end: dt.datetime,
+                tz: dt.tzinfo = dt.UTC) -> Gap | None:
+    """The longest time between consecutive slots of the backup jobs among *jobs* in
+    ``(start, end]`` (slots of several jobs merged); from *start* to *end* when they have
+    fewer than two slots there; ``None`` for no backup job."""
+    backups = [j for j in jobs if j.kind in BACKUP_KINDS]
+    if not backups:
+        return None
+    slots = sorted({at for job in backups for at in job.slots(start, end, tz)})
+    if len(slots) < 2:
+        return Gap(start, end)
+    return max((Gap(a, b) for a, b in itertools.pairwise(slots)), key=lambda g: g.length)
+
+
+def rpo_notice(set_name: str, jobs: Sequence[Job], rpo: dt.timedelta, start: dt.datetime,
+               tz: dt.tzinfo = dt.UTC, horizon: dt.timedelta = RPO_HORIZON) -> str | None:
+    """A warning when the set's scheduled backups, over *horizon* from *start*, leave a
+    gap between consecutive slots longer than its *rpo* (or its schedule runs no backup);
+    ``None`` when they do not, or when *jobs* holds no job of the set at all."""
+    mine = [j for j in jobs if j.set_name == set_name]
+    if not mine:
+        return None
+    gap = longest_gap(mine, start, start + horizon, tz)
+    if gap is None:
+        return (f"set {set_name} has an RPO of {format_span(rpo)}, but its schedule runs no backup; "
+                "add a full or incremental job")
+    if gap.length <= rpo:
+        return None
+    return (f"set {set_name}: its scheduled backups leave {format_span(gap.length)} between "
+            f"{gap.after.astimezone(tz):%Y-%m-%d %H:%M %Z} and {gap.before.astimezone(tz):%Y-%m-%d %H:%M %Z}, "
+            f"longer than its RPO of {format_span(rpo)}; schedule backups more often or raise the rpo")
 
 
 def presets(env: Mapping[str, str]) -> dict[str, list[dict[str, Any]]]:

@@ -144,13 +144,13 @@ class Engine:
         return scan(self.parts.sinks(), self.keyring).catalog
 
     def status(self) -> StatusReport:
-        """Per set: the newest backup, counts and sizes; and catalog problems."""
-        from backupkit.core.status import summarize  # noqa: PLC0415
+        """Per set: counts, sizes and growth, the newest backup against the RPO, the last
+        drill against the RTO, the room left on local sinks, and the set's health
+        (``ok``, ``at risk``, ``failing``, with reasons); and catalog problems. See
+        :mod:`backupkit.core.status` for the rules."""
+        from backupkit.engine import status  # noqa: PLC0415
 
-        parts = self.parts
-        sinks = parts.sinks()
-        return summarize(scan(sinks, self.keyring).catalog, set_names=self.config.sets,
-                         sinks=[s.location for s in sinks], now=self.clock())
+        return status.status(self.parts)
 
     def prune(
         self,

@@ -36,7 +36,7 @@ class Operation:
     on runs as a full, which its ``RunInfo`` tells); ``None`` for the other verbs.
     """
 
-    verb: str  # "backup", "prune", "verify", "restore"
+    verb: str  # "backup", "prune", "verify", "restore", "drill"
     run_id: str  # a backup's run id (its backup id); an id of its own for other verbs
     started_at: dt.datetime
     set_name: str | None = None

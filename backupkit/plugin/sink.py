@@ -107,6 +107,11 @@ class Sink(abc.ABC):
         raise ConfigError(f"sink {self.location} cannot tell when an object was written; "
                           "replicas cannot coordinate through it")
 
+    def local_directory(self) -> str | None:
+        """The directory of this machine's filesystem the sink stores in, if it has one
+        (status checks the room left there); ``None``, the default, for remote stores."""
+        return None
+
     @abc.abstractmethod
     def get_bytes(self, key: str) -> bytes:
         """Read a small object whole."""

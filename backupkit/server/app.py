@@ -106,7 +106,8 @@ def create_app(engine: Engine, tokens: Tokens, *, scheduler: Scheduler | None = 
 
     @app.get("/api/backup/status", responses=_ERRORS)
     def status(caller: Caller = reader) -> dict[str, Any]:
-        """Per set: the newest backup, counts and sizes; and the runs this server started."""
+        """Per set: counts, sizes, the newest backup, the last drill and the health (ok, at risk,
+        failing, with reasons); and the runs this server started."""
         return api.status()
 
     @app.get("/api/backup/runs/{run_id}", responses={404: {"model": Problem}, **_ERRORS})

@@ -128,7 +128,8 @@ class Service:
         return self.runs.get(run_id).to_dict()
 
     def status(self) -> dict[str, Any]:
-        """Per set: the newest backup, counts and sizes; and the runs this server started."""
+        """Per set: counts, sizes, the newest backup, the last drill and the health (ok, at risk,
+        failing, with reasons); and the runs this server started."""
         return {**self.engine.status().to_dict(), "runs": [t.to_dict() for t in self.runs.tickets()]}
 
     def admin_status(self) -> dict[str, Any]:

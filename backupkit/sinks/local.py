@@ -155,6 +155,9 @@ class LocalSink(Sink):
     def describe(self) -> dict[str, Any]:
         return {"root": str(self.root)}
 
+    def local_directory(self) -> str | None:
+        return str(self.root)
+
     def _path(self, key: str) -> Path:
         return self.root.joinpath(*self.check_key(key).split("/"))
 

@@ -54,8 +54,12 @@ def test_to_dict_and_for_set_keep_the_json_shape() -> None:
     data = report.for_set("db").to_dict()
     assert data == {
         "sinks": ["/s"],
+        "health": "ok",
         "sets": {"db": {"backups": 1, "stored_bytes": 5, "latest_id": catalog.for_set("db").latest().id,
-                        "latest_at": "2024-01-01T01:00:00+00:00", "latest_age_seconds": 3600.0}},
+                        "latest_at": "2024-01-01T01:00:00+00:00", "latest_age_seconds": 3600.0,
+                        "health": "ok", "reasons": [], "rpo_seconds": None, "rto_seconds": None,
+                        "last_drill": None,
+                        "storage": {"stored_bytes": 5, "added_bytes_per_day": 5 / 7, "disks": []}}},
         "problems": [{"key": "s/x", "message": "bad"}],
     }
     assert report.for_set(None) is report

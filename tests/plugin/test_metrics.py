@@ -14,6 +14,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 import backupkit
 from backupkit import metrics
+from backupkit.core.drill import DrillRecord
+from backupkit.engine import drillrecords
 from backupkit.engine.prune import ORPHAN_GRACE, find_orphans
 from backupkit.errors import ConfigError, SourceError
 from backupkit.testing.fakes import SteppingClock
@@ -119,8 +121,9 @@ def test_a_failure_record_that_cannot_be_stored_is_a_warning_and_the_error_stand
 
 
 def test_two_replicas_over_one_sink_report_identical_metrics(tmp_path: Path) -> None:
-    first = backupkit.Engine.from_config(config(tmp_path), env={})
-    second = backupkit.Engine.from_config(config(tmp_path), env={})
+    now = dt.datetime.now(dt.UTC)  # backup_age_seconds is read at the reader's clock: one for both
+    first = backupkit.Engine.from_config(config(tmp_path), env={}, clock=lambda: now)
+    second = backupkit.Engine.from_config(config(tmp_path), env={}, clock=lambda: now)
     first.backup("app")
     with pytest.raises(SourceError):
         second.backup("db")
@@ -144,8 +147,9 @@ def test_two_replicas_over_one_s3_bucket_report_identical_metrics_without_secret
     cfg = config(tmp_path, "s3://metrics/backups")
     cfg["sets"]["app"]["encrypt"] = True
     env = {"BACKUP_ENCRYPTION_KEY": "passphrase:words nobody may see in metrics"}
-    first = backupkit.Engine.from_config(cfg, env=env)
-    second = backupkit.Engine.from_config(cfg, env=env)
+    now = dt.datetime.now(dt.UTC)
+    first = backupkit.Engine.from_config(cfg, env=env, clock=lambda: now)
+    second = backupkit.Engine.from_config(cfg, env=env, clock=lambda: now)
     manifest = first.backup("app")
     with pytest.raises(SourceError):
         second.backup("db")
@@ -158,6 +162,31 @@ def test_two_replicas_over_one_s3_bucket_report_identical_metrics_without_secret
     assert any(k.startswith("backups/metrics/failures/db/full/") for k in keys)
     for leak in (secret, "nobody may see", "testing"):
         assert leak not in body.decode()
+
+
+def test_rpo_age_and_the_last_drill_per_set_are_read_at_scrape_time(tmp_path: Path) -> None:
+    cfg = config(tmp_path)
+    cfg["sets"]["app"].update(rpo="6h", rto="1h")
+    clock = SteppingClock(now=dt.datetime(2026, 12, 1, 2, tzinfo=dt.UTC), step=dt.timedelta(0))
+    engine = backupkit.Engine.from_config(cfg, env={}, clock=clock)
+    manifest = engine.backup("app")
+    found = samples(metrics.exposition(engine)[0])
+    assert value(found, "backup_rpo_seconds", set="app") == 6 * 3600
+    assert value(found, "backup_rto_seconds", set="app") == 3600
+    assert value(found, "backup_age_seconds", set="app") == 0
+    assert not any(name.startswith("backup_last_drill") for name, _ in found)  # no drill yet
+    assert ("backup_rpo_seconds", (("set", "db"),)) not in found  # db has no objectives
+    sink = engine.parts.sinks_of("app")[0]
+    for n, (hours, seconds, ok) in enumerate([(1, 600.0, True), (2, 1234.5, False)]):
+        started = clock.now + dt.timedelta(hours=hours)
+        drillrecords.store(sink, DrillRecord(f"d{n}", "app", manifest.id, started, seconds, ok))
+    clock.advance(seconds=3 * 3600)
+    found = samples(metrics.exposition(engine)[0])
+    assert value(found, "backup_age_seconds", set="app") == 3 * 3600
+    assert value(found, "backup_last_drill_timestamp_seconds", set="app") == (
+        clock.now - dt.timedelta(hours=1)).timestamp()
+    assert value(found, "backup_last_drill_duration_seconds", set="app") == 1234.5
+    assert value(found, "backup_last_drill_success", set="app") == 0
 
 
 def test_no_created_series_are_exposed(tmp_path: Path) -> None:
@@ -193,7 +222,9 @@ def test_the_registry_holds_only_backup_metrics(tmp_path: Path) -> None:
     engine.backup("app")
     names = {f.name for f in metrics.registry_for(engine).collect()}
     assert names == {"backup_last_success_timestamp_seconds", "backup_duration_seconds",
-                     "backup_size_bytes", "backup_failure", "backup_count"}
+                     "backup_size_bytes", "backup_failure", "backup_count", "backup_rpo_seconds",
+                     "backup_age_seconds", "backup_rto_seconds", "backup_last_drill_timestamp_seconds",
+                     "backup_last_drill_duration_seconds", "backup_last_drill_success"}
 
 
 def test_the_textfile_parses_and_replaces_the_old_one_atomically(tmp_path: Path) -> None:

@@ -172,3 +172,25 @@ def test_zone_difference_finds_the_first_instant_two_zones_disagree() -> None:
     assert at is not None and at.month == 3 and by == dt.timedelta(hours=1)  # summer time begins
     at, by = zone_difference(ZoneInfo("Europe/Berlin"), dt.UTC, start) or (None, None)
     assert at == start and by == dt.timedelta(hours=1)
+
+
+def test_schedule_show_warns_of_backups_further_apart_than_the_rpo_and_installs_drills(
+    tmp_path: Path, cli: Any
+) -> None:
+    path = config(tmp_path, 'rpo = "6h"\nschedule = [{kind = "full", cron = "0 2 * * *"}, '
+                            '{kind = "drill", cron = "0 4 1 * *"}]', tz=machine_zone_name())
+    shown = cli("schedule", "show", "--config", path)
+    assert shown.returncode == 0, shown.stderr
+    assert "app/drill@0 4 1 * *: " in shown.stdout
+    (warning,) = [ln for ln in shown.stdout.splitlines() if ln.startswith("warning: ")]
+    assert warning.startswith("warning: set app: its scheduled backups leave 1 d between ")
+    assert warning.endswith("longer than its RPO of 6 h; schedule backups more often or raise the rpo")
+    data = json.loads(cli("schedule", "show", "--config", path, "--json").stdout)
+    assert data["rpo_notices"] == [warning.removeprefix("warning: ")]
+    crontab = tmp_path / "crontab"
+    done = cli("schedule", "install", "--config", path, "--crontab", crontab, "--replicas")
+    assert done.returncode == 0, done.stderr
+    drill = next(ln for ln in crontab.read_text().splitlines() if ln.startswith("0 4 1 * * "))
+    assert drill.endswith(f"-m backupkit drill --config {path} --set app")  # no --reason, no --slot
+    fine = config(tmp_path, 'rpo = "6h"\nschedule = "daily-02:00+6h"')
+    assert "warning" not in cli("schedule", "show", "--config", fine).stdout

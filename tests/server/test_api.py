@@ -101,6 +101,8 @@ def test_a_backup_runs_in_the_background_and_a_second_one_of_the_set_gets_409(tm
     assert manifest.id == body["run_id"] and manifest.reason == "manual"
     status = api.client(READ).get("/api/backup/status").json()
     assert status["sets"]["app"]["latest_id"] == manifest.id and status["runs"][0]["run_id"] == manifest.id
+    assert status["health"] == status["sets"]["app"]["health"] == "ok" and status["sets"]["app"]["reasons"] == []
+    assert status["sets"]["app"]["storage"]["disks"][0]["location"] == str(tmp_path / "sink")
     again = ops.post("/api/admin/backup", json={"type": "full"})  # the set is free again
     assert again.status_code == 202
     assert _wait(ops, again.json()["run_id"])["state"] == "finished"
