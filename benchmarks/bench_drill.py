@@ -59,7 +59,13 @@ TARGET_RATIO = 1.0
 PREFIX = "drill"
 SET = "bench"
 QUICK = {"size": "100M", "pg_size": "100M", "keys": 100_000, "rounds": 2}
-DOWNLOAD_FILE = "import sys, boto3; boto3.client('s3').download_file(sys.argv[1], sys.argv[2], sys.argv[3])"
+#: boto3's download_file; ``one GET``: with a multipart threshold above any artifact's size.
+DOWNLOAD_FILE = ("import sys, boto3, boto3.s3.transfer as t; boto3.client('s3').download_file(sys.argv[1], "
+                 "sys.argv[2], sys.argv[3], Config=t.TransferConfig(multipart_threshold=int(sys.argv[4])))")
+#: ``s3.multipart_threshold`` of the aws CLI (and boto3) for one GET per object: moto 5.2.5
+#: answers the ranged GETs of a multipart download slowly (here 89.6 s for a 728 MB object in
+#: 8 MiB parts, against 4.5 s in one GET), which real S3 does not.
+ONE_GET = 1 << 40
 
 
 # -- the stack and its backup ---------------------------------------------------------------------
@@ -113,23 +119,36 @@ def drill_records(s3: Any) -> dict[str, dict[str, Any]]:
 
 def downloader(choice: str, python: str) -> tuple[str, list[str]]:
     """How the hand path downloads: ``aws s3 cp`` (the CLI's real path, not a pyenv shim) or
-    boto3's ``download_file`` (what ``aws s3 cp`` does) in a Python process."""
-    if choice in ("auto", "aws"):
+    boto3's ``download_file`` (what ``aws s3 cp`` does) in a Python process; one GET per
+    object unless *choice* ends in ``-parts`` (the tools' default 8 MiB ranged GETs)."""
+    if choice.startswith(("auto", "aws")):
         for candidate in (Path(python).with_name("aws"), Path(shutil.which("aws") or "")):
             if candidate.name != "aws" or not candidate.is_file():
                 continue
             if "/shims/" in str(candidate):  # pyenv's shim execs the real one via bash
                 found = subprocess.run(["pyenv", "which", "aws"], capture_output=True, text=True, check=False)
                 candidate = Path(found.stdout.strip()) if found.returncode == 0 else candidate
-            return "aws", [str(candidate), "s3", "cp", "--only-show-errors"]
-        if choice == "aws":
+            return choice.replace("auto", "aws"), [str(candidate), "s3", "cp", "--only-show-errors"]
+        if choice.startswith("aws"):
             raise SystemExit("no aws CLI here; pass --download boto3 (or pip install awscli)")
-    return "boto3", [python, "-c", DOWNLOAD_FILE]
+    return choice.replace("auto", "boto3"), [python, "-c", DOWNLOAD_FILE]
 
 
 def download_cmd(how: tuple[str, list[str]], key: str, dest: Path) -> list[str]:
     kind, argv = how
-    return [*argv, f"s3://{BUCKET}/{key}", str(dest)] if kind == "aws" else [*argv, BUCKET, key, str(dest)]
+    if kind.startswith("aws"):
+        return [*argv, f"s3://{BUCKET}/{key}", str(dest)]
+    return [*argv, BUCKET, key, str(dest), str(8 << 20 if kind.endswith("-parts") else ONE_GET)]
+
+
+def download_env(how: tuple[str, list[str]], env: dict[str, str], out: Path) -> dict[str, str]:
+    """*env* for the downloads: for ``aws`` a configuration file with ``s3.multipart_threshold``
+    above every artifact's size (one GET per object)."""
+    if how[0] != "aws":
+        return env
+    config = out / "aws-config"
+    config.write_text(f"[default]\ns3 =\n  multipart_threshold = {ONE_GET // (1 << 30)}GB\n")
+    return {**env, "AWS_CONFIG_FILE": str(config)}
 
 
 # -- measuring ------------------------------------------------------------------------------------
@@ -174,12 +193,29 @@ class DrillWatch(bench_redis.Watch):
         return out
 
 
-def run_drill(ctx: dict[str, Any]) -> tuple[Measured, dict[str, Any]]:
-    """``backupkit drill`` end to end; its record (from the bucket) and the watcher's figures."""
+def export_rev(rev: str, work: Path, python: str) -> tuple[str, str]:
+    """backupkit as committed at *rev*, unpacked under *work* and byte-compiled (as
+    ``_common.use_rev`` does); returns its directory (for PYTHONPATH) and its short commit."""
+    commit = subprocess.run(["git", "-C", str(common.REPO), "rev-parse", "--short=12", f"{rev}^{{commit}}"],
+                            capture_output=True, text=True, check=True).stdout.strip()
+    dest = work / f"backupkit-{commit}"
+    if not (dest / "backupkit" / "__init__.py").exists():
+        dest.mkdir(parents=True, exist_ok=True)
+        archive = subprocess.run(["git", "-C", str(common.REPO), "archive", commit, "backupkit"],
+                                 capture_output=True, check=True).stdout
+        subprocess.run(["tar", "-x", "-C", str(dest)], input=archive, check=True)
+    subprocess.run([python, "-m", "compileall", "-q", str(dest / "backupkit")], check=True, stdout=subprocess.DEVNULL)
+    return str(dest), commit
+
+
+def run_drill(ctx: dict[str, Any], key: str = "drill") -> tuple[Measured, dict[str, Any]]:
+    """``backupkit drill`` end to end; its record (from the bucket) and the watcher's figures.
+    *key* ``baseline``: the backupkit of ``--baseline``."""
     before = set(drill_records(ctx["s3"]))
     watch = DrillWatch(ctx["drill_tmp"])
-    m = run("drill", [[ctx["python"], "-m", "backupkit", "drill", "--config", str(ctx["config"]), "--json"]],
-            cwd=ctx["out"], display=ctx["display"], env=ctx["drill_env"])
+    env = ctx["drill_env"] if key == "drill" else ctx["baseline_env"]
+    m = run(key, [[ctx["python"], "-m", "backupkit", "drill", "--config", str(ctx["config"]), "--json"]],
+            cwd=ctx["out"], display=ctx["display"], env=env)
     info = watch.stop()
     info.pop("wall0", None)
     new = [r for k, r in drill_records(ctx["s3"]).items() if k not in before]
@@ -215,7 +251,7 @@ def run_hand(ctx: dict[str, Any], r: int) -> tuple[Measured, dict[str, Any], Any
     os.sync()
     t0 = time.perf_counter()
 
-    def step(name: str, cmds: list[list[str]]) -> None:
+    def step(name: str, cmds: list[list[str]], env: dict[str, str] = env) -> None:
         steps.append((name, run(name, cmds, cwd=hand, display=display, env=env)))
 
     try:
@@ -223,7 +259,7 @@ def run_hand(ctx: dict[str, Any], r: int) -> tuple[Measured, dict[str, Any], Any
             if a.get("extra", {}).get("sidecar_of"):
                 continue  # the file index: not needed to restore
             local = hand / Path(a["object"]).name
-            step(f"{a['name']}: download", [download_cmd(how, a["object"], local)])
+            step(f"{a['name']}: download", [download_cmd(how, a["object"], local)], ctx["download_env"])
             kind = a["source"]["id"] if isinstance(a["source"], dict) else a["source"]
             if kind == "filesystem":
                 step(f"{a['name']}: zstd -d | tar -x", [["zstd", "-d", "-c", str(local)],
@@ -302,15 +338,16 @@ def drop_hand(ctx: dict[str, Any], info: dict[str, Any], redis: Any) -> None:
 
 
 def bench(ctx: dict[str, Any], rounds: int, verify: bool) -> dict[str, Any]:
-    results: dict[str, list[Measured]] = {"drill": [], "hand": []}
-    extra: dict[str, list[dict[str, Any]]] = {"drill": [], "hand": []}
+    keys = ["drill", "hand"] + (["baseline"] if ctx.get("baseline_env") else [])
+    results: dict[str, list[Measured]] = {k: [] for k in keys}
+    extra: dict[str, list[dict[str, Any]]] = {k: [] for k in keys}
     checks: list[str] = []
     for r in range(rounds):
-        for key in (["drill", "hand"] if r % 2 == 0 else ["hand", "drill"]):
+        for key in (keys if r % 2 == 0 else keys[::-1]):
             with bench_postgres.connect(ctx["cluster"].url()) as admin:
                 admin.execute("CHECKPOINT")
-            if key == "drill":
-                m, info = run_drill(ctx)
+            if key != "hand":
+                m, info = run_drill(ctx, key)
             else:
                 m, info, redis = run_hand(ctx, r)
                 try:
@@ -325,10 +362,10 @@ def bench(ctx: dict[str, Any], rounds: int, verify: bool) -> dict[str, Any]:
             more = (f"record {info['record']['seconds']:.2f} s, artifacts "
                     + ", ".join(f"{n} {a['seconds']:.2f} s" for n, a in info["record"]["artifacts"].items())
                     + f"; temp cluster cpu {info['cluster_cpu']:.2f} s; threads {info['thread_cpu']}"
-                    if key == "drill" else
+                    if key != "hand" else
                     "steps " + ", ".join(f"{n} {s['wall']:.2f}" for n, s in info["steps"].items())
                     + f"; server cpu {info['server_cpu']:.2f} s")
-            print(f"  round {r + 1}/{rounds} {key:<6} {m.wall:7.2f} s  cpu {m.cpu:6.2f} s; {more}",
+            print(f"  round {r + 1}/{rounds} {key:<8} {m.wall:7.2f} s  cpu {m.cpu:6.2f} s; {more}",
                   file=sys.stderr, flush=True)
     return {"results": results, "extra": extra, "checks": checks}
 
@@ -385,6 +422,18 @@ def report(ctx: dict[str, Any], res: dict[str, Any], machine: dict[str, str], ar
                    f"{_med([t[i] for t in threads if len(t) > i]):.2f}" for i in range(width) if
                    _med([t[i] for t in threads if len(t) > i]) >= 0.05) + "; threads under 0.05 s left out); "
                f"peak RSS of the Python process {max(e['python_hwm_kib'] for e in dx) / 1024:.0f} MB")
+    if results.get("baseline"):
+        base, bx = results["baseline"], extra["baseline"]
+        ratio = common.per_round(base, hand)
+        out.append(f"- **the same drill with backupkit {ctx['baseline']}** (`--baseline`, in the same rounds): wall s "
+                   + ", ".join(f"{m.wall:.2f}" for m in base) + f" (median {_med([m.wall for m in base]):.2f}); "
+                   f"record `seconds` median {_med([e['record']['seconds'] for e in bx]):.2f}; / hand path per round "
+                   f"{common.fmt_ratios(ratio)}, median {_med(ratio):.3f}; drill now / then per round "
+                   f"{common.fmt_ratios(common.per_round(drill, base))}; "
+                   f"CPU s median {_med([m.cpu for m in base]):.2f} "
+                   f"+ its cluster {_med([e['cluster_cpu'] for e in bx]):.2f}; per artifact " + ", ".join(
+                       f"{n} {_med([e['record']['artifacts'][n]['seconds'] for e in bx]):.2f}"
+                       for n in bx[0]["record"]["artifacts"]))
     steps = list(hx[0]["steps"])
     out.append("- hand path, per step (median wall s / CPU s): " + "; ".join(
         f"{n} {_med([f['steps'][n]['wall'] for f in hx]):.2f} / {_med([f['steps'][n]['cpu'] for f in hx]):.2f}"
@@ -404,8 +453,11 @@ def parse(argv: list[str]) -> argparse.Namespace:
                              f"{QUICK['rounds']} rounds (explicit options win)")
     parser.add_argument("--pg-size", default=None, help="PostgreSQL database size (default 1G)")
     parser.add_argument("--keys", type=int, default=None, help="Redis keys of ~100 bytes (default 1000000)")
-    parser.add_argument("--download", choices=("auto", "aws", "boto3"), default="auto",
-                        help="the hand path's download: aws s3 cp (auto: when installed) or boto3 download_file")
+    parser.add_argument("--download", choices=("auto", "aws", "boto3", "aws-parts", "boto3-parts"), default="auto",
+                        help="the hand path's download: aws s3 cp (auto: when installed) or boto3 download_file, "
+                             "in one GET per object; -parts: in 8 MiB ranged GETs, the tools' default (slow on moto)")
+    parser.add_argument("--baseline", metavar="REV",
+                        help="also drill with backupkit as committed at REV in every round (before / after)")
     parser.add_argument("--out", type=Path, help="servers, scratch and the hand path's files (default "
                                                  "/dev/shm/bkbench-drill when it has room)")
     for action in parser._actions:
@@ -447,8 +499,11 @@ def main(argv: list[str] | None = None) -> int:
         d.chmod(0o755)  # the postgres user enters the clusters' directories
     tempfile.tempdir = str(servers)  # TempCluster and TempRedis of this process
     how = downloader(args.download, args.python)
-    download_note = ("`aws s3 cp` (" + common.tool_version([how[1][0], "--version"]) + ")" if how[0] == "aws"
-                     else "boto3's `download_file` in a Python process (what `aws s3 cp` does)")
+    download_note = ("`aws s3 cp` (" + common.tool_version([how[1][0], "--version"]) + ")" if how[0].startswith("aws")
+                     else "boto3's `download_file` in a Python process (what `aws s3 cp` does)") + (
+        ", in 8 MiB ranged GETs (the default)" if how[0].endswith("-parts") else
+        f", one GET per object (`s3.multipart_threshold` = {ONE_GET >> 30} GiB: moto 5.2.5 answers the ranged "
+        "GETs of a multipart download slowly, 89.6 s for the 728 MB files artifact against 4.5 s in one GET)")
     load0 = os.getloadavg()
     machine = {**_machine(), "postgresql": common.tool_version([find_program("pg_restore", None), "--version"]),
                "redis": common.tool_version(["redis-server", "--version"]), "backupkit": backupkit}
@@ -474,7 +529,8 @@ def main(argv: list[str] | None = None) -> int:
             base = cluster.url().rsplit("/", 1)[0]
             ctx = {"python": args.python, "config": config, "out": out, "s3": s3, "env": env,
                    "drill_env": {**env, "TMPDIR": str(drill_tmp)}, "drill_tmp": drill_tmp, "cluster": cluster,
-                   "download": how, "artifacts": artifacts, "keyspace": space, "pg": pg, "tree": tree,
+                   "download": how, "download_env": download_env(how, env, out),
+                   "artifacts": artifacts, "keyspace": space, "pg": pg, "tree": tree,
                    "summary": summary, "keys": args.keys, "backup_s": backup_s, "out_note": out_note,
                    "download_note": download_note, "pg_restore": find_program("pg_restore", None),
                    "createdb": str(Path(find_program("pg_restore", None)).with_name("createdb")),
@@ -482,6 +538,11 @@ def main(argv: list[str] | None = None) -> int:
                    if not args.no_verify else None,
                    "stored": {a["name"]: a["stored_size"] for a in artifacts},
                    "display": {str(out): "$W", base: "$PG", moto.url: "$S3", str(tree.parent): "$T"}}
+            if args.baseline:
+                where, commit = export_rev(args.baseline, args.work, args.python)
+                path = os.pathsep.join(p for p in (where, os.environ.get("PYTHONPATH", "")) if p)
+                ctx["baseline_env"] = {**ctx["drill_env"], "PYTHONPATH": path}
+                ctx["baseline"] = f"commit {commit}"
             if not Path(ctx["createdb"]).exists():
                 ctx["createdb"] = str(server_bin_dir() / "createdb")
             res = bench(ctx, args.rounds, not args.no_verify)
