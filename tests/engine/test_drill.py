@@ -6,6 +6,7 @@ records out of retention's way."""
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import os
 import signal
@@ -119,6 +120,34 @@ def test_a_restored_tree_that_differs_from_the_index_is_named(tmp_path: Path) ->
                                            r"src/docs/a\.txt \(other content \(sha256\)\), src/docs/deep/b\.bin "
                                            r"\(missing\)"):
         check()
+
+
+def test_files_are_hashed_as_the_drill_restores_them_and_checked_against_the_index(tmp_path: Path) -> None:
+    from backupkit.sources.filesystem.index import file_sha256
+
+    engine = _engine(tmp_path)
+    manifest = engine.backup()
+    out = tmp_path / "out"
+    result = engine.restore(to=out, options={"file_sha256": True})
+    hashes = result.checks["files"]["_file_sha256"]
+    files = {p.relative_to(out).as_posix(): p for p in out.rglob("*") if p.is_file() and not p.is_symlink()}
+    assert set(hashes) == set(files) and len(files) == 2
+    assert all(hashes[k].hex() == file_sha256(str(p)) for k, p in files.items())
+    assert engine.restore(to=tmp_path / "plain").checks == {}  # only drills ask for them
+
+    def check(given: dict[str, bytes]) -> dict[str, Any]:
+        run = DrillRun(engine.parts, [manifest], {manifest.id: engine.sink_for(str(tmp_path / "sink"))},
+                       DrillSettings())
+        with Scratch(guardian=False) as scratch, run.sidecar_opener(scratch, "files")("index") as opened:
+            return check_tree(out, opened, "files", given)
+
+    (out / "src" / "docs" / "a.txt").write_text("alphA\n")  # not read again: its written hash is used
+    assert check(hashes)["files_checked"] == 2
+    with pytest.raises(RestoreError, match=r"src/docs/a\.txt \(other content \(sha256\)\)"):
+        check({k: v for k, v in hashes.items() if k != "src/docs/a.txt"})  # no hash: read and hashed
+    with pytest.raises(RestoreError, match=r"1 of 7 paths differ.*src/docs/deep/b\.bin \(other content"):
+        check({**hashes, "src/docs/a.txt": hashlib.sha256(b"alpha\n").digest(),
+               "src/docs/deep/b.bin": bytes(32)})
 
 
 def test_user_checks_sql_and_command_must_pass(tmp_path: Path, scratch_base: Path) -> None:

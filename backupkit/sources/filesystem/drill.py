@@ -4,8 +4,9 @@ of its type, and every regular file has the size and the sha256 the index record
 from __future__ import annotations
 
 import os
+import posixpath
 import stat
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +30,7 @@ def _entries(stream: Reader) -> Iterator[IndexEntry]:
         yield IndexEntry.from_json(rest)
 
 
-def _differs(root: Path, entry: IndexEntry) -> str | None:
+def _differs(root: Path, entry: IndexEntry, hashes: Mapping[str, bytes] | None) -> str | None:
     path = root.joinpath(*entry.path.split("/"))
     try:
         st = path.lstat()
@@ -42,19 +43,28 @@ def _differs(root: Path, entry: IndexEntry) -> str | None:
         return None
     if st.st_size != entry.size:
         return f"{st.st_size} bytes, the backup {entry.size}"
-    if entry.sha256 is not None and file_sha256(os.fspath(path)) != entry.sha256:
+    if entry.sha256 is None:
+        return None
+    written = hashes.get(posixpath.normpath(entry.path)) if hashes is not None else None
+    digest = written.hex() if written is not None else file_sha256(os.fspath(path))
+    if digest != entry.sha256:
         return "other content (sha256)"
     return None
 
 
-def check_tree(root: Path, index: Reader, artifact: str) -> dict[str, Any]:
+def check_tree(root: Path, index: Reader, artifact: str,
+               hashes: Mapping[str, bytes] | None = None) -> dict[str, Any]:
     """Compare the tree restored at *root* with the file *index* of artifact *artifact*;
-    :class:`RestoreError` names the first paths that differ."""
+    :class:`RestoreError` names the first paths that differ.
+
+    *hashes* are the sha256 of the bytes the restore wrote into each file, by path (see
+    :func:`~backupkit.sources.filesystem.restore.restore_tree`); a file without one is
+    read and hashed here. Its type and size are looked up either way."""
     files = paths = size = 0
     wrong: list[str] = []
     for entry in _entries(index):
         paths += 1
-        why = _differs(root, entry)
+        why = _differs(root, entry, hashes)
         if why is not None:
             wrong.append(f"{entry.path} ({why})")
         elif entry.type == "f":

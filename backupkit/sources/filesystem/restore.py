@@ -21,6 +21,7 @@ from __future__ import annotations
 import decimal
 import errno
 import functools
+import hashlib
 import io
 import json
 import logging
@@ -51,11 +52,15 @@ DELETED_MEMBER = ".backupkit-deleted.json"
 
 def restore_tree(
     streams: Iterator[Reader], target: Path, *, artifact: str, overwrite: bool,
-    external_symlinks: bool = False,
+    external_symlinks: bool = False, hashes: dict[str, bytes] | None = None,
 ) -> None:
     """Extract *streams* (a full backup, then its incrementals) into *target*.
 
     *external_symlinks* allows symlinks leading out of it (see :func:`lexical_problem`).
+    *hashes*, if given, gets the sha256 of the bytes written into each regular file, by
+    its path in the backup (a restore drill checks them against the file index without
+    reading every file again); paths an incremental deleted or replaced by something
+    else than a file's content are left out.
     """
     target = target.absolute()
     try:
@@ -86,7 +91,7 @@ def restore_tree(
         for position, stream in enumerate(streams):
             directories = extract(
                 stream, staging, artifact, replace=position > 0, symlinks=symlinks,
-                external_symlinks=external_symlinks,
+                external_symlinks=external_symlinks, hashes=hashes,
             )
             while stream.read(COPY_BUFSIZE):  # to EOF: the engine checks checksums there
                 pass
@@ -108,9 +113,10 @@ def _holds_entries(target: Path) -> bool:
 
 def extract(
     stream: Reader, dest: Path, artifact: str, *, replace: bool, symlinks: set[str],
-    external_symlinks: bool = False,
+    external_symlinks: bool = False, hashes: dict[str, bytes] | None = None,
 ) -> list[tarfile.TarInfo]:
-    """Extract one stream into *dest*; return its directories (attrs set later)."""
+    """Extract one stream into *dest*; return its directories (attrs set later). Each
+    regular file's sha256 goes into *hashes*, if given (see :func:`restore_tree`)."""
     dest_str = str(dest)
     directories: list[tarfile.TarInfo] = []
 
@@ -157,6 +163,8 @@ def extract(
         while (member := reader.next()) is not None:
             if member.name == DELETED_MEMBER and member.isreg():
                 deleted = _delete_paths(json.loads(reader.read_data()), dest, artifact)
+                if hashes is not None and deleted:
+                    hashes.clear()  # rare: the files under them are read again instead
                 symlinks.difference_update(
                     s for s in list(symlinks) if any(_under(s, d) for d in deleted)
                 )
@@ -172,7 +180,13 @@ def extract(
                 continue
             if checked.issym():
                 symlinks.add(name)
-            _make_entry(reader, checked, dest_str, made, artifact)
+            digest = None
+            if hashes is not None:
+                hashes.pop(name, None)
+                digest = hashlib.sha256() if checked.isreg() else None
+            _make_entry(reader, checked, dest_str, made, artifact, digest)
+            if digest is not None and hashes is not None:
+                hashes[name] = digest.digest()
             if checked.isdir():
                 directories.append(checked)  # attrs after their contents: see restore_tree
     except tarfile.TarError as exc:
@@ -264,10 +278,11 @@ _CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | getattr(os, "O_N
 
 
 def _make_entry(
-    reader: TarReader, member: tarfile.TarInfo, dest: str, made: set[str], artifact: str
+    reader: TarReader, member: tarfile.TarInfo, dest: str, made: set[str], artifact: str,
+    digest: Any = None,
 ) -> None:
-    """Create one checked member below *dest*: its content, mode and mtime (a
-    directory's mode and mtime are set later, after its contents).
+    """Create one checked member below *dest*: its content (hashed into *digest*, if
+    given), mode and mtime (a directory's mode and mtime are set later, after its contents).
 
     An entry already there under the name (a duplicate member, an incremental's
     replacement) is replaced, never written through; a directory stays.
@@ -292,7 +307,7 @@ def _make_entry(
             except FileExistsError:
                 fd = _replace_with(path, functools.partial(os.open, path, _CREATE, 0o600))
             try:
-                reader.copy_to(fd)
+                reader.copy_to(fd, digest)
                 os.fchmod(fd, member.mode)
                 ns = _mtime_ns(member)
                 os.utime(fd, ns=(ns, ns))

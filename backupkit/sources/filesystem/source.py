@@ -330,23 +330,31 @@ class FilesystemSource(Source):
 
     # -- restore ------------------------------------------------------------------
     def drill_check(self, target: Path | str, scratch: Scratch, ctx: RestoreContext) -> dict[str, Any]:
-        """Every path of the backup's file index restored, every file's sha256 as recorded."""
+        """Every path of the backup's file index restored, every file's sha256 as recorded
+        (hashed as the restore wrote it: the ``file_sha256`` option)."""
         with ctx.open_sidecar(INDEX_SIDECAR) as index:
-            return check_tree(Path(target), index, ctx.artifact)
+            return check_tree(Path(target), index, ctx.artifact, ctx.options.get(HASHES))
 
-    def restore(self, stream: Reader, ctx: RestoreContext) -> None:
+    def restore(self, stream: Reader, ctx: RestoreContext) -> Mapping[str, Any] | None:
         """Extract the full backup *stream* into the target directory."""
-        self.restore_chain(iter([stream]), ctx)
+        return self.restore_chain(iter([stream]), ctx)
 
-    def restore_chain(self, streams: Iterator[Reader], ctx: RestoreContext) -> None:
-        """Extract the full stream, then apply each incremental in order, then publish."""
+    def restore_chain(self, streams: Iterator[Reader], ctx: RestoreContext) -> Mapping[str, Any] | None:
+        """Extract the full stream, then apply each incremental in order, then publish.
+        With the option ``file_sha256`` (a drill's), return the sha256 of every file
+        written, by path (under ``_file_sha256``: for the drill check, not for showing)."""
         if ctx.target is None:
             raise ConfigError("restoring files needs a target directory; pass --to DIR")
+        hashes: dict[str, bytes] | None = {} if ctx.options.get("file_sha256") else None
         restore_tree(
             streams, Path(ctx.target), artifact=ctx.artifact, overwrite=ctx.overwrite,
-            external_symlinks=ctx.allow_external_symlinks,
+            external_symlinks=ctx.allow_external_symlinks, hashes=hashes,
         )
+        return None if hashes is None else {HASHES: hashes}
 
+
+#: Where :meth:`FilesystemSource.restore_chain` returns the files' sha256 (``file_sha256``).
+HASHES = "_file_sha256"
 
 _TAR_TYPES = (
     (stat.S_ISDIR, tarfile.DIRTYPE),

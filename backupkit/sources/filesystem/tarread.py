@@ -19,6 +19,7 @@ import os
 import re
 import tarfile
 from collections.abc import Iterator
+from typing import Any
 
 from backupkit.plugin import Reader
 
@@ -284,8 +285,9 @@ class TarReader:
         self._left = 0
         return data
 
-    def copy_to(self, fd: int) -> None:
-        """Write the rest of the current member's content to the new, empty file *fd*.
+    def copy_to(self, fd: int, digest: Any = None) -> None:
+        """Write the rest of the current member's content to the new, empty file *fd*;
+        *digest* (a ``hashlib`` object), if given, is updated with every byte written.
 
         Runs of zeros of at least a filesystem block (4 KiB, aligned) are skipped with
         ``lseek`` rather than written, so they become holes: a sparse file (a VM image,
@@ -295,6 +297,8 @@ class TarReader:
         pos = 0
         ends_in_hole = False
         for piece in self._pieces(left):
+            if digest is not None:
+                digest.update(piece)
             if piece.find(_HOLE_ZEROS) < 0:  # no block of zeros in it (C speed): all data
                 _write_all(fd, memoryview(piece))
                 ends_in_hole = False

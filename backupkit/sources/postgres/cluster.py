@@ -15,6 +15,7 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 import attrs
@@ -51,6 +52,8 @@ class TempCluster:
     port: int = attrs.field(factory=free_port)
     root: Path | None = None
     running: bool = False
+    #: More server settings (``-c name=value``), e.g. for a restore drill's cluster.
+    settings: Mapping[str, str] = attrs.field(factory=dict)
 
     @property
     def data(self) -> Path:
@@ -84,7 +87,8 @@ class TempCluster:
                   "--auth=trust", "-E", "UTF8", "--locale=C.UTF-8", "--no-sync")
         options = (f"-c listen_addresses=127.0.0.1 -c port={self.port} "
                    f"-c unix_socket_directories={self.data} -c fsync=off "
-                   "-c synchronous_commit=off -c full_page_writes=off -c max_connections=40")
+                   "-c synchronous_commit=off -c full_page_writes=off -c max_connections=40"
+                   + "".join(f" -c {name}={value}" for name, value in self.settings.items()))
         self._run(str(self.bin_dir / "pg_ctl"), "-D", str(self.data), "-o", options,
                   "-l", str(self.data / "server.log"), "-w", "-t", "60", "start")
         self.running = True
