@@ -53,7 +53,26 @@ def render(report: StatusReport) -> str:
                          f"{format_bytes(disk.total_bytes)}" + (" (nearly full)" if disk.nearly_full else ""))
     for p in report.problems:
         lines.append(f"problem: {p.message}")
+    lines += _leftovers(report)
     return "\n".join(lines)
+
+
+def _leftovers(report: StatusReport) -> list[str]:
+    """A line per sink and kind of leftover: how many, how big, what becomes of them."""
+    lines = []
+    for sink in dict.fromkeys(x.sink for x in report.leftovers):
+        mine = [x for x in report.leftovers if x.sink == sink]
+        groups = [("open upload", "open multipart upload(s) (aborted by the next backup after 2 days, or by "
+                   "the bucket rule of backupkit s3 lifecycle)", [x for x in mine if x.kind == "open upload"]),
+                  ("collectible", "object(s) without a manifest, deleted by the next prune",
+                   [x for x in mine if x.kind == "no manifest" and x.collectible]),
+                  ("waiting", "object(s) without a manifest in their grace period (a run that died recently)",
+                   [x for x in mine if x.kind == "no manifest" and not x.collectible])]
+        for _, what, items in groups:
+            if items:
+                size = sum(x.bytes or 0 for x in items)
+                lines.append(f"leftovers in {sink}: {len(items)} {what}, {format_bytes(size)}")
+    return lines
 
 
 def cmd_status(args: argparse.Namespace, *, engine_for: Callable[..., Any], emit: Callable[..., None]) -> int:

@@ -58,6 +58,24 @@ class Objectives:
 
 
 @attrs.frozen
+class Leftover:
+    """Something stored in a sink that belongs to no backup: an upload a backup began and
+    never finished (S3 multipart), or an object of a backup run that wrote no manifest
+    (it died, or was killed), which prune collects once the orphan grace has passed."""
+
+    sink: str
+    kind: str  # "open upload" | "no manifest"
+    key: str
+    bytes: int | None = None
+    collectible: bool = False  # "no manifest": the next prune deletes it
+
+    def to_dict(self) -> dict[str, Any]:
+        """A plain dict for JSON output."""
+        return {"sink": self.sink, "kind": self.kind, "key": self.key, "bytes": self.bytes,
+                "collectible": self.collectible}
+
+
+@attrs.frozen
 class DiskUsage:
     """The filesystem a local sink stores in: its size, the bytes free, and (once judged)
     the bytes that should be free, :func:`room_wanted`."""
@@ -153,6 +171,7 @@ class StatusReport:
     sinks: tuple[str, ...]
     sets: tuple[SetStatus, ...]
     problems: tuple[CatalogProblem, ...] = ()
+    leftovers: tuple[Leftover, ...] = ()
 
     @property
     def health(self) -> str:
@@ -172,6 +191,7 @@ class StatusReport:
             "health": self.health,
             "sets": {s.name: s.to_dict() for s in self.sets},
             "problems": [attrs.asdict(p) for p in self.problems],
+            "leftovers": [x.to_dict() for x in self.leftovers],
         }
 
 

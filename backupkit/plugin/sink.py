@@ -107,6 +107,16 @@ class Sink(abc.ABC):
         raise ConfigError(f"sink {self.location} cannot tell when an object was written; "
                           "replicas cannot coordinate through it")
 
+    def size_of(self, key: str) -> int | None:
+        """The stored size of *key* in bytes, for status reports; ``None`` (the default)
+        when the sink cannot tell cheaply. May raise ``OSError`` for a key that is gone."""
+        return None
+
+    def open_uploads(self) -> list[tuple[str, dt.datetime, int]]:
+        """Uploads begun and neither completed nor aborted (S3 multipart uploads): key,
+        start, bytes so far; for status reports. The default: none (a sink without them)."""
+        return []
+
     def local_directory(self) -> str | None:
         """The directory of this machine's filesystem the sink stores in, if it has one
         (status checks the room left there); ``None``, the default, for remote stores."""

@@ -338,7 +338,7 @@ class LocalSink(Sink):
                 raise _os_error(exc, "sync", directory) from None
 
     def size_of(self, key: str) -> int:
-        """The stored size of *key* in bytes."""
+        """The stored size of *key* in bytes (``FileNotFoundError`` if it is gone)."""
         return self._path(key).stat().st_size
 
 

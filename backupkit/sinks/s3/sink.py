@@ -322,6 +322,24 @@ class S3Sink(Sink):
         region = response.get("BucketRegion") or headers.get("x-amz-bucket-region")
         return str(region) if region else None
 
+    def size_of(self, key: str) -> int | None:
+        """The object's ContentLength (None if it cannot be read)."""
+        try:
+            return int(self.head(key)["ContentLength"])
+        except (BackupkitError, KeyError):
+            return None
+
+    def open_uploads(self) -> list[tuple[str, dt.datetime, int]]:
+        """The multipart uploads open under the prefix (none if they cannot be listed)."""
+        from backupkit.sinks.s3.lifecycle import incomplete_uploads
+
+        root = f"{self.prefix}/" if self.prefix else ""
+        try:
+            return [(u.key.removeprefix(root), u.initiated, u.size) for u in incomplete_uploads(self)]
+        except BackupkitError as exc:
+            log.debug("cannot list the open uploads of %s: %s", self.location, exc)
+            return []
+
     def modified_at(self, key: str) -> dt.datetime:
         """The object's LastModified: S3's clock, the same for every replica."""
         return cast(dt.datetime, self.head(key)["LastModified"]).astimezone(dt.UTC)
