@@ -105,17 +105,6 @@ class Upload:
 
 def incomplete_uploads(sink: S3Sink) -> list[Upload]:
     """The multipart uploads under *sink*'s prefix that are still open (a running backup's,
-    or one a killed backup left); empty when listing them is not allowed."""
-    root = f"{sink.prefix}/" if sink.prefix else ""
-    found = []
-    try:
-        for page in sink.client.get_paginator("list_multipart_uploads").paginate(Bucket=sink.bucket, Prefix=root):
-            for upload in page.get("Uploads", ()):
-                size = 0
-                for parts in sink.client.get_paginator("list_parts").paginate(
-                        Bucket=sink.bucket, Key=upload["Key"], UploadId=upload["UploadId"]):
-                    size += sum(int(p.get("Size", 0)) for p in parts.get("Parts", ()))
-                found.append(Upload(upload["Key"], upload["Initiated"], size))
-    except boto_errors() as exc:
-        raise sink._error(exc, "s3:ListBucketMultipartUploads") from None
-    return found
+    or one a killed backup left), by object key; a one-line error when listing them is
+    not allowed."""
+    return [Upload(key, at, size) for key, at, size in sink.list_open_uploads()]

@@ -329,13 +329,29 @@ class S3Sink(Sink):
         except (BackupkitError, KeyError):
             return None
 
-    def open_uploads(self) -> list[tuple[str, dt.datetime, int]]:
-        """The multipart uploads open under the prefix (none if they cannot be listed)."""
-        from backupkit.sinks.s3.lifecycle import incomplete_uploads
+    def list_open_uploads(self) -> list[tuple[str, dt.datetime, int]]:
+        """The multipart uploads open under the prefix: their object key (with the
+        prefix), start, and the bytes of their parts so far."""
+        root = f"{self.prefix}/" if self.prefix else ""
+        found = []
+        try:
+            for page in self.client.get_paginator("list_multipart_uploads").paginate(Bucket=self.bucket, Prefix=root):
+                for upload in page.get("Uploads", ()):
+                    size = 0
+                    for parts in self.client.get_paginator("list_parts").paginate(
+                            Bucket=self.bucket, Key=upload["Key"], UploadId=upload["UploadId"]):
+                        size += sum(int(p.get("Size", 0)) for p in parts.get("Parts", ()))
+                    found.append((str(upload["Key"]), upload["Initiated"], size))
+        except boto_errors() as exc:
+            raise self._error(exc, "s3:ListBucketMultipartUploads") from None
+        return found
 
+    def open_uploads(self) -> list[tuple[str, dt.datetime, int]]:
+        """The multipart uploads open under the prefix, by sink key (none if they cannot
+        be listed)."""
         root = f"{self.prefix}/" if self.prefix else ""
         try:
-            return [(u.key.removeprefix(root), u.initiated, u.size) for u in incomplete_uploads(self)]
+            return [(key.removeprefix(root), at, size) for key, at, size in self.list_open_uploads()]
         except BackupkitError as exc:
             log.debug("cannot list the open uploads of %s: %s", self.location, exc)
             return []
