@@ -156,11 +156,7 @@ class AuditLog:
 def log_of(engine: Any) -> AuditLog:
     """The audit log of *engine*: its configured one, else one registered now (a server
     keeps an audit log whether or not the configuration asks for one)."""
-    for plugin in engine.plugins.manager.get_plugins():
-        if isinstance(plugin, AuditLog):
-            return plugin
-    found = AuditLog(engine.parts.sinks_of)
-    engine.plugins.manager.register(found, name="backupkit.audit.log")
+    found: AuditLog = engine.plugins.instance(AuditLog, "backupkit.audit.log", lambda: AuditLog(engine.parts.sinks_of))
     return found
 
 

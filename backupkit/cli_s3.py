@@ -22,7 +22,9 @@ def add_parser(sub: Any, common: Callable[..., None]) -> None:
     common(q)
     q.add_argument("--days", type=int, default=1, metavar="N",
                    help="abort an upload N days after it began (default 1)")
-    q.add_argument("--apply", action="store_true", help="write the rule into the bucket's lifecycle configuration")
+    shown = q.add_mutually_exclusive_group()
+    shown.add_argument("--show", action="store_true", help="show the rules and whether backupkit's is there (default)")
+    shown.add_argument("--apply", action="store_true", help="write the rule into the bucket's lifecycle configuration")
     q = s3.add_parser("uploads", help="list the multipart uploads still open under the sink's prefix")
     common(q)
 

@@ -48,6 +48,7 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
 )
 
 P = TypeVar("P")
+T = TypeVar("T")
 log = logging.getLogger("backupkit")
 
 
@@ -70,6 +71,17 @@ class Plugins:
 
     manager: pluggy.PluginManager
     registry: Register
+
+    def instance(self, cls: type[T], name: str, make: Callable[[], T] | None = None) -> T:
+        """The registered plugin of class *cls* (the first one), else *make()* (or
+        ``cls()``) registered now under *name*: for plugins above the engine that every
+        caller on one engine must share (the set guard, the audit log)."""
+        for plugin in self.manager.get_plugins():
+            if isinstance(plugin, cls):
+                return plugin
+        found = make() if make is not None else cls()
+        self.manager.register(found, name=name)
+        return found
 
     def source(self, plugin_id: str) -> type[Source]:
         """The source class registered as *plugin_id* (a one-line error if none is)."""

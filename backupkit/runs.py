@@ -39,16 +39,6 @@ def _iso(t: dt.datetime | None) -> str | None:
     return None if t is None else t.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
 
 
-def _plugin(engine: Engine, cls: type[Any], name: str) -> Any:
-    """The engine's instance of plugin *cls*, registered under *name* on first use."""
-    manager = engine.plugins.manager
-    found = manager.get_plugin(name)
-    if found is None:
-        found = cls()
-        manager.register(found, name=name)
-    return found
-
-
 class SetGuard:
     """Refuses a backup of a set that already has one running in this process."""
 
@@ -59,8 +49,7 @@ class SetGuard:
     @classmethod
     def of(cls, engine: Engine) -> SetGuard:
         """The guard of *engine* (one per engine, shared by the scheduler and the API)."""
-        guard: SetGuard = _plugin(engine, cls, "backupkit.runs.guard")
-        return guard
+        return engine.plugins.instance(cls, "backupkit.runs.guard")
 
     def refuse_if_busy(self, set_name: str) -> None:
         """Raise :class:`BusyError` if *set_name* has a backup running now (a caller can ask
@@ -97,8 +86,7 @@ class RunWatcher:
     @classmethod
     def of(cls, engine: Engine) -> RunWatcher:
         """The watcher of *engine*."""
-        watcher: RunWatcher = _plugin(engine, cls, "backupkit.runs.watcher")
-        return watcher
+        return engine.plugins.instance(cls, "backupkit.runs.watcher")
 
     def take(self) -> RunInfo | None:
         """The run this thread saw since the last call, if any."""

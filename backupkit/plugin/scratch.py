@@ -116,6 +116,15 @@ class Scratch:
             guardian.wait(timeout=30)
 
 
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 nobody listens on now (for a temporary server)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
 def _safe(name: str) -> str:
     return "".join(c if c.isalnum() or c in "._-" else "_" for c in name)[:40] or "artifact"
 

@@ -11,8 +11,8 @@ import httpx
 import pytest
 import uvicorn
 
+from backupkit.plugin.scratch import free_port
 from backupkit.server import Tokens, create_app
-from backupkit.sources.redis.server import free_port
 
 READ, ADMIN = "read-token-0123456789", "admin-token-0123456789"
 #: Every route of the API but ``/metrics``: (method, path, a valid body, the scope it needs).

@@ -68,7 +68,7 @@ class Manage:
     def runserver(self) -> Iterator[str]:
         """``manage.py runserver`` on a free loopback port (a real HTTP server, Django's
         own); yields its base URL, and stops it afterwards."""
-        from backupkit.sources.redis.server import free_port
+        from backupkit.plugin.scratch import free_port
 
         port = free_port()
         url = f"http://127.0.0.1:{port}"

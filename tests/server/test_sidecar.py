@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 import backupkit
-from backupkit.sources.redis.server import free_port
+from backupkit.plugin.scratch import free_port
 
 pytestmark = pytest.mark.integration
 

@@ -245,7 +245,7 @@ def test_restore_into_an_existing_schema_and_into_sqlite_from_postgres(pg: Datab
 
 # -- errors ---------------------------------------------------------------------------------
 def test_bad_inputs_are_one_line_errors(tmp_path: Path, cli: Any) -> None:
-    from backupkit.sources.postgres.cluster import free_port
+    from backupkit.plugin.scratch import free_port
 
     cases = {
         f"postgresql://u:topsecret@127.0.0.1:{free_port()}/db": "database postgresql://u:\\*\\*\\*@127.0.0.1",

@@ -326,7 +326,7 @@ def test_verify_reads_the_archive_whole_and_pg_restore_refuses_a_truncated_one(
 def test_connection_problems_are_one_line_errors_and_nothing_is_stored(
     pg: Database, tmp_path: Path, cli: Any, case: str
 ) -> None:
-    from backupkit.sources.postgres.cluster import free_port
+    from backupkit.plugin.scratch import free_port
 
     url = {
         "unreachable": f"postgresql://postgres:hunter2secret@127.0.0.1:{free_port()}/app",

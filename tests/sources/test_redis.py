@@ -251,7 +251,7 @@ def _config(tmp_path: Path, url: str, **params: Any) -> Path:
 def test_bad_logins_and_refusals_are_one_line_errors_and_nothing_is_stored(
     redis_factory: Factory, tmp_path: Path, cli: Any, case: str
 ) -> None:
-    from backupkit.sources.redis.server import free_port
+    from backupkit.plugin.scratch import free_port
 
     server = redis_factory(password="right-secret")
     admin = redis.Redis(port=server.port, password="right-secret")
@@ -424,7 +424,7 @@ def test_an_rdb_of_the_wrong_size_never_completes_the_sync_and_the_target_keeps_
 
 @pytest.mark.skipif(shutil.which("openssl") is None, reason="needs openssl to make certificates")
 def test_a_tls_server_is_backed_up_over_rediss_with_its_ca(tmp_path: Path) -> None:
-    from backupkit.sources.redis.server import free_port
+    from backupkit.plugin.scratch import free_port
 
     def run(*args: str) -> None:
         subprocess.run(args, cwd=tmp_path, check=True, capture_output=True)

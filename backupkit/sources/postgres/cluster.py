@@ -21,14 +21,8 @@ from pathlib import Path
 import attrs
 
 from backupkit.errors import SourceError
+from backupkit.plugin.scratch import free_port
 from backupkit.sources.postgres.tools import server_bin_dir
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 nobody listens on now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _as_owner() -> list[str]:

@@ -21,13 +21,7 @@ from pathlib import Path
 import attrs
 
 from backupkit.errors import SourceError
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 nobody listens on now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from backupkit.plugin.scratch import free_port
 
 
 def redis_server_program() -> str:
