@@ -61,5 +61,6 @@ def test_to_dict_and_for_set_keep_the_json_shape() -> None:
                         "last_drill": None,
                         "storage": {"stored_bytes": 5, "added_bytes_per_day": 5 / 7, "disks": []}}},
         "problems": [{"key": "s/x", "message": "bad"}],
+        "leftovers": [],
     }
     assert report.for_set(None) is report
