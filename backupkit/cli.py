@@ -100,6 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--slot", metavar="UTC", help="run for this slot (2026-12-03T02:00:00Z) under a claim "
                        "in the sink, so that N hosts' cron entries make one backup (see scheduling.md)")
         p.add_argument("--lease", default="5min", help="with --slot: how long a silent claim holds (default 5min)")
+        p.add_argument("--force", action="store_true", help="run even with BACKUP_ENABLED=false")
         cli_metrics.add_flag(p)
 
     p = sub.add_parser("list", help="list backups in the catalog")
@@ -259,6 +260,7 @@ def _emit(args: argparse.Namespace, data: Any, text: str) -> None:
 
 def _cmd_backup(args: argparse.Namespace) -> int:
     engine = _engine(args, adhoc=True)
+    engine.check_enabled(force=args.force)  # before a slot is claimed
     if args.slot:
         return cli_run.claimed(args, engine, functools.partial(_backup, args, engine), _emit)
     return _backup(args, engine)
@@ -273,6 +275,7 @@ def _backup(args: argparse.Namespace, engine: Engine) -> int:
             reason=args.reason,
             tags=args.tag,
             progress=progress,
+            force=args.force,
         )
     finally:
         progress.done()
