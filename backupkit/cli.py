@@ -350,7 +350,7 @@ def _cmd_prune(args: argparse.Namespace) -> int:
             )
         verb = "deleted" if not result.dry_run else "would delete"
         lines.append(f"{verb} {len(result.plan.delete)} backup(s), {_human(result.freed_bytes)}; "
-                     f"{verb} {len(result.orphans)} orphaned object(s)")
+                     f"{verb} {len(result.orphans)} orphaned object(s), {len(result.logs)} run log(s)")
     if results and results[0].dry_run:
         lines.append("dry run: nothing was deleted; pass --yes to delete")
     data = {
