@@ -24,6 +24,7 @@ import attrs
 
 from backupkit import (
     audit,
+    cli_checks,
     cli_drill,
     cli_metrics,
     cli_prune,
@@ -44,7 +45,6 @@ from backupkit.errors import (
     BackupkitWarning,
     ConfigError,
     KeyMissingError,
-    NotFoundError,
 )
 from backupkit.params import strip_userinfo
 
@@ -168,11 +168,8 @@ def _engine(args: argparse.Namespace, *, adhoc: bool = False) -> Engine:
             raise ConfigError(
                 "give either --sink or --config, not both (the config file names its sets' sinks)"
             )
-        reads = args.command != "backup" and not getattr(args, "simulate", None)
-        if reads and "://" not in args.sink and not os.path.exists(args.sink):
-            raise NotFoundError(  # not "no backups": a typo in a cron job must not look fine
-                f"sink {args.sink} does not exist; check the path"
-            )
+        if args.command not in ("backup", "full", "incremental") and not getattr(args, "simulate", None):
+            cli_checks.check_sink_path(args.sink, "--sink")
         config = Config.for_sink(args.sink)
         implicit = find_config_file(None)  # ./backupkit.toml: its keys and time zone still hold
         if implicit is not None:
@@ -198,7 +195,10 @@ def _engine(args: argparse.Namespace, *, adhoc: bool = False) -> Engine:
         raise ConfigError("nothing to back up; pass --source PATH or a config file (--config FILE)")
     if is_location(getattr(args, "backup", None) or ""):  # the URL names its own sink
         return _keyed(args, Config())
-    return _keyed(args, Config.for_sink(None))
+    config = Config.for_sink(None)
+    if isinstance(config.sink, str):
+        cli_checks.check_sink_path(config.sink, "BACKUP_DIR")
+    return _keyed(args, config)
 
 
 def _keyed(args: argparse.Namespace, config: Config) -> Engine:
@@ -287,7 +287,13 @@ def _backup(args: argparse.Namespace, engine: Engine) -> int:
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
-    catalog = _engine(args).catalog().for_set(args.set_name)
+    engine = _engine(args)
+    full = engine.catalog()
+    if not full and not full.problems:
+        cli_checks.check_not_nested(engine)
+    cli_checks.check_set_known(args.set_name, [*engine.config.sets, *(m.set_name for m in full)],
+                               ", ".join(s.location for s in engine.parts.sinks()))
+    catalog = full.for_set(args.set_name)
     for problem in catalog.problems:
         print(f"backupkit: warning: {problem.message}", file=sys.stderr)
     records = catalog.to_records()

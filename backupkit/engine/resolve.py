@@ -10,7 +10,7 @@ from backupkit.core.manifest import MANIFEST_SUFFIX, Artifact, Manifest
 from backupkit.crypto.sealed import open_manifest
 from backupkit.engine.parts import Parts
 from backupkit.engine.scan import CatalogScan, scan
-from backupkit.errors import ConfigError
+from backupkit.errors import ConfigError, NotFoundError
 from backupkit.plugin import Sink
 
 
@@ -30,6 +30,19 @@ def restore_target(ref: str) -> str | dt.datetime:
 def is_sidecar(artifact: Artifact) -> bool:
     """Whether *artifact* is a source's sidecar (an index), not data to restore."""
     return "sidecar_of" in artifact.extra
+
+
+def named_artifact(manifest: Manifest, name: str) -> Artifact:
+    """The artifact a user named (``--artifact``); a :class:`NotFoundError` listing the
+    backup's artifacts if it has none of that name."""
+    for artifact in manifest.artifacts:
+        if artifact.name == name:
+            return artifact
+    names = ", ".join(a.name for a in manifest.artifacts if not is_sidecar(a)) or "none"
+    raise NotFoundError(
+        f"backup {manifest.id} has no artifact named {name!r}; it has: {names}; give one of "
+        "them to --artifact"
+    )
 
 
 def is_location(ref: str) -> bool:
