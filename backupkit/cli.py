@@ -355,6 +355,7 @@ def _cmd_prune(args: argparse.Namespace) -> int:
                 f"{r['tier']:<11} {_human(r['stored_size']):>10}  {r['action']:<6}  {d.explanation}"
             )
         verb = "deleted" if not result.dry_run else "would delete"
+        lines += [f"{verb} run log {key}" for key in result.logs]
         lines.append(f"{verb} {len(result.plan.delete)} backup(s), {_human(result.freed_bytes)}; "
                      f"{verb} {len(result.orphans)} orphaned object(s), {len(result.logs)} run log(s)")
     if results and results[0].dry_run:

@@ -120,9 +120,10 @@ def test_cli_prune_dry_run_says_how_many_logs_it_would_delete(
     engine = engine_for(src, sink=tmp_path / "sink", clock=clock)
     back_up(engine, clock, 3)
     monkeypatch.chdir(tmp_path)
-    assert cli.main(["prune", "--sink", str(tmp_path / "sink"), "--keep-last", "1"]) == 0
+    assert cli.main(["prune", "--dry-run", "--sink", str(tmp_path / "sink"), "--keep-last", "1"]) == 0
     out = capsys.readouterr().out
     assert "would delete 2 backup(s)" in out and "2 run log(s)" in out
+    assert len([line for line in out.splitlines() if line.startswith("would delete run log logs/app_full_")]) == 2
     assert len(list((tmp_path / "sink" / "logs").iterdir())) == 3
 
 
