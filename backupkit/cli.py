@@ -24,6 +24,7 @@ import attrs
 
 from backupkit import (
     audit,
+    cli_checks,
     cli_drill,
     cli_metrics,
     cli_prune,
@@ -44,7 +45,6 @@ from backupkit.errors import (
     BackupkitWarning,
     ConfigError,
     KeyMissingError,
-    NotFoundError,
 )
 from backupkit.params import strip_userinfo
 
@@ -100,6 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--slot", metavar="UTC", help="run for this slot (2026-12-03T02:00:00Z) under a claim "
                        "in the sink, so that N hosts' cron entries make one backup (see scheduling.md)")
         p.add_argument("--lease", default="5min", help="with --slot: how long a silent claim holds (default 5min)")
+        p.add_argument("--force", action="store_true", help="run even with BACKUP_ENABLED=false")
         cli_metrics.add_flag(p)
 
     p = sub.add_parser("list", help="list backups in the catalog")
@@ -167,11 +168,8 @@ def _engine(args: argparse.Namespace, *, adhoc: bool = False) -> Engine:
             raise ConfigError(
                 "give either --sink or --config, not both (the config file names its sets' sinks)"
             )
-        reads = args.command != "backup" and not getattr(args, "simulate", None)
-        if reads and "://" not in args.sink and not os.path.exists(args.sink):
-            raise NotFoundError(  # not "no backups": a typo in a cron job must not look fine
-                f"sink {args.sink} does not exist; check the path"
-            )
+        if args.command not in ("backup", "full", "incremental") and not getattr(args, "simulate", None):
+            cli_checks.check_sink_path(args.sink, "--sink")
         config = Config.for_sink(args.sink)
         implicit = find_config_file(None)  # ./backupkit.toml: its keys and time zone still hold
         if implicit is not None:
@@ -197,7 +195,10 @@ def _engine(args: argparse.Namespace, *, adhoc: bool = False) -> Engine:
         raise ConfigError("nothing to back up; pass --source PATH or a config file (--config FILE)")
     if is_location(getattr(args, "backup", None) or ""):  # the URL names its own sink
         return _keyed(args, Config())
-    return _keyed(args, Config.for_sink(None))
+    config = Config.for_sink(None)
+    if isinstance(config.sink, str):
+        cli_checks.check_sink_path(config.sink, "BACKUP_DIR")
+    return _keyed(args, config)
 
 
 def _keyed(args: argparse.Namespace, config: Config) -> Engine:
@@ -259,6 +260,7 @@ def _emit(args: argparse.Namespace, data: Any, text: str) -> None:
 
 def _cmd_backup(args: argparse.Namespace) -> int:
     engine = _engine(args, adhoc=True)
+    engine.check_enabled(force=args.force)  # before a slot is claimed
     if args.slot:
         return cli_run.claimed(args, engine, functools.partial(_backup, args, engine), _emit)
     return _backup(args, engine)
@@ -273,6 +275,7 @@ def _backup(args: argparse.Namespace, engine: Engine) -> int:
             reason=args.reason,
             tags=args.tag,
             progress=progress,
+            force=args.force,
         )
     finally:
         progress.done()
@@ -284,7 +287,13 @@ def _backup(args: argparse.Namespace, engine: Engine) -> int:
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
-    catalog = _engine(args).catalog().for_set(args.set_name)
+    engine = _engine(args)
+    full = engine.catalog()
+    if not full and not full.problems:
+        cli_checks.check_not_nested(engine)
+    cli_checks.check_set_known(args.set_name, [*engine.config.sets, *(m.set_name for m in full)],
+                               ", ".join(s.location for s in engine.parts.sinks()))
+    catalog = full.for_set(args.set_name)
     for problem in catalog.problems:
         print(f"backupkit: warning: {problem.message}", file=sys.stderr)
     records = catalog.to_records()
@@ -346,8 +355,9 @@ def _cmd_prune(args: argparse.Namespace) -> int:
                 f"{r['tier']:<11} {_human(r['stored_size']):>10}  {r['action']:<6}  {d.explanation}"
             )
         verb = "deleted" if not result.dry_run else "would delete"
+        lines += [f"{verb} run log {key}" for key in result.logs]
         lines.append(f"{verb} {len(result.plan.delete)} backup(s), {_human(result.freed_bytes)}; "
-                     f"{verb} {len(result.orphans)} orphaned object(s)")
+                     f"{verb} {len(result.orphans)} orphaned object(s), {len(result.logs)} run log(s)")
     if results and results[0].dry_run:
         lines.append("dry run: nothing was deleted; pass --yes to delete")
     data = {

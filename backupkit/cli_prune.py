@@ -23,7 +23,10 @@ def add_parser(sub: Any, common: Callable[..., None]) -> None:
                     "delete and the rule behind it. Rule flags replace the configured policy.",
     )
     common(p)
-    p.add_argument("--yes", action="store_true", help="really delete what the plan drops")
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--yes", action="store_true", help="really delete what the plan drops")
+    mode.add_argument("--dry-run", action="store_true",
+                      help="only print the plan, the run logs and orphans that would go (the default)")
     for flag in ("last", *BUCKETS):
         p.add_argument(f"--keep-{flag}", metavar="N", dest=f"keep_{flag}",
                        help="-1 or 'all': every one" if flag == "last" else None)

@@ -17,8 +17,9 @@ def add_parser(sub: Any, common: Callable[..., None]) -> None:
     p = sub.add_parser("restore", help="restore a backup")
     common(p)
     p.add_argument("backup", metavar="ID|latest|URL", nargs="?", default=None,
-                   help="backup id, unique id prefix, 'latest', or a manifest's URL/path "
-                        "(s3://bucket/prefix/host/daily/NAME.manifest.json); without it, list the backups")
+                   help="backup id, unique id prefix, 'latest', or the URL/path of a backup's manifest "
+                        "or artifact (s3://bucket/prefix/host/daily/NAME.manifest.json, "
+                        "/var/backups/app/daily/NAME.files.tar.zst); without it, list the backups")
     p.add_argument("--to", action="append", default=[], metavar="[NAME=]TARGET",
                    help="directory (or database URL) to restore into; NAME=TARGET gives one "
                         "artifact its own target (repeatable: --to files=/srv/app "

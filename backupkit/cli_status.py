@@ -9,6 +9,7 @@ import datetime as dt
 from collections.abc import Callable
 from typing import Any
 
+from backupkit.cli_checks import check_not_nested, check_set_known
 from backupkit.core.status import AT_RISK, FAILING, GROWTH_WINDOW, OK, SetStatus, StatusReport
 from backupkit.core.units import format_bytes, format_span
 
@@ -78,6 +79,11 @@ def _leftovers(report: StatusReport) -> list[str]:
 def cmd_status(args: argparse.Namespace, *, engine_for: Callable[..., Any], emit: Callable[..., None]) -> int:
     """``backupkit status [--set NAME] [--json]``: 0 when every set shown is ok, 11 when
     one is at risk, 12 when one is failing."""
-    report: StatusReport = engine_for(args).status().for_set(args.set_name)  # the JSON too
+    engine = engine_for(args)
+    full: StatusReport = engine.status()
+    if not full.sets and not full.problems:
+        check_not_nested(engine)
+    check_set_known(args.set_name, [*engine.config.sets, *(s.name for s in full.sets)], ", ".join(full.sinks))
+    report = full.for_set(args.set_name)  # the JSON too
     emit(args, report.to_dict(), render(report))
     return EXIT_CODES[report.health]

@@ -36,7 +36,7 @@ import attrs
 from backupkit.core.drill import DrillSettings
 from backupkit.core.durations import parse_interval
 from backupkit.core.retention import TIER_AGES, RetentionPolicy
-from backupkit.core.schedule import Job, parse_schedule
+from backupkit.core.schedule import Job, enabled, parse_schedule
 from backupkit.crypto.keys import looks_like_key
 from backupkit.errors import ConfigError, unknown_key
 from backupkit.params import redacted_repr
@@ -101,6 +101,8 @@ class Config:
     #: ``BACKUP_RETENTION_DAYS`` of the environment the configuration was read with:
     #: checked only when a default policy is needed (:attr:`default_retention`).
     retention_days: str = ""
+    #: ``BACKUP_ENABLED`` of that environment: ``false`` refuses backups unless forced.
+    backups_enabled: bool = True
     #: ``[plugins.<name>]`` tables, for plugins built per engine (``backupkit_engine_plugins``).
     plugin_settings: Mapping[str, Any] = attrs.field(factory=dict, repr=False)
 
@@ -151,7 +153,8 @@ class Config:
         if not isinstance(settings, Mapping) or not all(isinstance(v, Mapping) for v in settings.values()):
             raise ConfigError(f"{origin}: 'plugins' holds tables, one per plugin: [plugins.alerts]")
         return cls(sets=sets, key_file=_opt_str(data, "key_file", origin), timezone=timezone,
-                   retention_days=env.get("BACKUP_RETENTION_DAYS", ""), plugin_settings=dict(settings))
+                   retention_days=env.get("BACKUP_RETENTION_DAYS", ""), backups_enabled=enabled(env),
+                   plugin_settings=dict(settings))
 
     @classmethod
     def from_file(
@@ -218,7 +221,8 @@ class Config:
         if encrypt:  # otherwise BACKUP_ENCRYPTION decides
             body["encrypt"] = True
         sets = {name: _parse_set(name, body, env, f"set {name!r}", None, roles or builtin_roles())}
-        return cls(sets=sets, retention_days=env.get("BACKUP_RETENTION_DAYS", ""))
+        return cls(sets=sets, retention_days=env.get("BACKUP_RETENTION_DAYS", ""),
+                   backups_enabled=enabled(env))
 
     @classmethod
     def for_sink(cls, sink: str | None, *, env: Mapping[str, str] | None = None) -> Config:
@@ -227,7 +231,8 @@ class Config:
         location = sink or env.get("BACKUP_DIR")
         if not location:
             raise ConfigError("no sink given; pass --sink DIR|URL, set BACKUP_DIR, or use --config")
-        return cls(sink=location, retention_days=env.get("BACKUP_RETENTION_DAYS", ""))
+        return cls(sink=location, retention_days=env.get("BACKUP_RETENTION_DAYS", ""),
+                   backups_enabled=enabled(env))
 
     def get_set(self, name: str | None) -> SetConfig:
         """The set *name*; with ``None``, the only configured set (an error if there are several)."""

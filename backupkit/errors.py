@@ -109,6 +109,12 @@ class DrillFailed(BackupkitError):
         self.record = record
 
 
+class DisabledError(BackupkitError):
+    """Backups are turned off (``BACKUP_ENABLED=false``) and the run was not forced."""
+
+    exit_code = 13
+
+
 class BackupInterrupted(BackupkitError):
     """A backup run was interrupted (signal); nothing was published."""
 
@@ -138,6 +144,7 @@ __all__ = [
     "BackupkitError",
     "ChainError",
     "ConfigError",
+    "DisabledError",
     "IntegrityError",
     "KeyMissingError",
     "ManifestError",

@@ -4,7 +4,8 @@
 ``keep_hourly`` ... ``keep_yearly``, ``keep_within``, ``keep_within_hourly`` ...
 ``keep_within_yearly``, ``keep_tag``), borg's ``keep_secondly`` and ``keep_minutely``,
 backupkit's ``tier_ages``, the caps ``max_age`` and ``max_count``, and the pin
-``pinned_tag``. What the rules mean is :mod:`backupkit.core.retention`'s business.
+``pinned_tag``, and ``failed_logs``: how long the log of a run that made no backup is
+kept. What the rules mean is :mod:`backupkit.core.retention`'s business.
 """
 
 from __future__ import annotations
@@ -49,7 +50,9 @@ ANCHORS = ("newest", "now")
 COUNT_KEYS = ("keep_last", *(f"keep_{kind}" for kind in BUCKETS))
 WITHIN_KEYS = ("keep_within", *(f"keep_within_{kind}" for kind in WITHIN_BUCKETS))
 _KEYS = (*COUNT_KEYS, *WITHIN_KEYS, "keep_tag", "tier_ages", "max_age", "max_count", "pinned_tag",
-         "oldest_rule", "within_anchor")
+         "oldest_rule", "within_anchor", "failed_logs")
+#: How long the log of a failed run (one that stored no backup) is kept by default.
+FAILED_LOGS = Duration(exact=dt.timedelta(days=30))
 _WHERE = "retention policy"
 
 _NO_RULE = (
@@ -170,6 +173,8 @@ def _read(key: str, raw: Any, where: str) -> Any:
         return read_count(raw, key, where)
     if key in WITHIN_KEYS or key == "max_age":
         return None if raw is None else read_duration(raw, key, where)
+    if key == "failed_logs":
+        return read_duration(raw, key, where)
     if key == "keep_tag":
         return read_tag_sets(raw, where)
     if key == "tier_ages":
@@ -218,7 +223,8 @@ class RetentionPolicy:
     ``max_count`` are caps applied after the keep rules. Backups tagged ``pinned_tag`` are
     never deleted. ``oldest_rule`` (restic's) keeps the oldest backup for a bucket rule that
     has buckets to spare; ``within_anchor`` says whether ``keep_within*`` windows end at the
-    newest backup of the set or at now.
+    newest backup of the set or at now. ``failed_logs`` is how long the run log of a run
+    that stored no backup (a failed one) is kept; a backup's own log goes with it.
     """
 
     keep_last: int = attrs.field(default=0, converter=_count, validator=_validate)
@@ -242,6 +248,7 @@ class RetentionPolicy:
     pinned_tag: str = attrs.field(default="keep", validator=_validate)
     oldest_rule: bool = attrs.field(default=True, validator=_validate)
     within_anchor: str = attrs.field(default="newest", validator=_validate)
+    failed_logs: Duration = attrs.field(default=FAILED_LOGS, converter=_duration)
 
     def __attrs_post_init__(self) -> None:
         if not self.has_keep_rule:
@@ -298,6 +305,8 @@ class RetentionPolicy:
             out["oldest_rule"] = False
         if self.within_anchor != "newest":
             out["within_anchor"] = self.within_anchor
+        if self.failed_logs != FAILED_LOGS:
+            out["failed_logs"] = format_duration(self.failed_logs)
         return out
 
     def describe(self) -> str:

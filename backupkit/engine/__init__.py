@@ -35,6 +35,7 @@ from backupkit.engine.results import (
     VerifyResult,
 )
 from backupkit.engine.scan import scan
+from backupkit.errors import DisabledError
 from backupkit.plugins import Plugins, make_plugin_manager
 
 # Each verb's module is imported by its method: a command loads the code of its verb only.
@@ -116,6 +117,15 @@ class Engine:
         """What the verbs work with: this engine's configuration, plugins, clock and keys."""
         return Parts(self.config, self.plugins, self.clock, self.keyring)
 
+    def check_enabled(self, *, force: bool = False) -> None:
+        """Raise :class:`DisabledError` if backups are turned off (``BACKUP_ENABLED=false``
+        when the configuration was read) and *force* is not given."""
+        if not force and not self.config.backups_enabled:
+            raise DisabledError(
+                "backups are disabled (BACKUP_ENABLED=false); unset it, or pass --force "
+                "(force=True) to run this one anyway"
+            )
+
     def sink_for(self, ref: PluginRef | str) -> Sink:
         """The sink a configuration entry or a location (path, URL) names."""
         return self.parts.sink_for(ref)
@@ -128,13 +138,18 @@ class Engine:
         reason: str = "manual",
         tags: Iterable[str] = (),
         progress: ProgressCallback | None = None,
+        force: bool = False,
     ) -> Manifest:
         """Run one backup of a set; return its manifest once everything is stored.
 
         *kind* is ``full`` or ``incremental`` (which runs as a full backup when there is
-        nothing usable to build on, with a warning saying why).
+        nothing usable to build on, with a warning saying why). With ``BACKUP_ENABLED=false``
+        in the environment the configuration was read with, :class:`DisabledError` is
+        raised and nothing runs, unless *force*.
         """
         from backupkit.engine import backup  # noqa: PLC0415
+
+        self.check_enabled(force=force)
 
         return backup.backup(self.parts, set_name, kind=kind, reason=reason, tags=tags,
                              progress=progress)

@@ -46,3 +46,12 @@ class Layout:
         if match is None:
             return False
         return hostname is None or "host" not in self.pattern.groupindex or match["host"] == hostname
+
+    def root_of(self, key: str) -> str | None:
+        """The directory of a sink nested in this one that *key* (which does not fit here)
+        would fit in, as a key prefix (``app`` for ``app/host/daily/x``); ``None`` if none."""
+        parts = key.split("/")
+        for i in range(1, len(parts)):
+            if self.fits("/".join(parts[i:])):
+                return "/".join(parts[:i])
+        return None

@@ -10,7 +10,13 @@ import attrs
 from backupkit.core.manifest import MANIFEST_SUFFIX
 from backupkit.core.restore import plan_restore
 from backupkit.engine.parts import Parts
-from backupkit.engine.resolve import is_location, is_sidecar, manifest_at, restore_target
+from backupkit.engine.resolve import (
+    is_location,
+    is_sidecar,
+    manifest_at,
+    named_artifact,
+    restore_target,
+)
 from backupkit.engine.scan import scan
 from backupkit.errors import ConfigError, NotFoundError
 from backupkit.params import strip_userinfo
@@ -49,7 +55,7 @@ def presigned_url(
             )
         chosen = data[0]
     else:
-        chosen = manifest.artifact(artifact)
+        chosen = named_artifact(manifest, artifact)
     return sink.presign(chosen.key, expires=expires)
 
 

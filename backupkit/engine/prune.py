@@ -15,6 +15,14 @@ name stem with a manifest the catalog could not read or that is not this sink's
 (those artifacts may still be needed). Run logs (``logs/``), the audit log (``audit/``)
 and the metrics' failure records (``metrics/``) are never orphans.
 
+Run logs follow their backups: a deleted backup's log (``logs/...<set>_<kind>_<id>.log``)
+is deleted in the same prune, after its manifest and artifacts (a crash before leaves a
+log without a backup, which is then collected as a failed run's log). The log of a run
+that stored no backup (it failed) is kept for the policy's ``failed_logs`` (30 days by
+default), counted from the run's start, then collected; never while the run is going,
+nor while a manifest of its run exists that the catalog could not read or that is not
+this sink's.
+
 The grace period protects backups still running. A sink that can tell which backups
 run (the local sink's locks) gets :data:`ORPHAN_GRACE`; on one that cannot (S3,
 fsspec) an orphan gets that only once its run has ended (its run log is stored), and
@@ -47,6 +55,8 @@ ORPHAN_GRACE = dt.timedelta(hours=6)
 #: The grace of an orphan whose run may still be going on a sink that cannot tell.
 UNTRACKED_RUN_GRACE = dt.timedelta(days=7)
 _RUN_ID = re.compile(r"_(\d{8}T\d{6}Z)-([0-9a-f]{6,32})\.")
+#: A run log's file name: ``<set>_<kind>_<run id>.log``.
+_LOG_NAME = re.compile(r"^(?P<set>.+)_(?:full|incremental)_\d{8}T\d{6}Z-[0-9a-f]{6,32}\.log$")
 
 
 def carry_out(
@@ -55,8 +65,10 @@ def carry_out(
     manifest_keys: Mapping[str, str],
     *,
     dry_run: bool,
+    logs: Iterable[str] = (),
 ) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """Delete the plan's backups from *sink*; return (backup ids, keys) deleted."""
+    """Delete the plan's backups from *sink*, then *logs* (their run logs, and failed
+    runs' expired logs); return (backup ids, keys) deleted."""
     ids: list[str] = []
     keys: list[str] = []
     if dry_run:
@@ -69,7 +81,47 @@ def carry_out(
     artifact_keys = [a.key for m in doomed for a in m.artifacts]
     sink.delete(artifact_keys)  # a sink may batch these (S3: 1000 a request)
     keys.extend(artifact_keys)
+    logs = list(logs)  # last: a log without its backup is harmless, and collected later
+    sink.delete(logs)
+    keys.extend(logs)
     return tuple(ids), tuple(keys)
+
+
+def find_logs(
+    keys: Iterable[str],
+    doomed: Iterable[str],
+    present: Iterable[str],
+    *,
+    cutoff: dt.datetime,
+    set_name: str | None = None,
+    active_runs: Iterable[str] | None = None,
+) -> list[str]:
+    """The run logs among *keys* that go: those of the *doomed* backup ids, and those of
+    runs that stored no backup (no id in *present*, which holds every manifest's run id
+    in the sink, readable or not) started before *cutoff*. Logs of *active_runs* stay;
+    with *set_name*, failed runs' logs of other sets too."""
+    doomed, present, running = set(doomed), set(present), set(active_runs or ())
+    going = []
+    for key in keys:
+        name = key.rsplit("/", 1)[-1]
+        if not key.startswith("logs/") or not name.endswith(".log"):
+            continue
+        run_id = _run_of(key)
+        if run_id is None or run_id in running:
+            continue
+        if run_id in doomed:
+            going.append(key)
+            continue
+        match = _LOG_NAME.match(name)
+        if run_id in present or match is None or (set_name is not None and match["set"] != set_name):
+            continue
+        if _started(run_id) < cutoff:
+            going.append(key)
+    return going
+
+
+def _started(run_id: str) -> dt.datetime:
+    return dt.datetime.strptime(run_id[:16], "%Y%m%dT%H%M%SZ").replace(tzinfo=dt.UTC)
 
 
 def find_orphans(
@@ -110,7 +162,7 @@ def find_orphans(
         run_id = _run_of(key)
         if run_id is None:
             continue  # not ours: never delete what we cannot date
-        made = dt.datetime.strptime(run_id[:16], "%Y%m%dT%H%M%SZ").replace(tzinfo=dt.UTC)
+        made = _started(run_id)
         wait = grace if active_runs is not None or run_id in ended else max(grace, UNTRACKED_RUN_GRACE)
         if run_id in running or now - made < wait:
             continue
@@ -173,15 +225,22 @@ def _prune_each(
         found = scan([sink], parts.keyring)
         keys = found.keys
         plan = plan_retention(found.catalog.for_set(name), chosen, now=now, tz=parts.config.tz)
-        deleted, deleted_keys = carry_out(sink, plan, keys, dry_run=dry_run)
+        active = sink.active_run_ids()
+        stored = list(sink.list_keys())
+        present = [*keys, *(r for k in [*found.unreadable, *found.foreign] if (r := _run_of(k)))]
+        logs = find_logs(
+            stored, (m.id for m in plan.delete), present,
+            cutoff=chosen.failed_logs.before(now, parts.config.tz), set_name=name, active_runs=active,
+        )
+        deleted, deleted_keys = carry_out(sink, plan, keys, dry_run=dry_run, logs=logs)
         gone = set(deleted)
         orphans = find_orphans(
-            (k for k in sink.list_keys() if k not in deleted_keys),
+            (k for k in stored if k not in deleted_keys),
             [m for m in found.catalog if m.id not in gone],
             [k for i, k in keys.items() if i not in gone],
             found.unreadable,
             now=now,
-            active_runs=sink.active_run_ids(),
+            active_runs=active,
             grace=grace,
             layout=Layout.of(sink),
             foreign=found.foreign,
@@ -193,8 +252,11 @@ def _prune_each(
         for manifest in plan.delete:
             log.info("%s backup %s: %s", "would delete" if dry_run else "deleted",
                      manifest.id, plan.decision(manifest.id).explanation)
+        for key in logs:
+            log.info("%s run log %s", "would delete" if dry_run else "deleted", key)
         yield PruneResult(
-            plan, dry_run, deleted, deleted_keys, tuple(orphans), set_name=name, sink=sink.location
+            plan, dry_run, deleted, deleted_keys, tuple(orphans), set_name=name, sink=sink.location,
+            logs=tuple(logs),
         )
 
 

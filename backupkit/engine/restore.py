@@ -21,7 +21,7 @@ from backupkit.engine.incremental import damaged_sidecars
 from backupkit.engine.operation import new_run_id, run_operation
 from backupkit.engine.parts import Parts
 from backupkit.engine.pipeline import open_checked
-from backupkit.engine.resolve import is_sidecar, restore_target, scan_for
+from backupkit.engine.resolve import is_sidecar, named_artifact, restore_target, scan_for
 from backupkit.engine.results import Progress, ProgressCallback, RestoreResult
 from backupkit.errors import ConfigError, RestoreError, closest
 from backupkit.plugin import Operation, Reader, RestoreContext, Sink
@@ -49,7 +49,7 @@ class RestoreRun:
     def run(self, names: Iterable[str]) -> RestoreResult:
         """Restore the artifacts *names* of the chain's last backup."""
         manifest = self.links[-1]
-        chosen = [manifest.artifact(n) for n in names]
+        chosen = [named_artifact(manifest, n) for n in names]
         targets: dict[str, str] = {}
         checks: dict[str, Mapping[str, Any]] = {}
         for artifact in chosen:

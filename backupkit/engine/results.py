@@ -90,6 +90,7 @@ class PruneResult:
     orphans: tuple[str, ...] = ()  # keys collected (or, in a dry run, that would be)
     set_name: str | None = None  # None: every set in a sink with no configured sets
     sink: str = ""  # where, for people
+    logs: tuple[str, ...] = ()  # run logs deleted (or, in a dry run, that would be)
 
     @property
     def freed_bytes(self) -> int:
@@ -105,5 +106,6 @@ class PruneResult:
             "backups": self.plan.to_records(),
             "deleted": list(self.deleted),
             "orphans": list(self.orphans),
+            "logs": list(self.logs),
             "freed_bytes": self.freed_bytes,
         }

@@ -112,7 +112,10 @@ class Service:
 
     def backup(self, caller: Caller, set_name: str | None, kind: str, reason: str,
                run_url: Callable[[str], str]) -> Started:
-        """Start a backup in the background; *run_url* gives the status URL of a run id."""
+        """Start a backup in the background; *run_url* gives the status URL of a run id.
+        Refused (409) with ``BACKUP_ENABLED=false``, as ``backupkit backup`` is."""
+        if not enabled(self.env) or not self.engine.config.backups_enabled:
+            raise Refused(409, "backups are disabled (BACKUP_ENABLED=false); unset it to run them")
         if set_name is not None and set_name not in self.engine.config.sets:
             try:
                 self.engine.config.get_set(set_name)

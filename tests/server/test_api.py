@@ -146,6 +146,8 @@ def test_the_scheduler_starts_and_stops_over_the_api(tmp_path: Path, serve: Any)
     off = serve(_engine(tmp_path / "b", schedule=[{"kind": "full", "every": "1h"}]), env={"BACKUP_ENABLED": "false"})
     refused = off.client().post("/api/backup/scheduler", json={"action": "start"})
     assert refused.status_code == 400 and "BACKUP_ENABLED=false" in refused.json()["error"]
+    refused = off.client().post("/api/backup", json={"reason": "manual"})
+    assert refused.status_code == 409 and "BACKUP_ENABLED=false" in refused.json()["error"]
     actions = [e["operation"] for e in entries(engine.sink_for(str(tmp_path / "sink")))]
     assert "scheduler-start" in actions and "scheduler-stop" in actions
 

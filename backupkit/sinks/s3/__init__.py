@@ -71,15 +71,46 @@ def backupkit_register_sinks(register: Register) -> None:
 
 @hookimpl
 def backupkit_sink_for_url(url: str) -> tuple[str, dict[str, object]] | None:
-    """``s3://bucket/prefix`` belongs to the s3 sink (``s3:///prefix``: bucket from env)."""
+    """``s3://bucket/prefix`` belongs to the s3 sink (``s3:///prefix``: bucket from env);
+    a query sets sink options (``s3://bucket/prefix?layout=flat``, see :data:`URL_OPTIONS`)."""
     scheme, sep, rest = url.partition("://")
     if not sep or scheme.lower() != "s3":
         return None
+    rest, mark, query = rest.partition("?")
     bucket, _, prefix = rest.partition("/")
     params: dict[str, object] = {"prefix": prefix.strip("/")}
     if bucket:
         params["bucket"] = bucket
+    if mark:
+        params.update(_url_options(url, query))
     return ("s3", params)
+
+
+#: The sink options an ``s3://`` URL's query may set (``?layout=flat&region=eu-west-1``).
+URL_OPTIONS = ("layout", "region", "endpoint_url", "profile", "storage_class", "sse")
+
+
+def _url_options(url: str, query: str) -> dict[str, object]:
+    """The options in *url*'s *query*; an unknown or repeated key is refused, never
+    taken for part of the prefix."""
+    from urllib.parse import parse_qsl
+
+    from backupkit.errors import ConfigError, unknown_key
+
+    where = f"sink {url.partition('?')[0]}"
+    try:
+        pairs = parse_qsl(query, keep_blank_values=True, strict_parsing=True)
+    except ValueError:
+        raise ConfigError(f"{where}: cannot read the options {query!r}; write them as "
+                          "?layout=flat&region=eu-west-1") from None
+    options: dict[str, object] = {}
+    for key, value in pairs:
+        if key not in URL_OPTIONS:
+            raise unknown_key(f"{where}: URL option", key, URL_OPTIONS, listing="options")
+        if key in options:
+            raise ConfigError(f"{where}: URL option {key!r} is given twice; give it once")
+        options[key] = value
+    return options
 
 
 __getattr__ = lazy_exports(__name__, {
