@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import signal
 import subprocess
@@ -116,11 +117,27 @@ def start_backup(cli: Cli, source: Path, sink: Path) -> subprocess.Popen[str]:
         signal.signal(signal.SIGINT, previous)
 
 
+def _run_files(sink: Path) -> list[Path]:
+    """The files in the run directories of temp/ now; a run directory made as ``.<id>``
+    and renamed, or removed, while it is listed is passed over."""
+    found = []
+    try:
+        runs = [e.path for e in os.scandir(sink / "temp") if e.is_dir() and not e.name.startswith(".")]
+    except FileNotFoundError:
+        return []
+    for run in runs:
+        try:
+            found += [Path(e.path) for e in os.scandir(run)]
+        except FileNotFoundError:
+            continue
+    return found
+
+
 def wait_for_partial(proc: subprocess.Popen[str], sink: Path, size: int = KILL_AFTER) -> Path:
     """Poll the sink's temp/ until an artifact being written there holds *size* bytes."""
     deadline = time.monotonic() + 120  # a safety net for a hung run, not a speed requirement
     while True:
-        for path in (sink / "temp").glob("*/*"):
+        for path in _run_files(sink):
             try:
                 if path.name != ".lock" and path.stat().st_size >= size:
                     return path
@@ -208,9 +225,14 @@ def test_signal_mid_artifact_exits_130_and_cleans_up(
     before_files = outside_temp(sink)
 
     proc = start_backup(cli, big_source, sink)
-    run_dir = wait_for_partial(proc, sink).parent
-    proc.send_signal(sig)
-    _, stderr = proc.communicate(timeout=120)
+    try:
+        run_dir = wait_for_partial(proc, sink).parent
+        proc.send_signal(sig)
+        _, stderr = proc.communicate(timeout=120)
+    finally:  # a failure here must not leave the child and its pipes to the next test
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
 
     assert proc.returncode == 130, stderr
     lines = stderr.splitlines()
