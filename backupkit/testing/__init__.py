@@ -21,6 +21,9 @@
             def sink(self, tmp_path):
                 return MySink(root=tmp_path)
 
+``backupkit.testing.damage``
+    ``flip`` and ``flip_in_file``: one byte of stored data changed on purpose.
+
 ``backupkit.testing.postgres``
     a throwaway PostgreSQL cluster per test session (``pg_cluster``) and a fresh
     database per test (``pg``); skipped where the server programs are missing.

@@ -23,6 +23,7 @@ from backupkit.crypto.stream import HEADER, HEADER_SIZE, MAGIC, TAG_SIZE
 from backupkit.errors import ConfigError, IntegrityError, KeyMissingError, ManifestError
 from backupkit.params import public_params
 from backupkit.plugin import check_chain
+from backupkit.testing.damage import flip
 from backupkit.transforms.aes import AesTransform
 from backupkit.transforms.gzip import GzipTransform
 from backupkit.transforms.zstd import ZstdTransform
@@ -280,17 +281,11 @@ def swap_in_the_header_of_another_artifact(blob: bytes) -> bytes:
 
 
 def flip_bit_in_first_chunk(blob: bytes) -> bytes:
-    return _flip(blob, HEADER_SIZE + 5)
+    return flip(blob, HEADER_SIZE + 5, 0x01)
 
 
 def flip_bit_in_last_tag(blob: bytes) -> bytes:
-    return _flip(blob, len(blob) - 1)
-
-
-def _flip(blob: bytes, offset: int, bit: int = 0) -> bytes:
-    data = bytearray(blob)
-    data[offset] ^= 1 << bit
-    return bytes(data)
+    return flip(blob, -1, 0x01)
 
 
 TAMPERS: list[Callable[[bytes], bytes]] = [
@@ -325,7 +320,7 @@ def test_tampering_is_detected(tamper: Callable[[bytes], bytes]) -> None:
 @pytest.mark.parametrize("bit", [0, 7])
 def test_a_flipped_bit_anywhere_in_the_header_is_detected(offset: int, bit: int) -> None:
     with pytest.raises(IntegrityError):
-        decrypt(aes(), _flip(_blob(2), offset, bit))
+        decrypt(aes(), flip(_blob(2), offset, 1 << bit))
 
 
 def test_a_flipped_bit_anywhere_in_a_small_stream_is_detected() -> None:
@@ -333,12 +328,12 @@ def test_a_flipped_bit_anywhere_in_a_small_stream_is_detected() -> None:
     blob = encrypt(t, b"0123456789" * 3)
     for offset in range(len(blob)):
         with pytest.raises(IntegrityError):
-            decrypt(t, _flip(blob, offset, offset % 8))
+            decrypt(t, flip(blob, offset, 1 << offset % 8))
 
 
 def test_no_plaintext_is_returned_from_a_chunk_that_fails() -> None:
     t = aes()
-    blob = _flip(_blob(), HEADER_SIZE + SMALL + TAG_SIZE + 3)  # second chunk
+    blob = flip(_blob(), HEADER_SIZE + SMALL + TAG_SIZE + 3, 0x01)  # second chunk
     dec = t.decoder(io.BytesIO(blob))
     assert len(dec.read(SMALL)) == SMALL  # the first chunk is good
     with pytest.raises(IntegrityError, match="chunk 1"):

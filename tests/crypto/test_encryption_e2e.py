@@ -32,6 +32,7 @@ from backupkit.errors import (
     ManifestError,
 )
 from backupkit.testing import fakes
+from backupkit.testing.damage import flip
 
 if TYPE_CHECKING:
     from conftest import Cli
@@ -271,12 +272,6 @@ def _split(blob: bytes) -> tuple[bytes, list[bytes]]:
     return blob[:HEADER_SIZE], [body[i : i + sealed] for i in range(0, len(body), sealed)]
 
 
-def _flip(blob: bytes, offset: int) -> bytes:
-    data = bytearray(blob)
-    data[offset] ^= 0x10
-    return bytes(data)
-
-
 def truncate_at_chunk_boundary(blob: bytes, other: bytes) -> bytes:
     header, chunks = _split(blob)
     return header + b"".join(chunks[:-1])
@@ -297,11 +292,11 @@ def swap_chunk_from_another_artifact(blob: bytes, other: bytes) -> bytes:
 
 
 def flip_bit_in_header(blob: bytes, other: bytes) -> bytes:
-    return _flip(blob, 30)  # inside the salt
+    return flip(blob, 30, 0x10)  # inside the salt
 
 
 def flip_bit_in_body(blob: bytes, other: bytes) -> bytes:
-    return _flip(blob, HEADER_SIZE + SMALL + 100)
+    return flip(blob, HEADER_SIZE + SMALL + 100, 0x10)
 
 
 def strip_mac(sink: Path, manifest: Manifest) -> None:
@@ -393,7 +388,7 @@ def test_verify_without_the_key_checks_the_stored_checksum_and_says_so(
 
     path = sink / main_artifact(manifest).key
     original = path.read_bytes()
-    path.write_bytes(_flip(original, len(original) // 2))
+    path.write_bytes(flip(original, len(original) // 2, 0x10))
     result = keyless.verify(manifest.id)
     assert not result.ok  # the stored checksum suffices
     assert "does not match its manifest checksum" in (result.checks[0].error or "")
@@ -635,7 +630,7 @@ def test_keys_and_passphrases_appear_nowhere(
         run("list", "--sink", sink, "--json")  # sealed manifests: reported as problems
         del cli.env[KEY_ENV]
     for victim in key_sink.rglob("*.tar.zst.bkenc"):
-        victim.write_bytes(_flip(victim.read_bytes(), 200))
+        victim.write_bytes(flip(victim.read_bytes(), 200, 0x10))
     cli.env[KEY_ENV] = key.encode()
     assert run("verify", "--sink", key_sink, "--json").returncode != 0
     assert run("restore", "latest", "--sink", key_sink, "--to", tmp_path / "never2").returncode != 0

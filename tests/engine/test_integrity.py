@@ -15,6 +15,7 @@ import pytest
 
 from backupkit import Artifact, Engine, Manifest
 from backupkit.errors import IntegrityError
+from backupkit.testing.damage import flip_in_file
 
 if TYPE_CHECKING:
     from conftest import Cli
@@ -23,10 +24,8 @@ COMPRESS = ["zstd", "gzip", "none"]
 
 
 def flip_byte(path: Path, where: str) -> None:
-    data = bytearray(path.read_bytes())
-    offset = {"first-header": 100, "middle": len(data) // 2, "last": len(data) - 1}[where]
-    data[offset] ^= 0xFF
-    path.write_bytes(bytes(data))
+    size = path.stat().st_size
+    flip_in_file(path, {"first-header": 100, "middle": size // 2, "last": size - 1}[where])
 
 
 def truncate(path: Path) -> None:

@@ -12,6 +12,7 @@ import pytest
 from backupkit import Engine
 from backupkit.core.manifest import MANIFEST_SUFFIX
 from backupkit.errors import ConfigError, ManifestError
+from backupkit.testing.damage import flip_in_file
 from backupkit.testing.fakes import engine_for
 
 if TYPE_CHECKING:
@@ -24,19 +25,13 @@ def tree(root: Path, text: str) -> Path:
     return root
 
 
-def flip_a_byte(path: Path) -> None:
-    data = bytearray(path.read_bytes())
-    data[len(data) // 2] ^= 0xFF
-    path.write_bytes(bytes(data))
-
-
 def test_verify_of_an_incremental_checks_its_whole_chain(tmp_path: Path, cli: Cli) -> None:
     sink = tmp_path / "sink"
     engine = engine_for(tree(tmp_path / "src", "v1\n"), sink=sink)
     full = engine.backup("app")
     (tmp_path / "src/file.txt").write_text("v2\n")
     incremental = engine.backup("app", kind="incremental")
-    flip_a_byte(sink / full.artifact("files").key)  # the base, which a restore reads first
+    flip_in_file(sink / full.artifact("files").key)  # the base, which a restore reads first
 
     result = engine.verify("latest")
 
